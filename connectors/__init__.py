@@ -1,0 +1,26 @@
+"""Headwater's built-in connectors, registered through the same hook as third-party plugins."""
+
+from headwater.hookspecs import hookimpl
+
+
+@hookimpl
+def register_connectors(register):
+    from connectors.filesystem import filesystem
+    from connectors.rest_api import rest_api
+    from connectors.sql_database import sql_database
+
+    register(
+        "filesystem",
+        filesystem,
+        docs_url="https://dlthub.com/docs/dlt-ecosystem/verified-sources/filesystem",
+    )
+    register(
+        "sql_database",
+        sql_database,
+        docs_url="https://dlthub.com/docs/dlt-ecosystem/verified-sources/sql_database",
+    )
+    register(
+        "rest_api",
+        rest_api,
+        docs_url="https://dlthub.com/docs/dlt-ecosystem/verified-sources/rest_api",
+    )

@@ -1,0 +1,30 @@
+"""The `headwater` command: one subcommand module per area under headwater.commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from headwater.runtime import quiet_telemetry
+
+# Each module exposes add_parser(subparsers); the parser it adds sets `run(args) -> int`.
+COMMAND_MODULES = ("db", "stack", "example", "run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headwater", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"headwater.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_telemetry()
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

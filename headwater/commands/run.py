@@ -1,0 +1,21 @@
+"""`headwater run`: the daily pipeline, the same as `python -m flows.daily`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("run", help="run the daily pipeline (python -m flows.daily)")
+    parser.add_argument("--advance-example", type=int, default=0, metavar="DAYS",
+                        help="simulate DAYS days of the bundled shop before loading")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from headwater.runtime import use_local_stack
+
+    use_local_stack()
+    from flows.daily import main
+
+    return main(["--advance-example", str(args.advance_example)])

@@ -1,0 +1,377 @@
+"""headwater.yaml: the project's declarative list of sources, read and checked before anything runs.
+
+Every problem is collected and reported together, each naming the file, line and
+key and saying what is allowed, so a broken config stops the run before a single
+row is written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from headwater.connectors import Connector, ConnectorRegistry
+from headwater.interpolation import SECRETS_FILE, Variables
+from headwater.runtime import STATE_DIR
+from headwater.yaml_source import KeyPath, YamlDocument, YamlSyntaxError, read_yaml
+
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality"}
+SOURCE_KEYS = {"connector", "settings", "tables", "enabled"}
+TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by"}
+WRITE_DISPOSITIONS = ("append", "merge", "replace")
+# The bundled examples, and the variables each provides to the config while it runs.
+EXAMPLES = {"shop": frozenset({"SHOP_API_URL", "SHOP_API_TOKEN"})}
+# Keys whose values are credentials wherever they appear in settings: only a ${NAME} reference is accepted.
+SECRET_KEYS = {"password", "token", "api_key", "client_secret", "secret", "access_token", "private_key"}
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    name: str
+    primary_key: str | list[str] | None = None
+    cursor: str | None = None
+    write_disposition: str | None = None
+    # When one load holds several versions of a key, keep the row with the highest value here.
+    deduplicate_by: str | None = None
+
+    @property
+    def effective_write_disposition(self) -> str:
+        """Merge where the data has a key, append where it has none, unless the config says otherwise."""
+        if self.write_disposition:
+            return self.write_disposition
+        return "merge" if self.primary_key else "append"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    connector: str
+    settings: dict[str, Any]
+    tables: tuple[TableConfig, ...] = ()
+    enabled: bool = True
+
+    @property
+    def dataset(self) -> str:
+        return f"raw_{self.name}"
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    path: Path
+    name: str
+    sources: tuple[SourceConfig, ...]
+    example: str | None = None
+    transform_dir: Path | None = None
+    quality_dir: Path | None = None
+    variables: Variables | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+    def resolved_settings(self, source: SourceConfig) -> dict[str, Any]:
+        """Settings with every ${NAME} replaced; only call this when the source is about to run."""
+        assert self.variables is not None
+        return self.variables.resolve(source.settings)
+
+
+@dataclass
+class Problem:
+    key_path: KeyPath
+    message: str
+
+
+class ConfigError(Exception):
+    """headwater.yaml cannot be used as it is; str() is the message to show the user."""
+
+    def __init__(self, path: Path, problems: list[Problem], document: YamlDocument | None = None):
+        self.path = path
+        self.problems = problems
+        lines = []
+        for problem in problems:
+            line = document.line_of(problem.key_path) if document else None
+            where = f"{path}:{line}" if line else str(path)
+            key = ".".join(str(part) for part in problem.key_path)
+            lines.append(f"{where}: {key}: {problem.message}" if key else f"{where}: {problem.message}")
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(
+            f"Invalid project config ({count}); nothing was run or written. Fix and run again:\n  "
+            + "\n  ".join(lines)
+        )
+
+
+def load_project(path: Path, registry: ConnectorRegistry) -> ProjectConfig:
+    """Read and fully validate headwater.yaml against the connectors that are installed."""
+    path = path.resolve()
+    if not path.exists():
+        raise ConfigError(
+            path,
+            [Problem((), "file not found. Create it, or point HEADWATER_CONFIG at your project's config.")],
+        )
+    try:
+        document = read_yaml(path)
+    except YamlSyntaxError as error:
+        raise ConfigError(path, [Problem((), str(error).split(": ", 1)[-1])]) from None
+
+    variables = Variables(path.parent, path.parent / STATE_DIR / SECRETS_FILE)
+    problems: list[Problem] = []
+    config = _parse(document, path, registry, variables, problems)
+    if problems:
+        raise ConfigError(path, problems, document)
+    return config
+
+
+def _parse(
+    document: YamlDocument,
+    path: Path,
+    registry: ConnectorRegistry,
+    variables: Variables,
+    problems: list[Problem],
+) -> ProjectConfig:
+    data = document.data
+    if not isinstance(data, dict):
+        problems.append(Problem((), "the file must be a mapping with a `sources:` key"))
+        return ProjectConfig(path=path, name="", sources=())
+    _unknown_keys(data, TOP_LEVEL_KEYS, (), problems)
+
+    example = data.get("example")
+    if example is not None and example not in EXAMPLES:
+        problems.append(Problem(("example",), f"unknown example {example!r}; allowed: {', '.join(EXAMPLES)}"))
+
+    raw_sources = data.get("sources")
+    sources: list[SourceConfig] = []
+    if not isinstance(raw_sources, dict) or not raw_sources:
+        problems.append(Problem(("sources",), "must be a mapping of source name -> {connector, settings, tables}"))
+    else:
+        provided = EXAMPLES.get(example, frozenset())
+        for name, raw in raw_sources.items():
+            source = _parse_source(str(name), raw, registry, variables, provided, problems)
+            if source is not None:
+                sources.append(source)
+
+    return ProjectConfig(
+        path=path,
+        name=str(data.get("project") or path.parent.name),
+        sources=tuple(sources),
+        example=example,
+        transform_dir=_folder(data, "transform", "project_dir", "transform", path.parent, problems),
+        quality_dir=_folder(data, "quality", "contracts_dir", "quality", path.parent, problems),
+        variables=variables,
+    )
+
+
+def _folder(data: dict, section: str, key: str, default: str, root: Path, problems: list[Problem]) -> Path | None:
+    block = data.get(section) or {}
+    if not isinstance(block, dict):
+        problems.append(Problem((section,), f"must be a mapping, e.g. {{{key}: {default}, enabled: true}}"))
+        return None
+    _unknown_keys(block, {key, "enabled"}, (section,), problems)
+    if block.get("enabled", True) is False:
+        return None
+    folder = root / str(block.get(key, default))
+    if key in block and not folder.is_dir():
+        problems.append(Problem((section, key), f"folder {folder} does not exist"))
+    return folder if folder.is_dir() else None
+
+
+def _parse_source(
+    name: str,
+    raw: Any,
+    registry: ConnectorRegistry,
+    variables: Variables,
+    provided: frozenset[str],
+    problems: list[Problem],
+) -> SourceConfig | None:
+    where: KeyPath = ("sources", name)
+    if not SOURCE_NAME.match(name):
+        problems.append(
+            Problem(where, "source names become schema names (raw_<name>): use lower-case letters, digits and _")
+        )
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, "must be a mapping with `connector:` and `settings:`"))
+        return None
+    _unknown_keys(raw, SOURCE_KEYS, where, problems)
+
+    connector_name = raw.get("connector")
+    connector = registry.get(str(connector_name)) if connector_name else None
+    if not connector_name:
+        problems.append(Problem(where, f"`connector:` is missing; installed: {', '.join(registry.names())}"))
+    elif connector is None:
+        close = difflib.get_close_matches(str(connector_name), registry.names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        problems.append(
+            Problem(
+                (*where, "connector"),
+                f"unknown connector {connector_name!r}; {hint}installed: {', '.join(registry.names())}",
+            )
+        )
+
+    settings = raw.get("settings") or {}
+    if not isinstance(settings, dict):
+        problems.append(Problem((*where, "settings"), "must be a mapping of setting name -> value"))
+        settings = {}
+    if connector is not None:
+        _check_settings(connector, settings, (*where, "settings"), variables, provided, problems)
+    _check_secrets_are_references(settings, (*where, "settings"), problems)
+
+    return SourceConfig(
+        name=name,
+        connector=str(connector_name),
+        settings=settings,
+        tables=_parse_tables(raw.get("tables"), (*where, "tables"), problems),
+        enabled=bool(raw.get("enabled", True)),
+    )
+
+
+def _check_settings(
+    connector: Connector,
+    settings: dict,
+    where: KeyPath,
+    variables: Variables,
+    provided: frozenset[str],
+    problems: list[Problem],
+) -> None:
+    declared = {setting.name: setting for setting in connector.settings()}
+    for key in settings:
+        if key not in declared:
+            close = difflib.get_close_matches(str(key), declared, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(
+                Problem(
+                    (*where, key),
+                    f"connector {connector.name!r} has no setting {key!r}; {hint}allowed: {', '.join(declared)}",
+                )
+            )
+    for setting in declared.values():
+        if setting.name not in settings:
+            if setting.required:
+                kind = "secret " if setting.secret else ""
+                example = f"${{{setting.name.upper()}}}" if setting.secret else "..."
+                problems.append(
+                    Problem(
+                        where,
+                        f"connector {connector.name!r} needs {kind}setting {setting.name!r} "
+                        f"({setting.type_name}); add `{setting.name}: {example}`",
+                    )
+                )
+            continue
+        value = settings[setting.name]
+        for missing in sorted(variables.missing(value, provided)):
+            problems.append(
+                Problem(
+                    (*where, setting.name),
+                    f"${{{missing}}} is not set: export {missing}=... or add it to {variables.secrets_file}",
+                )
+            )
+        if setting.secret and isinstance(value, str) and not variables.references_in(value):
+            problems.append(
+                Problem(
+                    (*where, setting.name),
+                    f"{setting.name!r} is a secret; do not write it in the file, reference it as "
+                    f"${{{setting.name.upper()}}} and set that in the environment or {variables.secrets_file}",
+                )
+            )
+        if not variables.references_in(value) & provided:  # checked once the example provides the value
+            _check_type(setting.annotation, value, setting.type_name, (*where, setting.name), variables, problems)
+
+
+def _check_type(annotation, value, type_name, where: KeyPath, variables: Variables, problems: list[Problem]) -> None:
+    if annotation is None or annotation is Any or isinstance(annotation, str):
+        return
+    try:
+        adapter = TypeAdapter(annotation)
+    except Exception:  # a type pydantic cannot describe (an engine, a credentials class): not checked here
+        return
+    try:
+        adapter.validate_python(variables.resolve(value), strict=not variables.references_in(value))
+    except ValidationError as error:
+        first = error.errors()[0]
+        got = type(value).__name__
+        problems.append(
+            Problem(where, f"expected {type_name}, got {got} {_shown(value)} ({first['msg'].lower()})")
+        )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_secrets_are_references(value: Any, where: KeyPath, problems: list[Problem]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if str(key).lower() in SECRET_KEYS and isinstance(item, str) and "${" not in item:
+                problems.append(
+                    Problem(
+                        (*where, key),
+                        f"{key!r} holds a secret; reference it as ${{NAME}} and set NAME in the "
+                        "environment or .headwater/secrets.env",
+                    )
+                )
+            else:
+                _check_secrets_are_references(item, (*where, key), problems)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_secrets_are_references(item, (*where, index), problems)
+
+
+def _parse_tables(raw: Any, where: KeyPath, problems: list[Problem]) -> tuple[TableConfig, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, list):
+        raw = {str(name): {} for name in raw}
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, "must be a list of table names or a mapping of table name -> options"))
+        return ()
+    tables = []
+    for name, options in raw.items():
+        options = options or {}
+        if not isinstance(options, dict):
+            allowed = ", ".join(sorted(TABLE_KEYS))
+            problems.append(Problem((*where, name), f"options must be a mapping with keys {allowed}"))
+            continue
+        _unknown_keys(options, TABLE_KEYS, (*where, name), problems)
+        disposition = options.get("write_disposition")
+        if disposition is not None and disposition not in WRITE_DISPOSITIONS:
+            problems.append(
+                Problem(
+                    (*where, name, "write_disposition"),
+                    f"unknown write disposition {disposition!r}; allowed: {', '.join(WRITE_DISPOSITIONS)}",
+                )
+            )
+        if disposition == "merge" and not options.get("primary_key"):
+            problems.append(Problem((*where, name), "write_disposition merge needs a primary_key"))
+        tables.append(
+            TableConfig(
+                name=str(name),
+                primary_key=options.get("primary_key"),
+                cursor=options.get("cursor"),
+                write_disposition=disposition,
+                deduplicate_by=options.get("deduplicate_by") or options.get("cursor"),
+            )
+        )
+    return tuple(tables)
+
+
+def _unknown_keys(mapping: dict, allowed: set[str], where: KeyPath, problems: list[Problem]) -> None:
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(Problem((*where, key), f"unknown key; {hint}allowed: {', '.join(sorted(allowed))}"))

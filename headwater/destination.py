@@ -1,0 +1,82 @@
+"""Which Postgres Headwater writes to, and how each tool is told to connect to it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+DATABASE_URL_ENV = "HEADWATER_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class PostgresAddress:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @classmethod
+    def from_url(cls, url: str) -> "PostgresAddress":
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+            raise ValueError(
+                f"{DATABASE_URL_ENV} must be a postgresql:// URL, got scheme {parts.scheme!r}"
+            )
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            database=(parts.path or "/postgres").lstrip("/") or "postgres",
+        )
+
+    @property
+    def url(self) -> str:
+        auth = self.user + (f":{self.password}" if self.password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with the password masked, for messages and logs."""
+        auth = self.user + (":***" if self.password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+
+    def tool_env(self) -> dict[str, str]:
+        """Variables that dbt's profile and Soda's data source read their connection from."""
+        return {
+            "HEADWATER_PG_HOST": self.host,
+            "HEADWATER_PG_PORT": str(self.port),
+            "HEADWATER_PG_USER": self.user,
+            "HEADWATER_PG_PASSWORD": self.password,
+            "HEADWATER_PG_DATABASE": self.database,
+        }
+
+    def dlt_credentials(self) -> dict[str, object]:
+        # dlt insists on a password field even where the server trusts the connection.
+        return {
+            "host": self.host,
+            "port": self.port,
+            "username": self.user,
+            "password": self.password,
+            "database": self.database,
+        }
+
+
+def resolve_destination(state_dir: Path, *, start: bool = True) -> PostgresAddress:
+    """$HEADWATER_DATABASE_URL when set; otherwise the project's embedded PostgreSQL, started if needed."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return PostgresAddress.from_url(url)
+    from headwater.local_postgres import LocalPostgres
+
+    local = LocalPostgres(state_dir / "postgres")
+    url = local.start() if start else local.url()
+    if url is None:
+        raise RuntimeError(
+            f"the embedded PostgreSQL in {state_dir / 'postgres'} is not running; "
+            f"start it with `headwater db url`, or set {DATABASE_URL_ENV}"
+        )
+    return PostgresAddress.from_url(url)

@@ -1,0 +1,42 @@
+"""Run the bundled example next to a pipeline run: the shop exists, its API serves, the config can reach it."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Iterator
+
+from headwater.config import ProjectConfig
+from headwater.example.api_server import serve_api
+from headwater.example.changes import DayChanges
+from headwater.example.simulator import Shop
+from headwater.interpolation import SECRETS_FILE
+
+logger = logging.getLogger(__name__)
+
+
+def project_shop(project: ProjectConfig) -> Shop:
+    return Shop(project.state_dir / "example", secrets_file=project.state_dir / SECRETS_FILE)
+
+
+@contextmanager
+def running_example(project: ProjectConfig, advance_days: int = 0) -> Iterator[DayChanges | None]:
+    """For a project with `example: shop`: create the shop on first use, advance it, and serve its API.
+
+    Yields what the shop changed in this run (None for projects without an example).
+    The API's URL and token reach the config as ${SHOP_API_URL} and ${SHOP_API_TOKEN}
+    for the duration of the block only.
+    """
+    if project.example != "shop":
+        yield None
+        return
+    shop = project_shop(project)
+    changes = shop.init()
+    if advance_days > 0:
+        changes = changes.then(shop.advance(advance_days))
+    logger.info("Example shop at day %s", shop.day)
+    token = shop.api_token
+    with serve_api(shop.state_dir, token=token) as base_url:
+        project.variables.provide("SHOP_API_URL", base_url)
+        project.variables.provide("SHOP_API_TOKEN", token)
+        yield changes

@@ -1,0 +1,11 @@
+"""The hooks a Headwater plugin may implement. Public API: never rename a hook or reorder its arguments."""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("headwater")
+hookimpl = pluggy.HookimplMarker("headwater")
+
+
+@hookspec
+def register_connectors(register):
+    """Call register(name, source, **metadata) once per connector; source is a @dlt.source or @dlt.resource function."""

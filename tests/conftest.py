@@ -1,0 +1,91 @@
+"""Shared test fixtures: real Postgres databases, one Prefect server, isolated copies of the shop project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from headwater.runtime import quiet_telemetry
+
+quiet_telemetry()
+
+REPO = Path(__file__).resolve().parents[1]
+# The machine's PostgreSQL server; each test gets a database of its own on it.
+TEST_SERVER_URL = os.environ.get("HEADWATER_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
+PROJECT_FILES = ("headwater.yaml", "transform", "quality", "flows", "prefect.yaml")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def database_url():
+    """A fresh, empty database on the test server, dropped afterwards."""
+    name = f"hw_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{TEST_SERVER_URL}/{name}"
+    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def query(url: str, sql: str, *params) -> list[tuple]:
+    with psycopg.connect(url) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """One Prefect server for the whole session, started the way `headwater up` starts it."""
+    from headwater import stack
+
+    state = tmp_path_factory.mktemp("prefect-stack") / ".headwater"
+    state.mkdir()
+    previous = {name: os.environ.get(name) for name in ("PREFECT_API_URL", "HEADWATER_DATABASE_URL")}
+    os.environ["HEADWATER_DATABASE_URL"] = f"{TEST_SERVER_URL}/postgres"  # only Prefect starts
+    try:
+        status = stack.up(state, port=free_port())
+    finally:
+        _restore(previous)
+    os.environ["PREFECT_API_URL"] = status.prefect_api_url
+    yield status.prefect_api_url
+    stack.down(state)
+    os.environ.pop("PREFECT_API_URL", None)
+
+
+def _restore(previous: dict[str, str | None]) -> None:
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def copy_shop_project(root: Path) -> Path:
+    """Copy the bundled shop project (config, dbt project, contracts, flows) into root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+@pytest.fixture
+def shop_project(tmp_path, monkeypatch):
+    """A copy of the bundled shop project in a temporary folder, selected through HEADWATER_CONFIG."""
+    root = copy_shop_project(tmp_path / "shop")
+    monkeypatch.setenv("HEADWATER_CONFIG", str(root / "headwater.yaml"))
+    monkeypatch.delenv("SHOP_API_TOKEN", raising=False)
+    return root
