@@ -40,7 +40,7 @@ def database_url():
 
 def query(url: str, sql: str, *params) -> list[tuple]:
     with psycopg.connect(url) as connection:
-        return connection.execute(sql, params).fetchall()
+        return connection.execute(sql, params or None).fetchall()
 
 
 @pytest.fixture(scope="session")
