@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 
 from flows.tasks import dbt_build_task, load_source_task, verify_contracts_task
 from headwater.config import ConfigError, ProjectConfig, load_project
-from headwater.destination import resolve_destination
+from headwater.destination import resolve_destination, uses_embedded_database
 from headwater.example.session import running_example
 from headwater.plugins import connector_registry
 from headwater.runtime import config_path
@@ -43,7 +43,7 @@ def daily(advance_example: int = 0) -> RunSummary:
     address = resolve_destination(project.state_dir)
     logger.info("Destination: %s", address.safe_url)
 
-    summary = RunSummary()
+    summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database())
     with running_example(project, advance_days=advance_example):
         for source in project.sources:
             if source.enabled:

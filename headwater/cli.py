@@ -13,7 +13,10 @@ COMMAND_MODULES = ("db", "stack", "example", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headwater", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="headwater",
+        description="Incremental ELT into Postgres: dlt connectors, dbt models, Soda contracts, Prefect flows.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"headwater.commands.{name}").add_parser(subparsers)

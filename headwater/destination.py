@@ -54,6 +54,19 @@ class PostgresAddress:
             "HEADWATER_PG_DATABASE": self.database,
         }
 
+    def connect(self, **options):
+        """A psycopg connection to this database (options: autocommit, connect_timeout, ...)."""
+        import psycopg
+
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
+            dbname=self.database,
+            **options,
+        )
+
     def dlt_credentials(self) -> dict[str, object]:
         # dlt insists on a password field even where the server trusts the connection.
         return {
@@ -63,6 +76,10 @@ class PostgresAddress:
             "password": self.password,
             "database": self.database,
         }
+
+
+def uses_embedded_database() -> bool:
+    return not os.environ.get(DATABASE_URL_ENV)
 
 
 def resolve_destination(state_dir: Path, *, start: bool = True) -> PostgresAddress:

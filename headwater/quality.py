@@ -221,16 +221,7 @@ def _describe_threshold(threshold) -> str | None:
 
 def _existing_relations(address: PostgresAddress, schemas: Iterable[str]) -> set[tuple[str, str]]:
     """(schema, name) of every table and view in the given schemas."""
-    import psycopg
-
-    with psycopg.connect(
-        host=address.host,
-        port=address.port,
-        user=address.user,
-        password=address.password or None,
-        dbname=address.database,
-        connect_timeout=10,
-    ) as connection:
+    with address.connect(connect_timeout=10) as connection:
         rows = connection.execute(
             "select table_schema, table_name from information_schema.tables where table_schema = any(%s)",
             (sorted(schemas),),

@@ -22,6 +22,8 @@ class RunSummary:
     dbt: "DbtRunResult | None" = None
     contracts: list["ContractResult"] = field(default_factory=list)
     seconds: float = 0.0
+    destination: str = ""  # masked URL
+    embedded: bool = False
 
     @property
     def failures(self) -> list[str]:
@@ -114,6 +116,11 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     # Logs and CI captures have no terminal width; keep the table readable there too.
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     console.print(summary_table(summary))
+    if summary.destination:
+        where = f"Data is in {summary.destination}"
+        if summary.embedded:
+            where += " (embedded PostgreSQL: `headwater db url` prints it, `headwater db stop` stops it)"
+        console.print(where, highlight=False)
     if summary.ok:
         console.print(f"[green]Run succeeded[/green] in {summary.seconds:.1f}s.")
     else:

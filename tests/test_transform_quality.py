@@ -137,14 +137,7 @@ def build(address, tmp_path_factory):
 
 
 def connect(address: PostgresAddress) -> psycopg.Connection:
-    return psycopg.connect(
-        host=address.host,
-        port=address.port,
-        user=address.user,
-        password=address.password or None,
-        dbname=address.database,
-        autocommit=True,
-    )
+    return address.connect(autocommit=True)
 
 
 def fetch(address: PostgresAddress, query: str) -> list[dict]:
