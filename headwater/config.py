@@ -215,10 +215,12 @@ def _parse_source(
     elif connector is None:
         close = difflib.get_close_matches(str(connector_name), registry.names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
+        # A connector may be unknown because its plugin is broken: say so next to the name.
+        broken = "".join(f"; note: {problem}" for problem in registry.problems)
         problems.append(
             Problem(
                 (*where, "connector"),
-                f"unknown connector {connector_name!r}; {hint}installed: {', '.join(registry.names())}",
+                f"unknown connector {connector_name!r}; {hint}installed: {', '.join(registry.names())}{broken}",
             )
         )
 

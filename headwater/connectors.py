@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import dlt
+
+CONNECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Metadata a plugin may pass to register(); anything else is a registration error.
+METADATA_KEYS = frozenset({"description", "docs_url", "secrets", "primary_keys", "cursors", "pii"})
 
 
 @dataclass(frozen=True)
@@ -30,14 +35,24 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class Plugin:
+    """Where connectors come from: a plugin name and the distribution that installed it."""
+
+    name: str
+    package: str
+    version: str
+
+
+@dataclass(frozen=True)
 class Connector:
     name: str
     source: Callable[..., Any]
-    plugin: str
+    plugin: Plugin
     description: str = ""
     docs_url: str | None = None
     secret_settings: frozenset[str] = frozenset()
-    primary_keys: dict[str, Any] = field(default_factory=dict)
+    # Per resource, when the connector knows them: primary key, incremental cursor column, PII columns.
+    primary_keys: dict[str, str | list[str]] = field(default_factory=dict)
     cursors: dict[str, str] = field(default_factory=dict)
     pii: dict[str, list[str]] = field(default_factory=dict)
 
@@ -76,6 +91,19 @@ def _signature(source: Callable[..., Any]) -> inspect.Signature:
     )
 
 
+def _is_dlt_source_function(source: Any) -> bool:
+    from dlt.extract.decorators import DltSourceFactoryWrapper
+    from dlt.extract.resource import DltResource
+
+    return isinstance(source, (DltSourceFactoryWrapper, DltResource)) or (
+        callable(source) and hasattr(source, "__wrapped__") and "dlt" in type(source).__module__
+    )
+
+
+class RegistrationError(ValueError):
+    """A plugin called register() with arguments Headwater cannot use."""
+
+
 class ConnectorRegistry:
     """Connectors by name, filled by the register_connectors hook of every plugin."""
 
@@ -83,26 +111,23 @@ class ConnectorRegistry:
         self._connectors: dict[str, Connector] = {}
         self.problems: list[str] = []
 
-    def registrar(self, plugin: str) -> Callable[..., None]:
+    def registrar(self, plugin: Plugin) -> Callable[..., None]:
         """The `register` callable handed to one plugin's hook implementation."""
 
         def register(name: str, source: Callable[..., Any], **metadata: Any) -> None:
+            try:
+                connector = _make_connector(plugin, name, source, metadata)
+            except RegistrationError as error:
+                self.problems.append(f"plugin {plugin.name!r} ({plugin.package}): {error}")
+                return
             if name in self._connectors:
+                first = self._connectors[name].plugin
                 self.problems.append(
-                    f"plugin {plugin!r} registers connector {name!r}, already registered by "
-                    f"{self._connectors[name].plugin!r}; the first registration is kept"
+                    f"plugin {plugin.name!r} ({plugin.package}) registers connector {name!r}, already registered "
+                    f"by plugin {first.name!r} ({first.package}); the first registration is kept"
                 )
                 return
-            description = metadata.pop("description", None) or inspect.getdoc(source) or ""
-            secrets = frozenset(metadata.pop("secrets", ()))
-            self._connectors[name] = Connector(
-                name=name,
-                source=source,
-                plugin=plugin,
-                description=description.strip().splitlines()[0] if description else "",
-                secret_settings=secrets,
-                **metadata,
-            )
+            self._connectors[name] = connector
 
         return register
 
@@ -114,3 +139,31 @@ class ConnectorRegistry:
 
     def __iter__(self):
         return iter(self._connectors[name] for name in self.names())
+
+
+def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, Any]) -> Connector:
+    if not isinstance(name, str) or not CONNECTOR_NAME.match(name):
+        raise RegistrationError(
+            f"connector name {name!r} is invalid: use lower-case letters, digits and _ (starting with a letter)"
+        )
+    if not _is_dlt_source_function(source):
+        raise RegistrationError(
+            f"connector {name!r}: source must be a @dlt.source or @dlt.resource function, got {type(source).__name__}"
+        )
+    unknown = sorted(set(metadata) - METADATA_KEYS)
+    if unknown:
+        raise RegistrationError(
+            f"connector {name!r}: unknown metadata {', '.join(unknown)}; allowed: {', '.join(sorted(METADATA_KEYS))}"
+        )
+    description = metadata.get("description") or inspect.getdoc(source) or ""
+    return Connector(
+        name=name,
+        source=source,
+        plugin=plugin,
+        description=description.strip().splitlines()[0] if description.strip() else "",
+        docs_url=metadata.get("docs_url"),
+        secret_settings=frozenset(metadata.get("secrets", ())),
+        primary_keys=dict(metadata.get("primary_keys") or {}),
+        cursors=dict(metadata.get("cursors") or {}),
+        pii={resource: list(columns) for resource, columns in (metadata.get("pii") or {}).items()},
+    )
