@@ -108,7 +108,8 @@ def load_source(
 
 
 def _describe(error: BaseException) -> str:
-    # dlt wraps the cause in PipelineStepFailed; the innermost message is the useful one.
-    while error.__cause__ is not None:
+    # dlt wraps the real error in its own step and extraction exceptions; the first
+    # error below those wrappers is the one that says what went wrong.
+    while error.__cause__ is not None and type(error).__module__.startswith("dlt."):
         error = error.__cause__
     return f"{type(error).__name__}: {error}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 
 import polars as pl
 import pyarrow as pa
@@ -27,18 +29,64 @@ def file_format_of(file_name: str, declared: str | None) -> str:
     return SUFFIXES[suffix]
 
 
+class MalformedFileError(ValueError):
+    """A landing file could not be read; the message names the file and, where known, the line."""
+
+
 def read_file_as_arrow(item, declared_format: str | None = None) -> pa.Table:
-    """Read a dlt FileItem into Arrow; ISO timestamp strings become UTC timestamps so CSV, JSONL and Parquet agree."""
-    file_format = file_format_of(item["file_name"], declared_format)
-    data = io.BytesIO(item.read_bytes())
-    if file_format == "csv":
-        frame = pl.read_csv(data, try_parse_dates=True, infer_schema_length=10_000)
-    elif file_format == "jsonl":
-        frame = pl.read_ndjson(data, infer_schema_length=10_000)
-    else:
-        frame = pl.read_parquet(data)
-    frame = normalise_timestamps(frame).with_columns(pl.lit(item["file_name"]).alias(SOURCE_FILE_COLUMN))
+    """Read a dlt FileItem into Arrow; ISO timestamp strings become UTC timestamps so CSV, JSONL and Parquet agree.
+
+    A file that cannot be read whole fails the load with its name and the first bad
+    line: rows are never dropped to make a file fit.
+    """
+    # The path below bucket_url, so files of the same name in different folders stay apart.
+    file_name = item.get("relative_path") or item["file_name"]
+    file_format = file_format_of(file_name, declared_format)
+    content = item.read_bytes()
+    try:
+        frame = _read(content, file_format)
+    except Exception as error:
+        where = first_bad_line(content, file_format)
+        raise MalformedFileError(
+            f"{file_name}{where}: cannot be read as {file_format} ({str(error).splitlines()[0]}); "
+            "fix or remove the file, then run again"
+        ) from error
+    frame = normalise_timestamps(frame).with_columns(pl.lit(file_name).alias(SOURCE_FILE_COLUMN))
     return frame.to_arrow()
+
+
+def _read(content: bytes, file_format: str) -> pl.DataFrame:
+    data = io.BytesIO(content)
+    if file_format == "csv":
+        return pl.read_csv(data, try_parse_dates=True, infer_schema_length=10_000)
+    if file_format == "jsonl":
+        return pl.read_ndjson(data, infer_schema_length=10_000)
+    return pl.read_parquet(data)
+
+
+def first_bad_line(content: bytes, file_format: str) -> str:
+    """Locate the first line a text file breaks on (only called once reading has failed)."""
+    if file_format == "parquet":
+        return ""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = content[: error.start].count(b"\n") + 1
+        return f" line {line}: not UTF-8"
+    if file_format == "jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except ValueError:
+                    return f" line {number}: not a JSON object"
+        return ""
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, [])
+    for row in rows:
+        if row and len(row) != len(header):
+            return f" line {rows.line_num}: {len(row)} fields, the header has {len(header)}"
+    return ""
 
 
 def normalise_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
