@@ -44,11 +44,15 @@ def query(url: str, sql: str, *params) -> list[tuple]:
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory):
-    """One Prefect server for the whole session, started the way `headwater up` starts it."""
+def local_stack(tmp_path_factory):
+    """`headwater up` for the whole session (Prefect server only; the database is the test server).
+
+    Yields the stack's project folder and status; flows started in that folder find the server.
+    """
     from headwater import stack
 
-    state = tmp_path_factory.mktemp("prefect-stack") / ".headwater"
+    root = tmp_path_factory.mktemp("stack-project")
+    state = root / ".headwater"
     state.mkdir()
     previous = {name: os.environ.get(name) for name in ("PREFECT_API_URL", "HEADWATER_DATABASE_URL")}
     os.environ["HEADWATER_DATABASE_URL"] = f"{TEST_SERVER_URL}/postgres"  # only Prefect starts
@@ -56,9 +60,16 @@ def prefect_api(tmp_path_factory):
         status = stack.up(state, port=free_port())
     finally:
         _restore(previous)
+    yield root, status
+    stack.down(state)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(local_stack):
+    """The session's Prefect server, also set as PREFECT_API_URL for flows run in this process."""
+    _, status = local_stack
     os.environ["PREFECT_API_URL"] = status.prefect_api_url
     yield status.prefect_api_url
-    stack.down(state)
     os.environ.pop("PREFECT_API_URL", None)
 
 

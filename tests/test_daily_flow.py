@@ -13,7 +13,7 @@ import pytest
 from headwater.config import load_project
 from headwater.example.session import project_shop
 from headwater.plugins import connector_registry
-from tests.conftest import query
+from tests.conftest import copy_shop_project, query
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +145,25 @@ def test_failed_contract_makes_the_run_exit_non_zero(shop_project, database_url,
     assert "Run failed" in run.stdout
     assert "contract raw_shop_db.products: row_count" in run.stdout
     assert "failed 5/6: row_count" in run.stdout  # the other checks still ran and passed
+
+
+def completed_daily_runs(api_url: str) -> int:
+    import prefect.settings
+    from prefect.client.orchestration import get_client
+
+    with prefect.settings.temporary_settings({prefect.settings.PREFECT_API_URL: api_url}):
+        with get_client(sync_client=True) as client:
+            return sum(1 for run in client.read_flow_runs() if run.state_name == "Completed")
+
+
+def test_daily_finds_the_server_of_headwater_up_by_itself(local_stack, database_url):
+    root, status = local_stack
+    copy_shop_project(root)
+    before = completed_daily_runs(status.prefect_api_url)
+    env = {name: value for name, value in os.environ.items() if name not in ("PREFECT_API_URL", "HEADWATER_CONFIG")}
+    env["HEADWATER_DATABASE_URL"] = database_url
+    run = subprocess.run([sys.executable, "-m", "flows.daily"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Starting temporary server" not in run.stdout + run.stderr
+    assert completed_daily_runs(status.prefect_api_url) == before + 1
