@@ -22,5 +22,6 @@ def register_connectors(register):
     register(
         "rest_api",
         rest_api,
+        cursor_in_settings=True,
         docs_url="https://dlthub.com/docs/dlt-ecosystem/verified-sources/rest_api",
     )

@@ -232,11 +232,22 @@ def _parse_source(
         _check_settings(connector, settings, (*where, "settings"), variables, provided, problems)
     _check_secrets_are_references(settings, (*where, "settings"), problems)
 
+    tables = _parse_tables(raw.get("tables"), (*where, "tables"), problems)
+    if connector is not None and connector.cursor_in_settings:
+        for table in tables:
+            if table.cursor:
+                problems.append(
+                    Problem(
+                        (*where, "tables", table.name, "cursor"),
+                        f"connector {connector.name!r} takes its incremental cursor in its settings "
+                        "(for rest_api: an endpoint param with `type: incremental`); remove `cursor:` here",
+                    )
+                )
     return SourceConfig(
         name=name,
         connector=str(connector_name),
         settings=settings,
-        tables=_parse_tables(raw.get("tables"), (*where, "tables"), problems),
+        tables=tables,
         enabled=bool(raw.get("enabled", True)),
     )
 

@@ -12,7 +12,9 @@ import dlt
 
 CONNECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Metadata a plugin may pass to register(); anything else is a registration error.
-METADATA_KEYS = frozenset({"description", "docs_url", "secrets", "primary_keys", "cursors", "pii"})
+METADATA_KEYS = frozenset(
+    {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings"}
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Connector:
     primary_keys: dict[str, str | list[str]] = field(default_factory=dict)
     cursors: dict[str, str] = field(default_factory=dict)
     pii: dict[str, list[str]] = field(default_factory=dict)
+    # True where the increment is declared inside the settings (e.g. an API's incremental query
+    # parameter), so a `cursor:` table option would fight it.
+    cursor_in_settings: bool = False
 
     def settings(self) -> list[Setting]:
         """Every parameter the source takes, read from its signature."""
@@ -166,4 +171,5 @@ def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, 
         primary_keys=dict(metadata.get("primary_keys") or {}),
         cursors=dict(metadata.get("cursors") or {}),
         pii={resource: list(columns) for resource, columns in (metadata.get("pii") or {}).items()},
+        cursor_in_settings=bool(metadata.get("cursor_in_settings", False)),
     )

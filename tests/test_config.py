@@ -124,9 +124,21 @@ def test_bundled_config_loads_with_every_source_and_table():
             2,
             ["sources.Bad-Name", "lower-case letters, digits and _"],
         ),
+        (
+            """\
+            sources:
+              api:
+                connector: rest_api
+                settings: {client: {base_url: "http://127.0.0.1:1"}, resources: [items]}
+                tables:
+                  items: {primary_key: id, cursor: updated_at}
+            """,
+            6,
+            ["sources.api.tables.items.cursor", "takes its incremental cursor in its settings", "type: incremental"],
+        ),
     ],
     ids=["unknown-connector", "missing-setting", "wrong-type", "literal-secret", "unset-reference",
-         "bad-write-disposition", "misspelt-key", "bad-source-name"],
+         "bad-write-disposition", "misspelt-key", "bad-source-name", "cursor-on-api-table"],
 )
 def test_broken_config_names_the_key_and_line(tmp_path, monkeypatch, body, expected_line, expected_fragments):
     monkeypatch.setenv("DB_URL", "postgresql://localhost/app")

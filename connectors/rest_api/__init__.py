@@ -5,16 +5,31 @@ from __future__ import annotations
 import dlt
 from dlt.sources.rest_api import rest_api_resources
 
+from connectors.rest_api.helpers import Retries, retrying_session, with_session
+
 
 @dlt.source(name="rest_api")
-def rest_api(client: dict, resources: list, resource_defaults: dict | None = None):
+def rest_api(
+    client: dict,
+    resources: list,
+    resource_defaults: dict | None = None,
+    retries: Retries | None = None,
+):
     """Load the endpoints of a REST API: pagination, auth and incremental parameters as dlt's rest_api declares them.
 
     Args:
-        client: base_url, auth (bearer, api_key, http_basic, oauth2_client_credentials) and paginator.
-        resources: One entry per endpoint: name, endpoint path, params (with an `incremental` param), primary_key.
+        client: base_url, headers, auth (bearer, api_key, http_basic, oauth2_client_credentials) and paginator
+            (cursor, json_link, header_link, offset, page_number, single_page).
+        resources: One entry per endpoint: name, endpoint (path, params, data_selector, paginator), primary_key.
+            A param `{type: incremental, cursor_path, initial_value}` asks only for data newer than the last
+            run; a param `{type: resolve, resource, field}` calls the endpoint once per row of a parent resource.
         resource_defaults: Settings shared by every resource (e.g. write_disposition, primary_key).
+        retries: This source's retry policy for 429, 5xx and connection errors: max_attempts, backoff_factor,
+            max_delay, timeout (seconds). Keys left out, or no `retries` at all, follow dlt's runtime
+            settings (RUNTIME__REQUEST_MAX_ATTEMPTS, ...), which apply to every source.
     """
+    if retries:
+        client, resources = with_session(client, resources, retrying_session(retries))
     config = {"client": client, "resources": resources}
     if resource_defaults:
         config["resource_defaults"] = resource_defaults

@@ -1,0 +1,89 @@
+"""`headwater check`: validate headwater.yaml and test every connection, without loading anything."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+# Seconds per check. headwater.checks is imported only when the command runs: it pulls in dlt.
+DEFAULT_TIMEOUT = 30.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="Validate headwater.yaml and test the connection to every source and the destination.",
+        description="Validate headwater.yaml, then read one item from every source and run `select 1` on the "
+        "destination. Nothing is loaded and no pipeline state changes. Exit code 2: the config is invalid; "
+        "1: a connection failed.",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"Seconds to wait for each source and the destination (default {DEFAULT_TIMEOUT:g}).",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from headwater.checks import CheckResult, check_destination, check_sources, reason
+    from headwater.config import ConfigError, load_project
+    from headwater.destination import resolve_destination
+    from headwater.example.session import running_example
+    from headwater.plugins import connector_registry
+    from headwater.runtime import config_path
+
+    registry = connector_registry()
+    try:
+        project = load_project(config_path(), registry)
+    except ConfigError as error:
+        # Plain text, never re-wrapped: each problem stays on one line with its file:line.
+        print(error, file=sys.stderr)
+        return 2
+
+    console = Console()
+    for problem in registry.problems:
+        console.print(f"[yellow]warning:[/yellow] {escape(problem)}", soft_wrap=True)
+
+    try:
+        address = resolve_destination(project.state_dir)
+    except Exception as error:  # a bad URL or an embedded server that cannot start
+        results = [CheckResult("destination", "destination", False, reason(error))]
+    else:
+        results = [check_destination(address, args.timeout)]
+    with running_example(project):
+        results += check_sources(project, registry, args.timeout)
+
+    console.print(_table(project.path, results))
+    failed = [result for result in results if not result.ok]
+    if failed:
+        # One line per failure, never wrapped: easy to read in CI logs and to grep.
+        for result in failed:
+            console.print(f"[red]{escape(result.name)}: {escape(result.detail)}[/red]", soft_wrap=True)
+        console.print(f"[red]{len(failed)} of {len(results)} checks failed.[/red]")
+        return 1
+    console.print("[green]All connections OK.[/green] Nothing was loaded.")
+    return 0
+
+
+def _table(path, results: list) -> Table:
+    table = Table(title=f"headwater check: {path}")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("connector", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    colours = {"OK": "green", "FAILED": "red", "skipped": "dim"}
+    for result in results:
+        colour = colours[result.status]
+        table.add_row(
+            result.name,
+            "" if result.kind == "destination" else result.kind,
+            f"[{colour}]{result.status}[/{colour}]",
+            escape(result.detail),
+        )
+    return table

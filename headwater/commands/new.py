@@ -1,0 +1,79 @@
+"""`headwater new connector NAME`: scaffold a pip-installable connector plugin package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "new",
+        help="Create a new connector plugin package.",
+        description="Scaffold code that plugs into Headwater.",
+    )
+    kinds = parser.add_subparsers(dest="new_command", required=True, metavar="KIND")
+    connector = kinds.add_parser(
+        "connector",
+        help="A pip-installable connector plugin: dlt source, hook, README and acceptance tests.",
+        description="Create ./headwater-NAME/: a plugin package that depends on dlt and pluggy only, with a "
+        "working example source (JSON lines from a folder or URL, incremental) and acceptance tests.",
+    )
+    connector.add_argument("name", help="Connector name: lower-case letters, digits and _ (e.g. my_api).")
+    connector.add_argument(
+        "--directory", type=Path, help="Where to create the package (default ./headwater-NAME); must not exist."
+    )
+    connector.set_defaults(run=run_connector)
+
+
+def run_connector(args: argparse.Namespace) -> int:
+    from headwater.scaffold import ConnectorPackage, ScaffoldError, new_connector, validate_name
+
+    try:
+        validate_name(args.name)
+        _refuse_installed_name(args.name)
+        target, written = new_connector(args.name, args.directory)
+    except ScaffoldError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    names = ConnectorPackage(args.name)
+    shown = _shown(target)
+    print(f"Created {names.package} in {shown}:")
+    for path in written:
+        print(f"  {path.relative_to(target)}")
+    steps = [
+        (f"pip install -e '{shown}[test]'", "install the plugin and its test tools"),
+        (f"headwater connectors show {args.name}", "Headwater finds it through its entry point"),
+        (f"cd {shown} && pytest", "acceptance tests: real loads into PostgreSQL"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    print("\nNext steps:")
+    for command, why in steps:
+        print(f"  {command.ljust(width)}  # {why}")
+    print(f"Then replace the example reading code in {names.module}/source.py with your own.")
+    return 0
+
+
+def _refuse_installed_name(name: str) -> None:
+    """Two connectors with one name cannot both load; say so now rather than after publishing."""
+    from headwater.plugins import connector_registry
+    from headwater.scaffold import ScaffoldError
+
+    existing = connector_registry().get(name)
+    if existing is not None:
+        plugin = existing.plugin
+        raise ScaffoldError(
+            f"a connector named {name!r} is already installed (plugin {plugin.name!r}, "
+            f"{plugin.package} {plugin.version}); choose another name"
+        )
+
+
+def _shown(path: Path) -> str:
+    """The path as the user would type it: relative to the working directory when it is inside it."""
+    try:
+        relative = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return str(path)
+    return f"./{relative}" if str(relative) != "." else "."
