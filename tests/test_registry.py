@@ -66,7 +66,8 @@ def test_a_dlt_resource_is_a_connector_too():
     [
         ("Acme-Tickets", tickets, {}, "connector name 'Acme-Tickets' is invalid"),
         ("acme_plain", plain_function, {}, "source must be a @dlt.source or @dlt.resource function, got function"),
-        ("acme_tickets", tickets, {"descripton": "x"}, "unknown metadata descripton; allowed: cursor_in_settings, cursors, description"),
+        ("acme_tickets", tickets, {"descripton": "x"},
+         "unknown metadata descripton; allowed: cursor_in_settings, cursors, description"),
     ],
     ids=["bad-name", "not-a-dlt-source", "misspelt-metadata"],
 )
