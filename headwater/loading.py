@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dlt
+from dlt.common.schema import Schema
+from dlt.extract import DltResource, DltSource
 
 from headwater.config import ProjectConfig, SourceConfig
 from headwater.connectors import Connector
@@ -59,6 +61,8 @@ def pipelines_dir(state_dir: Path, address: PostgresAddress) -> Path:
 def build_source(config: ProjectConfig, source: SourceConfig, connector: Connector):
     """Call the connector with the source's settings and apply the per-table choices of headwater.yaml."""
     dlt_source = connector.source(**config.resolved_settings(source))
+    if isinstance(dlt_source, DltResource):  # a connector may be a single @dlt.resource
+        dlt_source = DltSource.from_data(Schema(source.name), source.name, dlt_source)
     if source.tables:
         dlt_source = dlt_source.with_resources(*(table.name for table in source.tables))
     for table in source.tables:

@@ -28,6 +28,8 @@ DATABASE_PREFIX = "hw_acceptance_"
 
 _embedded_lock = threading.Lock()
 _embedded_url: str | None = None
+# A server that failed to start fails every later test at once instead of retrying for a minute each.
+_embedded_error: str | None = None
 
 
 def server_address() -> PostgresAddress:
@@ -60,10 +62,19 @@ def fresh_database() -> Iterator[PostgresAddress]:
 
 def _embedded_server_url() -> str:
     """Start the embedded server on first use; later calls in the same process reuse it."""
-    global _embedded_url
+    global _embedded_url, _embedded_error
     with _embedded_lock:
+        if _embedded_error is not None:
+            raise RuntimeError(_embedded_error)
         if _embedded_url is None:
-            _embedded_url = _start_embedded()
+            try:
+                _embedded_url = _start_embedded()
+            except Exception as error:
+                _embedded_error = (
+                    f"Headwater's embedded PostgreSQL did not start for the acceptance tests: {error}\n"
+                    f"Set {SERVER_URL_ENV}=postgresql://user@host:port to use a PostgreSQL server of your own."
+                )
+                raise RuntimeError(_embedded_error) from error
         return _embedded_url
 
 

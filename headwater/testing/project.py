@@ -78,3 +78,13 @@ class AcceptanceProject:
     def load(self, address: PostgresAddress) -> SourceLoad:
         """One run of the source into `address`, exactly as the daily flow's load task runs it."""
         return load_source(self.config, self.source, self.connector, address)
+
+
+def forget_active_pipeline() -> None:
+    """Deactivate the pipeline dlt keeps as the process's current one after a run."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.pipeline import PipelineContext
+
+    context = Container()[PipelineContext]
+    if context.is_active():
+        context.deactivate()

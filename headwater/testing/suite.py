@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from headwater.config import TABLE_KEYS, ConfigError
 from headwater.connectors import Connector
@@ -25,7 +26,7 @@ from headwater.destination import PostgresAddress
 from headwater.loading import SourceLoad
 from headwater.plugins import PLUGINS_ENV, connector_registry
 from headwater.testing.database import fresh_database
-from headwater.testing.project import DATASET, AcceptanceProject
+from headwater.testing.project import DATASET, AcceptanceProject, forget_active_pipeline
 from headwater.testing.raw import RawDataset, column_identifiers, table_identifier
 
 # Setting names that hold credentials; such a setting must be marked secret so that
@@ -131,6 +132,9 @@ class ConnectorAcceptanceTests:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+            # dlt keeps the last pipeline active for the process; code run after this test (another test
+            # calling the source directly, say) would otherwise read this test's incremental state.
+            forget_active_pipeline()
             if errors:
                 raise RuntimeError("cleanup registered with add_cleanup failed:\n  " + "\n  ".join(errors))
 
@@ -311,7 +315,7 @@ class ConnectorAcceptanceTests:
         if not self.connector:
             raise AcceptanceFailure(
                 f"{type(self).__name__} does not say which connector to test: set the class attribute "
-                "`connector = \"<registered name>\"`"
+                '`connector = "<registered name>"`'
             )
         return self.connector
 
@@ -350,6 +354,11 @@ class ConnectorAcceptanceTests:
                 f"headwater.yaml made from the settings of {hook} and `tables` is rejected by Headwater's "
                 f"config validation:\n{error}"
             ) from None
+        except yaml.YAMLError as error:
+            raise AcceptanceFailure(
+                f"the settings of {hook} cannot be written to headwater.yaml ({error}); use values a YAML file "
+                "can hold: str, int, float, bool, date, datetime, lists and dicts of those"
+            ) from None
 
     def _run(self, project: AcceptanceProject, address: PostgresAddress, label: str) -> SourceLoad:
         __tracebackhide__ = True
@@ -360,7 +369,13 @@ class ConnectorAcceptanceTests:
 
     def _check_tables_are_resources(self, project: AcceptanceProject) -> None:
         """Every configured table must be a resource of the source the settings build."""
-        built = project.connector.source(**project.config.resolved_settings(project.source))
+        try:
+            built = project.connector.source(**project.config.resolved_settings(project.source))
+        except Exception as error:
+            raise AcceptanceFailure(
+                f"calling connector {project.connector.name!r} with the settings of make_source() failed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
         resources = getattr(built, "resources", None)
         names = set(resources.keys()) if resources is not None else {getattr(built, "name", "")}
         missing = [table for table in self.tables if table not in names]

@@ -1,0 +1,1 @@
+"""The built-in connectors under Headwater's connector acceptance kit (headwater.testing)."""
