@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from headwater.config import ProjectConfig, SourceConfig
+from headwater.config import SECRET_KEYS, ProjectConfig, SourceConfig
 from headwater.connectors import Connector, ConnectorRegistry
 from headwater.destination import PostgresAddress
 from headwater.loading import build_source
@@ -98,7 +98,11 @@ def check_source(
         return CheckResult(source.name, source.connector, False, f"{error} while {step['where']}")
     except Exception as error:
         what = "cannot connect" if _is_connection_error(error) else f"failed while {step['where']}"
-        return CheckResult(source.name, source.connector, False, f"{what}: {reason(error)}")
+        detail = f"{what}: {reason(error)}"
+        # Driver and HTTP errors may quote a URL with a token in it; the report goes to terminals and CI logs.
+        for secret in _secret_values(project, source, connector):
+            detail = detail.replace(secret, "***")
+        return CheckResult(source.name, source.connector, False, detail)
 
 
 def check_sources(
@@ -114,6 +118,26 @@ def check_sources(
                 continue
             results.append(check_source(project, source, connector, timeout))
     return results
+
+
+def _secret_values(project: ProjectConfig, source: SourceConfig, connector: Connector) -> set[str]:
+    """The resolved values of the source's secret settings and of secret-named keys nested in its settings."""
+    secret_settings = {setting.name for setting in connector.settings() if setting.secret}
+    found: set[str] = set()
+
+    def collect(value: Any, secret: bool) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                collect(item, secret or str(key).lower() in SECRET_KEYS)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item, secret)
+        elif secret and isinstance(value, str) and len(value) >= 4:  # shorter values would mask ordinary words
+            found.add(value)
+
+    for name, value in project.resolved_settings(source).items():
+        collect(value, name in secret_settings or name.lower() in SECRET_KEYS)
+    return found
 
 
 def _first_item(resource: Any) -> bool:

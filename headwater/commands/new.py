@@ -17,8 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     connector = kinds.add_parser(
         "connector",
         help="A pip-installable connector plugin: dlt source, hook, README and acceptance tests.",
-        description="Create ./headwater-NAME/: a plugin package that depends on dlt and pluggy only, with a "
-        "working example source (JSON lines from a folder or URL, incremental) and acceptance tests.",
+        description="Create ./headwater-NAME/ (distribution headwater-NAME, module headwater_NAME; _ in NAME "
+        "becomes - in the distribution and folder name): a plugin package that depends on dlt and pluggy only, "
+        "with a working example source (JSON lines from a folder or URL, incremental) and acceptance tests.",
     )
     connector.add_argument("name", help="Connector name: lower-case letters, digits and _ (e.g. my_api).")
     connector.add_argument(
