@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,22 @@ LOADER_FILE_FORMAT = "parquet"
 # dlt settings Headwater relies on, unless the user set them: every raw row carries the
 # load id that wrote it (run records and quarantine point back to it).
 DLT_DEFAULTS = {"NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true"}
+
+
+class _ArrowHintNoise(logging.Filter):
+    """Drop dlt's warning that Arrow and dlt disagree on hints such as a key column's nullability.
+
+    Arrow marks every column nullable while a primary key is NOT NULL in dlt's schema; dlt keeps its
+    own hints, which is what Headwater wants, yet warns on every batch of every keyed table.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema, several column hints were different" not in (
+            record.getMessage()
+        )
+
+
+_ARROW_HINT_NOISE = _ArrowHintNoise()
 
 
 @dataclass
@@ -85,6 +102,7 @@ def load_source(
     started = time.perf_counter()
     for name, value in DLT_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
     pipeline = dlt.pipeline(
         pipeline_name=f"headwater_{source.name}",
         destination=dlt.destinations.postgres(credentials=address.dlt_credentials()),
