@@ -18,13 +18,14 @@ from pydantic import TypeAdapter, ValidationError
 from headwater.connectors import Connector, ConnectorRegistry
 from headwater.interpolation import SECRETS_FILE, Variables
 from headwater.runtime import STATE_DIR
+from headwater.problems import Problem
 from headwater.yaml_source import KeyPath, YamlDocument, YamlSyntaxError, read_yaml
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality"}
 SOURCE_KEYS = {"connector", "settings", "tables", "enabled"}
-TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by"}
-WRITE_DISPOSITIONS = ("append", "merge", "replace")
+TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by", "deleted_flag", "steps", "rules"}
+WRITE_DISPOSITIONS = ("append", "merge", "replace", "scd2")
 # The bundled examples, and the variables each provides to the config while it runs.
 EXAMPLES = {"shop": frozenset({"SHOP_API_URL", "SHOP_API_TOKEN"})}
 # Keys whose values are credentials wherever they appear in settings: only a ${NAME} reference is accepted.
@@ -39,6 +40,11 @@ class TableConfig:
     write_disposition: str | None = None
     # When one load holds several versions of a key, keep the row with the highest value here.
     deduplicate_by: str | None = None
+    # Column marking rows the source deleted (true, or a non-null timestamp): they are removed on merge.
+    deleted_flag: str | None = None
+    # Enrichment steps and row rules, as written in headwater.yaml (validated by headwater.processing).
+    steps: tuple[dict, ...] = ()
+    rules: tuple[dict, ...] = ()
 
     @property
     def effective_write_disposition(self) -> str:
@@ -89,12 +95,6 @@ class ProjectConfig:
         """Settings with every ${NAME} replaced; only call this when the source is about to run."""
         assert self.variables is not None
         return self.variables.resolve(source.settings)
-
-
-@dataclass
-class Problem:
-    key_path: KeyPath
-    message: str
 
 
 class ConfigError(Exception):
@@ -368,8 +368,12 @@ def _parse_tables(raw: Any, where: KeyPath, problems: list[Problem]) -> tuple[Ta
                     f"unknown write disposition {disposition!r}; allowed: {', '.join(WRITE_DISPOSITIONS)}",
                 )
             )
-        if disposition == "merge" and not options.get("primary_key"):
-            problems.append(Problem((*where, name), "write_disposition merge needs a primary_key"))
+        if disposition in ("merge", "scd2") and not options.get("primary_key"):
+            problems.append(Problem((*where, name), f"write_disposition {disposition} needs a primary_key"))
+        steps, rules = options.get("steps") or [], options.get("rules") or []
+        for key, value in (("steps", steps), ("rules", rules)):
+            if not isinstance(value, list):
+                problems.append(Problem((*where, name, key), f"{key} must be a list"))
         tables.append(
             TableConfig(
                 name=str(name),
@@ -377,6 +381,9 @@ def _parse_tables(raw: Any, where: KeyPath, problems: list[Problem]) -> tuple[Ta
                 cursor=options.get("cursor"),
                 write_disposition=disposition,
                 deduplicate_by=options.get("deduplicate_by") or options.get("cursor"),
+                deleted_flag=options.get("deleted_flag"),
+                steps=tuple(steps) if isinstance(steps, list) else (),
+                rules=tuple(rules) if isinstance(rules, list) else (),
             )
         )
     return tuple(tables)
