@@ -17,8 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from headwater.connectors import Connector, ConnectorRegistry
 from headwater.interpolation import SECRETS_FILE, Variables
-from headwater.runtime import STATE_DIR
 from headwater.problems import Problem
+from headwater.runtime import STATE_DIR
 from headwater.yaml_source import KeyPath, YamlDocument, YamlSyntaxError, read_yaml
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
