@@ -2,6 +2,8 @@
 
     python -m flows.daily                 # run once, locally
     python -m flows.daily --advance-example 1   # simulate a day of the bundled shop first
+    python -m flows.daily --full-refresh shop_db.customers   # drop and reload one table (or a whole source)
+    python -m flows.daily --since 2024-05-01 --until 2024-06-01   # re-read a cursor window
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from headwater.config import ConfigError, ProjectConfig, load_project
 from headwater.destination import resolve_destination, uses_embedded_database
 from headwater.example.session import running_example
 from headwater.plugins import connector_registry
+from headwater.reload import ReloadError, add_reload_arguments, plan_reload
 from headwater.runtime import config_path
 from headwater.summary import RunSummary, print_summary
 
@@ -31,15 +34,26 @@ def read_project() -> ProjectConfig:
 
 
 @flow(name="daily", log_prints=False)
-def daily(advance_example: int = 0) -> RunSummary:
+def daily(
+    advance_example: int = 0,
+    full_refresh: list[str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> RunSummary:
     """Load every configured source incrementally, run `dbt build`, verify Soda contracts, report.
 
     Args:
         advance_example: Days to advance the bundled example business before loading (0 = as it is).
+        full_refresh: SOURCE or SOURCE.TABLE names to drop and reload from scratch, cursor included.
+        since: Backfill window start on each merge/scd2 table's cursor (ISO date/timestamp or integer).
+        until: Backfill window end, exclusive (default: now); the regular cursor does not move.
     """
     started = time.perf_counter()
     logger = get_run_logger()
     project = read_project()
+    reload = plan_reload(project, full_refresh, since, until)  # unknown names stop the run here
+    for warning in reload.warnings:
+        logger.warning(warning)
     address = resolve_destination(project.state_dir)
     logger.info("Destination: %s", address.safe_url)
 
@@ -47,7 +61,7 @@ def daily(advance_example: int = 0) -> RunSummary:
     with running_example(project, advance_days=advance_example):
         for source in project.sources:
             if source.enabled:
-                summary.loads.append(load_source_task(project, source, address))
+                summary.loads.append(load_source_task(project, source, address, reload))
     if project.transform_dir is not None:
         summary.dbt = dbt_build_task(project, address)
     if project.quality_dir is not None:
@@ -64,14 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.daily", description=daily.description)
     parser.add_argument("--advance-example", type=int, default=0, metavar="DAYS",
                         help="simulate DAYS days of the bundled shop before loading")
+    add_reload_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        read_project()
-    except ConfigError as error:
+        plan_reload(read_project(), args.full_refresh, args.since, args.until)
+    except (ConfigError, ReloadError) as error:
         # Plain text, never re-wrapped: each problem stays on one line with its file:line.
         print(error, file=sys.stderr)
         return 2
-    state = daily(advance_example=args.advance_example, return_state=True)
+    # Only options that were given become flow parameters, so a plain run records just advance_example.
+    reload = {name: getattr(args, name) for name in ("full_refresh", "since", "until") if getattr(args, name)}
+    state = daily(advance_example=args.advance_example, **reload, return_state=True)
     return 0 if state.is_completed() else 1
 
 

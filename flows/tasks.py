@@ -9,14 +9,17 @@ from headwater.config import ProjectConfig, SourceConfig
 from headwater.destination import PostgresAddress
 from headwater.loading import SourceLoad, load_source
 from headwater.plugins import connector_registry
+from headwater.reload import Reload
 
 
 # Every task reads or writes the database: results are never cached between runs.
 @task(name="load-source", cache_policy=NO_CACHE)
-def load_source_task(project: ProjectConfig, source: SourceConfig, address: PostgresAddress) -> SourceLoad:
+def load_source_task(
+    project: ProjectConfig, source: SourceConfig, address: PostgresAddress, reload: Reload | None = None
+) -> SourceLoad:
     """Load one source into raw_<source> with dlt (incremental; cursor state commits with the data)."""
     connector = connector_registry().get(source.connector)
-    return load_source(project, source, connector, address)
+    return load_source(project, source, connector, address, reload)
 
 
 @task(name="dbt-build", cache_policy=NO_CACHE)

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from headwater.connectors import Connector, ConnectorRegistry
 from headwater.interpolation import SECRETS_FILE, Variables
 from headwater.problems import Problem
+from headwater.processing import validate_plan
 from headwater.runtime import STATE_DIR
 from headwater.yaml_source import KeyPath, YamlDocument, YamlSyntaxError, read_yaml
 
@@ -232,7 +233,7 @@ def _parse_source(
         _check_settings(connector, settings, (*where, "settings"), variables, provided, problems)
     _check_secrets_are_references(settings, (*where, "settings"), problems)
 
-    tables = _parse_tables(raw.get("tables"), (*where, "tables"), problems)
+    tables = _parse_tables(raw.get("tables"), (*where, "tables"), problems, variables)
     if connector is not None and connector.cursor_in_settings:
         for table in tables:
             if table.cursor:
@@ -344,7 +345,9 @@ def _check_secrets_are_references(value: Any, where: KeyPath, problems: list[Pro
             _check_secrets_are_references(item, (*where, index), problems)
 
 
-def _parse_tables(raw: Any, where: KeyPath, problems: list[Problem]) -> tuple[TableConfig, ...]:
+def _parse_tables(
+    raw: Any, where: KeyPath, problems: list[Problem], variables: Variables | None = None
+) -> tuple[TableConfig, ...]:
     if raw is None:
         return ()
     if isinstance(raw, list):
@@ -370,10 +373,17 @@ def _parse_tables(raw: Any, where: KeyPath, problems: list[Problem]) -> tuple[Ta
             )
         if disposition in ("merge", "scd2") and not options.get("primary_key"):
             problems.append(Problem((*where, name), f"write_disposition {disposition} needs a primary_key"))
+        effective = disposition or ("merge" if options.get("primary_key") else "append")
+        if options.get("deleted_flag") and effective not in ("merge", "scd2"):  # append/replace cannot delete a row
+            problems.append(Problem((*where, name, "deleted_flag"),
+                                    f"deleted_flag needs write_disposition merge or scd2, not {effective}"))
         steps, rules = options.get("steps") or [], options.get("rules") or []
         for key, value in (("steps", steps), ("rules", rules)):
             if not isinstance(value, list):
                 problems.append(Problem((*where, name, key), f"{key} must be a list"))
+        if variables is not None and isinstance(steps, list) and isinstance(rules, list):
+            project_dir = Path(variables.get("PROJECT_DIR") or ".")
+            validate_plan(steps, rules, (*where, name), problems, project_dir=project_dir, variables=variables)
         tables.append(
             TableConfig(
                 name=str(name),

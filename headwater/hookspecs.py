@@ -9,3 +9,12 @@ hookimpl = pluggy.HookimplMarker("headwater")
 @hookspec
 def register_connectors(register):
     """Call register(name, source, **metadata) once per connector; source is a @dlt.source or @dlt.resource function."""
+
+
+@hookspec
+def register_steps(register):
+    """Call register(name, function, description=...) once per custom enrichment step.
+
+    function(frame: polars.DataFrame, options) -> polars.DataFrame, where options is whatever follows the
+    step's name in a table's `steps:` list.
+    """

@@ -16,6 +16,11 @@ from dlt.extract import DltResource, DltSource
 from headwater.config import ProjectConfig, SourceConfig
 from headwater.connectors import Connector
 from headwater.destination import PostgresAddress
+from headwater.quarantine import is_quarantine_table, table_of
+from headwater.recovery import recover
+from headwater.reload import Reload, ReloadError
+from headwater.table_processor import attach_processors
+from headwater.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 
 # Arrow batches go to Postgres as Parquet through ADBC: the path that runs near COPY speed.
 LOADER_FILE_FORMAT = "parquet"
@@ -43,7 +48,32 @@ _ARROW_HINT_NOISE = _ArrowHintNoise()
 @dataclass
 class TableLoad:
     table: str
-    rows: int
+    rows: int  # rows loaded into the table
+    quarantined: int = 0  # rows set aside in <table>__quarantine by the same run
+
+    @property
+    def loaded(self) -> int:
+        return self.rows
+
+    @property
+    def read(self) -> int:
+        """Every row the run took from the source: it was either loaded or quarantined."""
+        return self.rows + self.quarantined
+
+
+def table_loads(row_counts: dict[str, int]) -> list[TableLoad]:
+    """Per table, rows loaded and quarantined, from dlt's normalized row counts of one or more runs."""
+    loads: dict[str, TableLoad] = {}
+    for name, count in sorted(row_counts.items()):
+        if name.startswith("_dlt"):
+            continue
+        table = table_of(name) if is_quarantine_table(name) else name
+        load = loads.setdefault(table, TableLoad(table=table, rows=0))
+        if table == name:
+            load.rows += count
+        else:
+            load.quarantined += count
+    return list(loads.values())
 
 
 @dataclass
@@ -75,8 +105,24 @@ def pipelines_dir(state_dir: Path, address: PostgresAddress) -> Path:
     return state_dir / "pipelines" / key
 
 
-def build_source(config: ProjectConfig, source: SourceConfig, connector: Connector):
-    """Call the connector with the source's settings and apply the per-table choices of headwater.yaml."""
+def open_pipeline(config: ProjectConfig, source: SourceConfig, address: PostgresAddress) -> dlt.Pipeline:
+    """The dlt pipeline of one source: `headwater_<source>` loading into `raw_<source>`."""
+    for name, value in DLT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
+    return dlt.pipeline(
+        pipeline_name=f"headwater_{source.name}",
+        destination=dlt.destinations.postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY),
+        dataset_name=source.dataset,
+        pipelines_dir=str(pipelines_dir(config.state_dir, address)),
+    )
+
+
+def build_source(config: ProjectConfig, source: SourceConfig, connector: Connector, reload: Reload | None = None):
+    """Call the connector with the source's settings and apply the per-table choices of headwater.yaml.
+
+    ``reload`` may give tables a backfill window in place of their regular cursor.
+    """
     dlt_source = connector.source(**config.resolved_settings(source))
     if isinstance(dlt_source, DltResource):  # a connector may be a single @dlt.resource
         dlt_source = DltSource.from_data(Schema(source.name), source.name, dlt_source)
@@ -84,42 +130,42 @@ def build_source(config: ProjectConfig, source: SourceConfig, connector: Connect
         dlt_source = dlt_source.with_resources(*(table.name for table in source.tables))
     for table in source.tables:
         resource = dlt_source.resources[table.name]
-        hints: dict = {"write_disposition": table.effective_write_disposition}
-        if table.primary_key:
-            hints["primary_key"] = table.primary_key
-        if table.cursor:
-            hints["incremental"] = dlt.sources.incremental(table.cursor)
-        if table.deduplicate_by and table.effective_write_disposition == "merge":
-            hints["columns"] = {table.deduplicate_by: {"name": table.deduplicate_by, "dedup_sort": "desc"}}
-        resource.apply_hints(**hints)
+        apply_write_mode(resource, table, reload.backfill_incremental(source.name, table) if reload else None)
+    attach_processors(config, source, dlt_source)  # steps, rules and quarantine, per selected table
+    for table in source.tables:
+        add_history_hash(dlt_source.resources[table.name], table)
     return dlt_source
 
 
 def load_source(
-    config: ProjectConfig, source: SourceConfig, connector: Connector, address: PostgresAddress
+    config: ProjectConfig,
+    source: SourceConfig,
+    connector: Connector,
+    address: PostgresAddress,
+    reload: Reload | None = None,
 ) -> SourceLoad:
-    """Extract, normalize and load one source; the cursor state commits with the data in the destination."""
+    """Extract, normalize and load one source; the cursor state commits with the data in the destination.
+
+    Packages an interrupted run left pending are loaded first (headwater.recovery), then the source
+    is extracted as usual, or reloaded as ``reload`` asks (headwater.reload).
+    """
     started = time.perf_counter()
-    for name, value in DLT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
-    pipeline = dlt.pipeline(
-        pipeline_name=f"headwater_{source.name}",
-        destination=dlt.destinations.postgres(credentials=address.dlt_credentials()),
-        dataset_name=source.dataset,
-        pipelines_dir=str(pipelines_dir(config.state_dir, address)),
-    )
+    pipeline = open_pipeline(config, source, address)
     result = SourceLoad(source=source.name, dataset=source.dataset, seconds=0.0)
     try:
-        info = pipeline.run(build_source(config, source, connector), loader_file_format=LOADER_FILE_FORMAT)
-        info.raise_on_failed_jobs()
-        result.load_ids = list(info.loads_ids)
-        row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
-        result.tables = [
-            TableLoad(table=name, rows=count)
-            for name, count in sorted(row_counts.items())
-            if not name.startswith("_dlt")
-        ]
+        # A whole-source refresh drops the data anyway, so a pending (perhaps failing) package is abandoned.
+        abandon = bool(reload and reload.refreshes_source(source.name))
+        recovered = recover(pipeline, LOADER_FILE_FORMAT, abandon_pending=abandon)
+        result.load_ids = list(recovered.load_ids)
+        row_counts = dict(recovered.row_counts)
+        for dlt_source, refresh in _runs(build_source(config, source, connector, reload), source, reload):
+            info = pipeline.run(dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
+            info.raise_on_failed_jobs()
+            result.load_ids += list(info.loads_ids)
+            normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+            for name, count in (normalized.row_counts if normalized else {}).items():
+                row_counts[name] = row_counts.get(name, 0) + count
+        result.tables = table_loads(row_counts)
         for table in source.tables:  # tables with nothing new still appear, with 0 rows
             if table.name not in {load.table for load in result.tables}:
                 result.tables.append(TableLoad(table=table.name, rows=0))
@@ -127,6 +173,31 @@ def load_source(
         result.error = _describe(error)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _runs(dlt_source: DltSource, source: SourceConfig, reload: Reload | None):
+    """The pipeline runs of this load: (source or subset, dlt refresh mode).
+
+    Refreshing single tables takes a run of their own, because dlt drops every resource selected
+    in a run with ``drop_resources``; the source's other tables then load as usual.
+    """
+    if reload is None or source.name not in reload.full_refresh:
+        return [(dlt_source, None)]
+    if reload.refreshes_source(source.name):
+        return [(dlt_source, "drop_sources")]
+    selected = list(dlt_source.selected_resources)
+    tables = reload.refreshed_tables(source.name)
+    unknown = sorted(tables - set(selected))
+    if unknown:
+        raise ReloadError(
+            f"--full-refresh: source {source.name!r} has no table {', '.join(unknown)}; allowed: "
+            + ", ".join(f"{source.name}.{name}" for name in selected)
+        )
+    runs = [(dlt_source.with_resources(*sorted(tables)), "drop_resources")]
+    rest = [name for name in selected if name not in tables]
+    if rest:
+        runs.append((dlt_source.with_resources(*rest), None))
+    return runs
 
 
 def _describe(error: BaseException) -> str:

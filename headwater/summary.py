@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from headwater.loading import SourceLoad
+from headwater.loading import SourceLoad, TableLoad
 
 if TYPE_CHECKING:
     from headwater.quality import ContractResult
@@ -70,11 +70,17 @@ def _contract_cell(contract: "ContractResult | None") -> str:
     return f"[red]failed[/red] {total - len(failed)}/{total}: {', '.join(failed)}"
 
 
+def _rows_cell(load: TableLoad) -> str:
+    # Every row read was loaded or quarantined; quarantined rows are flagged so they are not missed.
+    quarantined = f"[yellow]{load.quarantined:,}[/yellow]" if load.quarantined else "0"
+    return f"{load.read:,} / {load.loaded:,} / {quarantined}"
+
+
 def summary_table(summary: RunSummary) -> Table:
     table = Table(title="Headwater run", title_justify="left")
     table.add_column("step")
     table.add_column("table")
-    table.add_column("rows loaded", justify="right")
+    table.add_column("read / loaded / quarantined", justify="right")
     table.add_column("duration", justify="right")
     table.add_column("contract")
     for load in summary.loads:
@@ -85,7 +91,7 @@ def summary_table(summary: RunSummary) -> Table:
             table.add_row(
                 f"load {load.source}" if index == 0 else "",
                 f"{load.dataset}.{table_load.table}",
-                f"{table_load.rows:,}",
+                _rows_cell(table_load),
                 f"{load.seconds:.1f}s" if index == 0 else "",
                 _contract_cell(summary.contract_for(load.dataset, table_load.table)),
             )

@@ -67,9 +67,13 @@ def local_stack(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prefect_api(local_stack):
     """The session's Prefect server, also set as PREFECT_API_URL for flows run in this process."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     _, status = local_stack
-    os.environ["PREFECT_API_URL"] = status.prefect_api_url
-    yield status.prefect_api_url
+    os.environ["PREFECT_API_URL"] = status.prefect_api_url  # for subprocesses
+    # Prefect may already have read its settings (another test imported it): set them in-process too.
+    with temporary_settings(updates={PREFECT_API_URL: status.prefect_api_url}):
+        yield status.prefect_api_url
     os.environ.pop("PREFECT_API_URL", None)
 
 

@@ -7,7 +7,8 @@ from typing import Literal
 import dlt
 from dlt.sources.filesystem import filesystem as list_files
 
-from connectors.filesystem.helpers import read_file_as_arrow
+from connectors.filesystem.helpers import read_landing_file
+from headwater.quarantine.naming import quarantine_table_name
 
 
 @dlt.source(name="filesystem")
@@ -28,13 +29,22 @@ def filesystem(
             file_glob=glob,
             incremental=dlt.sources.incremental("modification_date"),
         ).with_name(f"{table}_files")
-        yield (listing | _read_files(file_format)).with_name(table)
+        yield (listing | _read_files(table, file_format)).with_name(table)
 
 
-def _read_files(file_format: str | None):
+def _read_files(table: str, file_format: str | None):
+    quarantine = dlt.mark.make_hints(
+        table_name=quarantine_table_name(table), write_disposition="append", primary_key=[]
+    )
+
     @dlt.transformer(name="read_files")
     def read_files(items):
         for item in items:
-            yield read_file_as_arrow(item, file_format)
+            landing = read_landing_file(item, file_format)
+            if landing.good.num_rows:
+                yield landing.good
+            # Malformed lines go to the table's quarantine in the same load, each with its file and line.
+            if landing.rejected is not None:
+                yield dlt.mark.with_hints(landing.rejected, quarantine)
 
     return read_files

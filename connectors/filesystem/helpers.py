@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
+from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
 
+from connectors.filesystem import tolerant
+from connectors.filesystem.tolerant import ISO_TIMESTAMP, LINE_COLUMN
+
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
 SOURCE_FILE_COLUMN = "_file_name"
 
 
@@ -30,63 +32,79 @@ def file_format_of(file_name: str, declared: str | None) -> str:
 
 
 class MalformedFileError(ValueError):
-    """A landing file could not be read; the message names the file and, where known, the line."""
+    """A landing file could not be read at all (e.g. a corrupt Parquet file); the message names the file."""
 
 
-def read_file_as_arrow(item, declared_format: str | None = None) -> pa.Table:
+@dataclass
+class LandingFile:
+    """One landing file read tolerantly: the rows that load, and the lines set aside with why."""
+
+    good: pa.Table
+    rejected: pa.Table | None  # REJECTED_SCHEMA, or None when every line was good
+
+
+# Rejected lines as the connector hands them on: the headwater quarantine adds its bookkeeping columns.
+REJECTED_SCHEMA = pa.schema(
+    [
+        (SOURCE_FILE_COLUMN, pa.string()),
+        (LINE_COLUMN, pa.int64()),
+        ("record", pa.string()),
+        ("rule", pa.string()),
+        ("reason", pa.string()),
+        ("location", pa.string()),
+    ]
+)
+
+
+def read_landing_file(item, declared_format: str | None = None) -> LandingFile:
     """Read a dlt FileItem into Arrow; ISO timestamp strings become UTC timestamps so CSV, JSONL and Parquet agree.
 
-    A file that cannot be read whole fails the load with its name and the first bad
-    line: rows are never dropped to make a file fit.
+    CSV and JSONL lines that are malformed (wrong field count, not UTF-8, not JSON) or hold a value
+    that does not fit its column's type are returned as rejected, with file and line; the other
+    rows load. Rows are never dropped silently.
     """
     # The path below bucket_url, so files of the same name in different folders stay apart.
     file_name = item.get("relative_path") or item["file_name"]
     file_format = file_format_of(file_name, declared_format)
     content = item.read_bytes()
-    try:
-        frame = _read(content, file_format)
-    except Exception as error:
-        where = first_bad_line(content, file_format)
-        raise MalformedFileError(
-            f"{file_name}{where}: cannot be read as {file_format} ({str(error).splitlines()[0]}); "
-            "fix or remove the file, then run again"
-        ) from error
-    frame = normalise_timestamps(frame).with_columns(pl.lit(file_name).alias(SOURCE_FILE_COLUMN))
-    return frame.to_arrow()
-
-
-def _read(content: bytes, file_format: str) -> pl.DataFrame:
-    data = io.BytesIO(content)
-    if file_format == "csv":
-        return pl.read_csv(data, try_parse_dates=True, infer_schema_length=10_000)
-    if file_format == "jsonl":
-        return pl.read_ndjson(data, infer_schema_length=10_000)
-    return pl.read_parquet(data)
-
-
-def first_bad_line(content: bytes, file_format: str) -> str:
-    """Locate the first line a text file breaks on (only called once reading has failed)."""
     if file_format == "parquet":
-        return ""
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = content[: error.start].count(b"\n") + 1
-        return f" line {line}: not UTF-8"
-    if file_format == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    json.loads(line)
-                except ValueError:
-                    return f" line {number}: not a JSON object"
-        return ""
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, [])
-    for row in rows:
-        if row and len(row) != len(header):
-            return f" line {rows.line_num}: {len(row)} fields, the header has {len(header)}"
-    return ""
+        try:
+            frame = pl.read_parquet(io.BytesIO(content)).with_row_index(LINE_COLUMN, offset=1)
+        except Exception as error:  # a binary file cannot be split into good and bad rows
+            raise MalformedFileError(
+                f"{file_name}: cannot be read as parquet ({str(error).splitlines()[0]}); "
+                "fix or remove the file, then run again"
+            ) from error
+        parsed = tolerant.ParsedFile(frame.with_columns(pl.col(LINE_COLUMN).cast(pl.Int64)), [])
+    else:
+        parsed = tolerant.read_csv(content) if file_format == "csv" else tolerant.read_jsonl(content)
+    frame = normalise_timestamps(parsed.frame).with_columns(pl.lit(file_name).alias(SOURCE_FILE_COLUMN))
+    return LandingFile(good=frame.to_arrow(), rejected=_rejected_table(file_name, parsed.rejections))
+
+
+def _rejected_table(file_name: str, rejections: list[tolerant.Rejection]) -> pa.Table | None:
+    if not rejections:
+        return None
+    rejections = sorted(rejections, key=lambda rejection: rejection.line)
+    return pa.Table.from_pylist(
+        [
+            {
+                SOURCE_FILE_COLUMN: file_name,
+                LINE_COLUMN: rejection.line,
+                # Where the row came from is part of it, as for the rows that load.
+                "record": json.dumps(
+                    {**rejection.record, SOURCE_FILE_COLUMN: file_name, LINE_COLUMN: rejection.line},
+                    default=str,
+                    ensure_ascii=False,
+                ),
+                "rule": rejection.rule,
+                "reason": rejection.reason,
+                "location": f"{file_name}:{rejection.line}",
+            }
+            for rejection in rejections
+        ],
+        schema=REJECTED_SCHEMA,
+    )
 
 
 def normalise_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
@@ -94,8 +112,9 @@ def normalise_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
     conversions = []
     for name, dtype in frame.schema.items():
         if dtype == pl.String and _all_iso_timestamps(frame[name]):
-            parsed = frame[name].str.to_datetime(time_unit="us", strict=True)
-            conversions.append(_in_utc(parsed).alias(name))
+            parsed = frame[name].str.to_datetime(time_unit="us", strict=False)
+            if parsed.null_count() == frame[name].null_count():  # only when every value is a real timestamp
+                conversions.append(_in_utc(parsed).alias(name))
         elif isinstance(dtype, pl.Datetime):
             conversions.append(_in_utc(frame[name]).alias(name))
     return frame.with_columns(conversions) if conversions else frame

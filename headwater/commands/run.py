@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from headwater.reload import add_reload_arguments
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run the daily pipeline (python -m flows.daily)")
     parser.add_argument("--advance-example", type=int, default=0, metavar="DAYS",
                         help="simulate DAYS days of the bundled shop before loading")
+    add_reload_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -18,4 +21,10 @@ def run(args: argparse.Namespace) -> int:
     use_local_stack()
     from flows.daily import main
 
-    return main(["--advance-example", str(args.advance_example)])
+    argv = ["--advance-example", str(args.advance_example)]
+    for item in args.full_refresh or []:
+        argv += ["--full-refresh", item]
+    for name in ("since", "until"):
+        if getattr(args, name):
+            argv += [f"--{name}", getattr(args, name)]
+    return main(argv)

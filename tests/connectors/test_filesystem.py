@@ -101,16 +101,16 @@ def test_only_new_or_modified_files_are_read_on_the_next_run(tmp_path, database_
 
 
 @pytest.mark.parametrize(
-    "name, content, message",
+    "name, content, rule, reason, location",
     [
-        ("bad.csv", "id,v\n1,a\n2,b,extra\n3,c\n", "bad.csv line 3: 3 fields, the header has 2"),
-        ("bad.jsonl", '{"id": 1}\n{"id": 2,\n{"id": 3}\n', "bad.jsonl line 2: not a JSON object"),
-        ("bad.csv", b"id,v\n1,a\n2,\xff\xfe\n", "bad.csv line 3: not UTF-8"),
+        ("bad.csv", "id,v\n1,a\n2,b,extra\n3,c\n", "columns", "3 fields, the header has 2", "bad.csv:3"),
+        ("bad.jsonl", '{"id": 1}\n{"id": 2,\n{"id": 3}\n', "json", "not a JSON object", "bad.jsonl:2"),
+        ("bad.csv", b"id,v\n1,a\n2,\xff\xfe\n3,c\n", "encoding", "not valid UTF-8 in v", "bad.csv:3"),
     ],
     ids=["csv-extra-field", "jsonl-broken-line", "csv-bad-encoding"],
 )
-def test_a_malformed_file_fails_the_load_by_name_and_line_and_loses_nothing(
-    tmp_path, database_url, name, content, message
+def test_a_malformed_line_is_quarantined_by_name_and_line_and_the_rest_of_the_file_loads(
+    tmp_path, database_url, name, content, rule, reason, location
 ):
     landing = tmp_path / "landing"
     past = time.time() - 3600
@@ -119,13 +119,22 @@ def test_a_malformed_file_fails_the_load_by_name_and_line_and_loses_nothing(
     assert load(project, database_url).rows == 1
 
     write(landing / name, content)
-    failed = load(project, database_url)
+    result = load(project, database_url)
+    assert result.ok, result.error
+    [items] = result.tables
+    assert (items.read, items.loaded, items.quarantined) == (3, 2, 1)
+    assert query(database_url, "select id from raw_drops.items order by id") == [(1,), (3,), (10,)]
+    [(got_rule, got_reason, got_location)] = query(
+        database_url, "select rule, reason, location from raw_drops.items__quarantine"
+    )
+    assert (got_rule, got_location) == (rule, location)
+    assert got_reason.startswith(reason)
+
+
+def test_a_corrupt_parquet_file_fails_the_load_by_name(tmp_path, database_url):
+    landing = tmp_path / "landing"
+    write(landing / "broken.parquet", b"PAR1 not really parquet")
+    failed = load(project_with(tmp_path, str(landing), "*"), database_url)
     assert not failed.ok
-    assert message in failed.error
+    assert "broken.parquet: cannot be read as parquet" in failed.error
     assert "fix or remove the file" in failed.error
-    # The rows already loaded are untouched, and the bad file is read again once fixed.
-    assert query(database_url, "select id from raw_drops.items") == [(10,)]
-    write(landing / name, "id,v\n11,y\n" if name.endswith(".csv") else '{"id": 11, "v": "y"}\n')
-    fixed = load(project, database_url)
-    assert fixed.ok, fixed.error
-    assert query(database_url, "select id from raw_drops.items order by id") == [(10,), (11,)]

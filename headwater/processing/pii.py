@@ -1,0 +1,112 @@
+"""The `pii` step: drop, mask or hash columns holding personal data before they reach the database.
+
+`hash` is HMAC-SHA256 keyed with a salt that must come from a secret (`${PII_SALT}`), so equal
+values still join across tables while nobody without the salt can recompute them from a list of
+known e-mail addresses. `mask` keeps enough shape to recognise a value: the domain of an e-mail
+address, the last four characters of anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import polars as pl
+
+from headwater.problems import Problem
+from headwater.processing.frames import require_columns
+from headwater.processing.options import Context, column_name, mapping
+from headwater.processing.spec import StepFunction
+from headwater.yaml_source import KeyPath
+
+MODES = ("drop", "mask", "hash")
+# Values with fewer characters than this are masked completely: showing four of them would show too much.
+MASK_KEEP_FROM = 8
+ALPHANUMERIC = r"[\p{L}\p{N}]"
+
+
+def _mode(spec: Any) -> tuple[str | None, Any]:
+    """('hash', {salt: ...}) from `{hash: {salt: ...}}`, ('mask', None) from `mask`."""
+    if isinstance(spec, str):
+        return spec, None
+    if isinstance(spec, dict) and len(spec) == 1:
+        return next(iter(spec.items()))
+    return None, None
+
+
+def check(options: Any, where: KeyPath, problems: list[Problem], context: Context) -> None:
+    example = '{email: {hash: {salt: "${PII_SALT}"}}, phone: mask, ssn: drop}'
+    for column, spec in (mapping(options, where, problems, example) or {}).items():
+        here = (*where, column)
+        if not column_name(column, here, problems):
+            continue
+        mode, settings = _mode(spec)
+        if mode not in MODES:
+            problems.append(Problem(here, f"unknown pii mode {spec!r}; allowed: {', '.join(MODES)}"))
+        elif mode == "hash":
+            _check_salt(settings, (*here, "hash"), problems, context)
+        elif settings is not None:
+            problems.append(Problem((*here, mode), f"{mode} takes no options; write `{column}: {mode}`"))
+
+
+def _check_salt(settings: Any, where: KeyPath, problems: list[Problem], context: Context) -> None:
+    salt = settings.get("salt") if isinstance(settings, dict) else None
+    if not isinstance(settings, dict) or set(settings) != {"salt"} or not isinstance(salt, str):
+        problems.append(Problem(where, 'hash needs exactly a salt from a secret: {hash: {salt: "${PII_SALT}"}}'))
+        return
+    if context.resolved:
+        if not salt:
+            problems.append(Problem((*where, "salt"), "the salt is empty; set the variable it references"))
+        return
+    references = context.variables.references_in(salt)
+    if not references:
+        problems.append(
+            Problem(
+                (*where, "salt"),
+                "the salt is a secret; do not write it in the file, reference it as ${PII_SALT} and set that "
+                f"in the environment or {context.variables.secrets_file}",
+            )
+        )
+
+
+def hashed(values: pl.Series, salt: str) -> pl.Series:
+    """HMAC-SHA256 hex digest of every value (nulls stay null); each distinct value is hashed once."""
+    text = values.cast(pl.String)
+    distinct = text.drop_nulls().unique()
+    key = salt.encode()
+    digests = [hmac.new(key, value.encode(), hashlib.sha256).hexdigest() for value in distinct.to_list()]
+    return text.replace_strict(distinct, pl.Series(digests, dtype=pl.String), default=None, return_dtype=pl.String)
+
+
+def masked(value: pl.Expr) -> pl.Expr:
+    """`j*******@example.com` for e-mail addresses; `+** *** ***4567` for anything else (short values: all `*`)."""
+    text = value.cast(pl.String)
+    local = text.str.extract(r"^([^@]+)@", 1)
+    domain = text.str.extract(r"(@.*)$", 1)
+    email = pl.concat_str(local.str.head(1), local.str.slice(1).str.replace_all(".", "*"), domain)
+    length = text.str.len_chars()
+    head = text.str.head(length - 4).str.replace_all(ALPHANUMERIC, "*")
+    other = (
+        pl.when(length < MASK_KEEP_FROM)
+        .then(text.str.replace_all(ALPHANUMERIC, "*"))
+        .otherwise(pl.concat_str(head, text.str.tail(4)))
+    )
+    return pl.when(local.is_not_null()).then(email).otherwise(other)
+
+
+def build(options: dict, context: Context) -> StepFunction:
+    plan = {column: _mode(spec) for column, spec in options.items()}
+
+    def pii(frame: pl.DataFrame):
+        require_columns(frame, plan, "pii")
+        replaced = []
+        for column, (mode, settings) in plan.items():
+            if mode == "mask":
+                replaced.append(masked(pl.col(column)).alias(column))
+            elif mode == "hash":
+                replaced.append(hashed(frame.get_column(column), settings["salt"]).alias(column))
+        frame = frame.with_columns(replaced)
+        return frame.drop([column for column, (mode, _) in plan.items() if mode == "drop"]), None
+
+    return pii

@@ -1,0 +1,10 @@
+"""Quarantine: rows that cannot load are kept beside their table, with why and where, until replayed.
+
+Each table `T` of a source has a side table `raw_<source>.T__quarantine` (see `records.py` for its
+columns). Rows land there in the same dlt load package as the table's good rows, so a run either
+records both or neither. `replay.py` sends them through the table's current steps and rules again.
+"""
+
+from headwater.quarantine.naming import QUARANTINE_SUFFIX, is_quarantine_table, quarantine_table_name, table_of
+
+__all__ = ["QUARANTINE_SUFFIX", "is_quarantine_table", "quarantine_table_name", "table_of"]
