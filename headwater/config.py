@@ -384,6 +384,7 @@ def _parse_tables(
         if variables is not None and isinstance(steps, list) and isinstance(rules, list):
             project_dir = Path(variables.get("PROJECT_DIR") or ".")
             validate_plan(steps, rules, (*where, name), problems, project_dir=project_dir, variables=variables)
+            _check_steps_keep_keys(steps, options, (*where, name), problems)
         tables.append(
             TableConfig(
                 name=str(name),
@@ -397,6 +398,34 @@ def _parse_tables(
             )
         )
     return tuple(tables)
+
+
+def _check_steps_keep_keys(steps: list, options: dict, where: KeyPath, problems: list[Problem]) -> None:
+    """The key and cursor columns must reach dlt as the source names them.
+
+    dlt reads the cursor from each batch after the steps ran (and pushes it into the source's own
+    query), and merges on the primary key as loaded: a step renaming or dropping them breaks both.
+    """
+    key = options.get("primary_key") or []
+    protected = {options.get("cursor"), *([key] if isinstance(key, str) else key)} - {None}
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or len(step) != 1:
+            continue
+        (kind, spec), = step.items()
+        if kind == "rename" and isinstance(spec, dict):
+            touched = {column for column in spec if column in protected}
+        elif kind == "pii" and isinstance(spec, dict):
+            touched = {column for column, mode in spec.items() if column in protected and mode == "drop"}
+        else:
+            continue
+        for column in sorted(touched):
+            problems.append(
+                Problem(
+                    (*where, "steps", index, kind, column),
+                    f"{column!r} is this table's primary key or cursor and must keep its name; "
+                    "rename it in a dbt staging model instead",
+                )
+            )
 
 
 def _unknown_keys(mapping: dict, allowed: set[str], where: KeyPath, problems: list[Problem]) -> None:

@@ -136,9 +136,25 @@ def test_bundled_config_loads_with_every_source_and_table():
             6,
             ["sources.api.tables.items.cursor", "takes its incremental cursor in its settings", "type: incremental"],
         ),
+        (
+            """\
+            sources:
+              db:
+                connector: sql_database
+                settings: {credentials: "${DB_URL}"}
+                tables:
+                  customers:
+                    primary_key: id
+                    cursor: updated_at
+                    steps:
+                      - rename: {updated_at: modified_at}
+            """,
+            10,
+            ["sources.db.tables.customers.steps.0.rename.updated_at", "primary key or cursor and must keep its name"],
+        ),
     ],
     ids=["unknown-connector", "missing-setting", "wrong-type", "literal-secret", "unset-reference",
-         "bad-write-disposition", "misspelt-key", "bad-source-name", "cursor-on-api-table"],
+         "bad-write-disposition", "misspelt-key", "bad-source-name", "cursor-on-api-table", "renamed-cursor"],
 )
 def test_broken_config_names_the_key_and_line(tmp_path, monkeypatch, body, expected_line, expected_fragments):
     monkeypatch.setenv("DB_URL", "postgresql://localhost/app")
