@@ -4,6 +4,7 @@
     python -m flows.daily --advance-example 1   # simulate a day of the bundled shop first
     python -m flows.daily --full-refresh shop_db.customers   # drop and reload one table (or a whole source)
     python -m flows.daily --since 2024-05-01 --until 2024-06-01   # re-read a cursor window
+    python -m flows.daily --full-build    # rebuild every dbt model, not only what new rows feed
 """
 
 from __future__ import annotations
@@ -14,11 +15,24 @@ import time
 
 from prefect import flow, get_run_logger
 
-from flows.tasks import dbt_build_task, load_source_task, verify_contracts_task
+from flows.artifacts import publish_artifacts
+from flows.tasks import (
+    audit_and_publish_task,
+    dbt_rebuild_task,
+    load_source_task,
+    plan_rebuild_task,
+    verify_raw_contracts_task,
+)
+from headwater.alerts import notify
 from headwater.config import ConfigError, ProjectConfig, load_project
 from headwater.destination import resolve_destination, uses_embedded_database
 from headwater.example.session import running_example
+from headwater.freshness import evaluate_freshness
+from headwater.history import RunInfo, record_run, start_run
+from headwater.pending import pending_relations
+from headwater.pending import settle as settle_pending
 from headwater.plugins import connector_registry
+from headwater.rebuild import changed_relations
 from headwater.reload import ReloadError, add_reload_arguments, plan_reload
 from headwater.runtime import config_path
 from headwater.summary import RunSummary, print_summary
@@ -39,6 +53,7 @@ def daily(
     full_refresh: list[str] | None = None,
     since: str | None = None,
     until: str | None = None,
+    full_build: bool = False,
 ) -> RunSummary:
     """Load every configured source incrementally, run `dbt build`, verify Soda contracts, report.
 
@@ -47,6 +62,7 @@ def daily(
         full_refresh: SOURCE or SOURCE.TABLE names to drop and reload from scratch, cursor included.
         since: Backfill window start on each merge/scd2 table's cursor (ISO date/timestamp or integer).
         until: Backfill window end, exclusive (default: now); the regular cursor does not move.
+        full_build: Rebuild every dbt model, not only those downstream of tables that received rows.
     """
     started = time.perf_counter()
     logger = get_run_logger()
@@ -56,19 +72,34 @@ def daily(
         logger.warning(warning)
     address = resolve_destination(project.state_dir)
     logger.info("Destination: %s", address.safe_url)
+    run = RunInfo.current("daily")
+    start_run(address, run)  # a run that crashes from here on stays visible as 'running' in headwater_ops
 
     summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database())
     with running_example(project, advance_days=advance_example):
         for source in project.sources:
             if source.enabled:
                 summary.loads.append(load_source_task(project, source, address, reload))
-    if project.transform_dir is not None:
-        summary.dbt = dbt_build_task(project, address)
+    # Only what changed is checked and rebuilt (with what earlier runs could not publish);
+    # a source failing its raw contract feeds nothing.
+    changed = sorted(set(changed_relations(summary.loads)) | set(pending_relations(address)))
     if project.quality_dir is not None:
-        summary.contracts = verify_contracts_task(project, address)
+        summary.contracts = verify_raw_contracts_task(project, address, changed, full_build)
+    if project.transform_dir is not None:
+        summary.rebuild = plan_rebuild_task(project, address, changed, summary.contracts, full_build)
+        summary.dbt = dbt_rebuild_task(project, address, summary.rebuild)
+        # Marts are built in their audit schema and published only if every blocking check passed.
+        summary.publish = audit_and_publish_task(project, address, summary.dbt)
+        summary.contracts += summary.publish.audited
+    settle_pending(address, changed, summary, run.run_id)
     summary.seconds = time.perf_counter() - started
 
+    summary.run_id = run.run_id
+    summary.freshness = evaluate_freshness(project, address)  # error_after breaches fail the run
     print_summary(summary)
+    record_run(address, summary, run)
+    notify(project, summary, logger)  # never raises: a notifier that fails is logged
+    publish_artifacts(summary, project.name)
     if not summary.ok:
         raise RunFailed("; ".join(summary.failures))
     return summary
@@ -79,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--advance-example", type=int, default=0, metavar="DAYS",
                         help="simulate DAYS days of the bundled shop before loading")
     add_reload_arguments(parser)
+    parser.add_argument("--full-build", action="store_true",
+                        help="rebuild every dbt model, not only those downstream of tables that received rows")
     args = parser.parse_args(argv)
     try:
         plan_reload(read_project(), args.full_refresh, args.since, args.until)
@@ -88,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Only options that were given become flow parameters, so a plain run records just advance_example.
     reload = {name: getattr(args, name) for name in ("full_refresh", "since", "until") if getattr(args, name)}
+    if args.full_build:
+        reload["full_build"] = True
     state = daily(advance_example=args.advance_example, **reload, return_state=True)
     return 0 if state.is_completed() else 1
 

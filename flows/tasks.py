@@ -22,17 +22,50 @@ def load_source_task(
     return load_source(project, source, connector, address, reload)
 
 
-@task(name="dbt-build", cache_policy=NO_CACHE)
-def dbt_build_task(project: ProjectConfig, address: PostgresAddress):
-    """Build the dbt project (staging views, marts, their tests)."""
+@task(name="verify-raw-contracts", cache_policy=NO_CACHE)
+def verify_raw_contracts_task(project: ProjectConfig, address: PostgresAddress, changed, full_build: bool = False):
+    """Verify the raw contracts of the tables that received rows (every raw contract on a full build)."""
+    from headwater.quality import discover_contracts, verify_contracts
+
+    raw = {c.schema for c in discover_contracts(project.quality_dir) if c.schema.startswith("raw_")}
+    if full_build:
+        return verify_contracts(project.quality_dir, address, schemas=raw)
+    return verify_contracts(project.quality_dir, address, tables=set(changed)) if changed else []
+
+
+@task(name="plan-rebuild", cache_policy=NO_CACHE)
+def plan_rebuild_task(project: ProjectConfig, address: PostgresAddress, changed, raw_contracts, full_build: bool):
+    """Parse the dbt project once and decide which models to rebuild and which sources to hold back."""
+    from headwater.rebuild import RebuildPlan, load_manifest_sources, plan_rebuild
+    from headwater.transform import dbt_state_dirs, run_dbt
+
+    if not changed and not full_build:
+        return RebuildPlan(run=False)  # nothing new: no need to even parse the project
+    parsed = run_dbt(["parse"], project_dir=project.transform_dir, state_dir=project.state_dir, address=address)
+    if not parsed.success:
+        raise RuntimeError(f"dbt parse failed: {parsed.error}")
+    sources = load_manifest_sources(dbt_state_dirs(project.state_dir)[0])
+    return plan_rebuild(changed, raw_contracts, sources, full_build=full_build)
+
+
+@task(name="dbt-rebuild", cache_policy=NO_CACHE)
+def dbt_rebuild_task(project: ProjectConfig, address: PostgresAddress, plan):
+    """`dbt build` of the planned selection, marts into their audit schema; None when there is nothing to build."""
+    from headwater.publish import audit_schemas, dbt_audit_args
     from headwater.transform import run_dbt
 
-    return run_dbt(["build"], project_dir=project.transform_dir, state_dir=project.state_dir, address=address)
+    if not plan.run:
+        return None
+    command = ["build", *dbt_audit_args(audit_schemas())]
+    if plan.exclude:
+        command += ["--exclude", *plan.exclude]
+    return run_dbt(command, project_dir=project.transform_dir, state_dir=project.state_dir, address=address,
+                   select=plan.select)
 
 
-@task(name="verify-contracts", cache_policy=NO_CACHE)
-def verify_contracts_task(project: ProjectConfig, address: PostgresAddress):
-    """Verify the Soda contracts in the quality folder against raw tables and marts."""
-    from headwater.quality import verify_contracts
+@task(name="audit-and-publish", cache_policy=NO_CACHE)
+def audit_and_publish_task(project: ProjectConfig, address: PostgresAddress, dbt_result):
+    """Verify the freshly built marts in their audit schema, then publish all of them or none."""
+    from headwater.publish import audit_and_publish
 
-    return verify_contracts(project.quality_dir, address)
+    return audit_and_publish(project.quality_dir, address, dbt_result)

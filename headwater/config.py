@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from headwater.connectors import Connector, ConnectorRegistry
+from headwater.freshness import FreshnessSLA, parse_freshness
 from headwater.interpolation import SECRETS_FILE, Variables
 from headwater.problems import Problem
 from headwater.processing import validate_plan
@@ -23,9 +24,10 @@ from headwater.runtime import STATE_DIR
 from headwater.yaml_source import KeyPath, YamlDocument, YamlSyntaxError, read_yaml
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality"}
-SOURCE_KEYS = {"connector", "settings", "tables", "enabled"}
-TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by", "deleted_flag", "steps", "rules"}
+TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts"}
+SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness"}
+TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by", "deleted_flag", "steps", "rules",
+              "freshness"}
 WRITE_DISPOSITIONS = ("append", "merge", "replace", "scd2")
 # The bundled examples, and the variables each provides to the config while it runs.
 EXAMPLES = {"shop": frozenset({"SHOP_API_URL", "SHOP_API_TOKEN"})}
@@ -46,6 +48,8 @@ class TableConfig:
     # Enrichment steps and row rules, as written in headwater.yaml (validated by headwater.processing).
     steps: tuple[dict, ...] = ()
     rules: tuple[dict, ...] = ()
+    # Freshness SLA (headwater.freshness); None inherits the source's, FreshnessSLA() switches it off.
+    freshness: FreshnessSLA | None = None
 
     @property
     def effective_write_disposition(self) -> str:
@@ -62,6 +66,7 @@ class SourceConfig:
     settings: dict[str, Any]
     tables: tuple[TableConfig, ...] = ()
     enabled: bool = True
+    freshness: FreshnessSLA | None = None  # applies to every table that sets none of its own
 
     @property
     def dataset(self) -> str:
@@ -77,6 +82,7 @@ class ProjectConfig:
     transform_dir: Path | None = None
     quality_dir: Path | None = None
     variables: Variables | None = field(default=None, compare=False, repr=False)
+    alerts: tuple = ()  # headwater.alerts.AlertConfig, one per entry of `alerts:`
 
     @property
     def root(self) -> Path:
@@ -174,7 +180,14 @@ def _parse(
         transform_dir=_folder(data, "transform", "project_dir", "transform", path.parent, problems),
         quality_dir=_folder(data, "quality", "contracts_dir", "quality", path.parent, problems),
         variables=variables,
+        alerts=_alerts(data.get("alerts"), variables, problems),
     )
+
+
+def _alerts(raw: Any, variables: Variables, problems: list[Problem]) -> tuple:
+    from headwater.alerts import parse_alerts  # the notifier registry loads plugins: only when alerts are set
+
+    return parse_alerts(raw, variables, problems) if raw is not None else ()
 
 
 def _folder(data: dict, section: str, key: str, default: str, root: Path, problems: list[Problem]) -> Path | None:
@@ -250,6 +263,7 @@ def _parse_source(
         settings=settings,
         tables=tables,
         enabled=bool(raw.get("enabled", True)),
+        freshness=parse_freshness(raw["freshness"], (*where, "freshness"), problems) if "freshness" in raw else None,
     )
 
 
@@ -395,6 +409,8 @@ def _parse_tables(
                 deleted_flag=options.get("deleted_flag"),
                 steps=tuple(steps) if isinstance(steps, list) else (),
                 rules=tuple(rules) if isinstance(rules, list) else (),
+                freshness=parse_freshness(options["freshness"], (*where, name, "freshness"), problems)
+                if "freshness" in options else None,
             )
         )
     return tuple(tables)

@@ -18,3 +18,13 @@ def register_steps(register):
     function(frame: polars.DataFrame, options) -> polars.DataFrame, where options is whatever follows the
     step's name in a table's `steps:` list.
     """
+
+
+@hookspec
+def register_notifiers(register):
+    """Call register(name, factory, description=...) once per alert notifier.
+
+    factory(options: dict) -> send, where options is the mapping under the notifier's name in `alerts:`
+    (${NAME} references resolved) and send(event: dict) delivers one JSON-able alert event. factory may
+    raise ValueError to reject its options; send may raise, which is logged and never fails the run.
+    """

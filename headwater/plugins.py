@@ -89,3 +89,14 @@ def step_registry() -> StepRegistry:
 def register_steps_of(plugin: Plugin, module: object, registry: StepRegistry) -> None:
     """Run one plugin's register_steps hook into registry; a plugin raising inside it is reported by name."""
     _call_hook(plugin, module, "register_steps", registry.registrar(plugin), registry.problems)
+
+
+@functools.cache
+def notifier_registry():
+    """Collect every alert notifier: the built-ins (headwater.alerts) and installed plugins, through one hook."""
+    from headwater import alerts
+
+    registry = alerts.NotifierRegistry()
+    for plugin, module in [(BUILTIN, alerts), *_installed_plugins(registry.problems)]:
+        _call_hook(plugin, module, "register_notifiers", registry.registrar(plugin), registry.problems)
+    return registry

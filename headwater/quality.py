@@ -13,6 +13,8 @@ segment follows whichever database the run points at without rewriting any file.
 
 from __future__ import annotations
 
+import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,14 @@ class CheckResult:
     measured: object | None
     threshold: str | None
     title: str | None = None
+    # 'fail' blocks (the default); 'warn' is reported but never blocks. A contract makes a check
+    # warn-only with Soda's own threshold level: ``threshold: {must_be: 0, level: warn}``.
+    severity: str = "fail"
+
+    @property
+    def blocking(self) -> bool:
+        """Whether this outcome stops what the contract guards (a failed or unevaluated fail check)."""
+        return self.severity == "fail" and self.outcome in ("failed", "error")
 
 
 @dataclass
@@ -84,6 +94,11 @@ class ContractResult:
     @property
     def failed_checks(self) -> list[CheckResult]:
         return [check for check in self.checks if check.outcome in ("failed", "error")]
+
+    @property
+    def warned_checks(self) -> list[CheckResult]:
+        """Checks that missed their threshold without blocking: warn severity or a warn band."""
+        return [check for check in self.checks if check.outcome == "warned"]
 
     def check(self, name: str, column: str | None = None) -> CheckResult:
         """The check with this name (and column, for column checks)."""
@@ -113,18 +128,25 @@ def verify_contracts(
     address: PostgresAddress,
     *,
     schemas: set[str] | None = None,
+    tables: set[tuple[str, str]] | None = None,
+    relocate: dict[str, str] | None = None,
 ) -> list[ContractResult]:
-    """Verify every contract (or those of ``schemas``) against the database at ``address``.
+    """Verify every contract (or those of ``schemas``, or the (schema, table) in ``tables``) at ``address``.
+
+    ``relocate`` maps a contract schema to the schema actually verified, e.g. ``{"marts": "marts__audit"}``
+    to audit freshly built tables before they are published; results keep the contract's schema.
 
     Never raises for data or connection problems: a contract whose table is missing,
     an unreachable database or an unreadable contract each yield a failed
     ContractResult with ``error`` set.
     """
     quality_dir = Path(quality_dir)
+    relocate = relocate or {}
     contracts = [
         contract
         for contract in discover_contracts(quality_dir)
-        if schemas is None or contract.schema in schemas
+        if (schemas is None or contract.schema in schemas)
+        and (tables is None or (contract.schema, contract.table) in tables)
     ]
     if not contracts:
         return []
@@ -136,7 +158,7 @@ def verify_contracts(
     # Soda reports a missing table only as a failed query among its logs; looking the
     # tables up first gives a clear message and skips pointless queries.
     try:
-        existing = _existing_relations(address, {contract.schema for contract in contracts})
+        existing = _existing_relations(address, {relocate.get(c.schema, c.schema) for c in contracts})
     except Exception as exc:  # psycopg raises several types for connection problems
         message = f"Cannot connect to {address.safe_url}: {exc}".strip()
         return [_errored(contract, message) for contract in contracts]
@@ -144,17 +166,39 @@ def verify_contracts(
     results = []
     with scoped_environ(address.tool_env()):
         for contract in contracts:
-            if (contract.schema, contract.table) not in existing:
+            schema = relocate.get(contract.schema, contract.schema)
+            if (schema, contract.table) not in existing:
                 results.append(
                     _errored(
                         contract,
-                        f"Table {contract.schema}.{contract.table} does not exist in database "
+                        f"Table {schema}.{contract.table} does not exist in database "
                         f"{address.database!r}: has the step that creates it run?",
                     )
                 )
+            elif schema != contract.schema:
+                results.append(_verify_relocated(contract, schema, datasource_file))
             else:
                 results.append(_verify_one(contract, datasource_file))
     return results
+
+
+def _verify_relocated(contract: Contract, schema: str, datasource_file: Path) -> ContractResult:
+    """Verify ``contract`` against the same table in ``schema``, without touching the contract file.
+
+    The dataset line is rewritten in a temporary copy: the contract in the repository keeps naming
+    the published schema, which is what readers of the contract expect.
+    """
+    text = contract.path.read_text()
+    pattern = re.compile(rf"^(dataset:\s*\S*/){re.escape(contract.schema)}(/{re.escape(contract.table)}\s*)$", re.M)
+    relocated, count = pattern.subn(rf"\g<1>{schema}\g<2>", text)
+    if count != 1:
+        return _errored(contract, f"{contract.path}: no `dataset: …/{contract.schema}/{contract.table}` line to audit")
+    with tempfile.TemporaryDirectory(prefix="headwater-audit-") as folder:
+        copy = Path(folder) / contract.path.name
+        copy.write_text(relocated)
+        result = _verify_one(Contract(contract.schema, contract.table, copy), datasource_file)
+    result.contract_path = contract.path
+    return result
 
 
 def _verify_one(contract: Contract, datasource_file: Path) -> ContractResult:
@@ -174,14 +218,14 @@ def _verify_one(contract: Contract, datasource_file: Path) -> ContractResult:
         return _errored(contract, session.get_errors_str() or "Soda returned no result for the contract")
     soda_result = session.results[0]
     checks = [_check_result(check_result) for check_result in soda_result.check_results]
-    status = soda_result.status.name
     error = None
-    if status == "ERROR" or session.has_errors:
+    if soda_result.status.name == "ERROR" or session.has_errors:
         error = soda_result.get_errors_str() or session.get_errors_str() or "Soda reported an error"
     return ContractResult(
         schema=contract.schema,
         table=contract.table,
-        passed=status in ("PASSED", "WARNED") and error is None,
+        # Only fail-severity checks block; a warn-severity check is reported and nothing more.
+        passed=error is None and not any(check.blocking for check in checks),
         checks=checks,
         error=error,
         contract_path=contract.path,
@@ -192,7 +236,8 @@ def _check_result(soda_check_result) -> CheckResult:
     check = soda_check_result.check
     name = check.type + (f":{check.qualifier}" if check.qualifier else "")
     threshold = _describe_threshold(check.threshold)
-    if threshold and getattr(check.threshold, "level", "fail") == "warn":
+    severity = _severity(check)
+    if threshold and severity == "warn":
         threshold += " (warn)"  # a miss only warns
     warn_threshold = _describe_threshold(getattr(check, "warn_threshold", None))
     if warn_threshold:
@@ -204,7 +249,21 @@ def _check_result(soda_check_result) -> CheckResult:
         measured=soda_check_result.threshold_value,
         threshold=threshold,
         title=check.name,
+        severity=severity,
     )
+
+
+def _severity(check) -> str:
+    """'warn' when the check's only threshold is at Soda's warn level, else 'fail'.
+
+    Soda puts a single threshold in the primary slot whatever its level; with a warn band and a
+    fail threshold (``additional:``) the check can still fail, so it keeps fail severity.
+    """
+    level = getattr(getattr(check, "threshold", None), "level", None)
+    level = getattr(level, "value", level)  # Soda's ThresholdLevel enum, or a plain string
+    if level == "warn" and getattr(check, "warn_threshold", None) is None:
+        return "warn"
+    return "fail"
 
 
 def _describe_threshold(threshold) -> str | None:

@@ -12,7 +12,10 @@ from rich.table import Table
 from headwater.loading import SourceLoad, TableLoad
 
 if TYPE_CHECKING:
+    from headwater.freshness import FreshnessResult
+    from headwater.publish import PublishResult
     from headwater.quality import ContractResult
+    from headwater.rebuild import RebuildPlan
     from headwater.transform import DbtRunResult
 
 
@@ -24,6 +27,10 @@ class RunSummary:
     seconds: float = 0.0
     destination: str = ""  # masked URL
     embedded: bool = False
+    rebuild: "RebuildPlan | None" = None  # what dbt was asked to build, which sources were held back
+    publish: "PublishResult | None" = None  # mart contracts verified in audit, what was published or why not
+    run_id: str = ""  # the Prefect flow run id, or a uuid outside Prefect (headwater.history)
+    freshness: list["FreshnessResult"] = field(default_factory=list)
 
     @property
     def failures(self) -> list[str]:
@@ -37,6 +44,12 @@ class RunSummary:
                 failed_checks = [check.name for check in contract.checks if check.outcome == "failed"]
                 reason = contract.error or ", ".join(failed_checks)
                 problems.append(f"contract {contract.schema}.{contract.table}: {reason}")
+        if self.rebuild is not None:
+            problems += [f"held back {held.source}: {held.reason}" for held in self.rebuild.held_back]
+        if self.publish is not None and not self.publish.ok:
+            problems.append(f"not published {', '.join(self.publish.withheld) or 'marts'}: {self.publish.reason}")
+        # A warn-level breach is reported, only error_after fails the run (like dbt source freshness).
+        problems += [f"freshness {result.message()}" for result in self.freshness if result.status == "error"]
         return problems
 
     @property
@@ -118,10 +131,27 @@ def summary_table(summary: RunSummary) -> Table:
     return table
 
 
+def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
+    """Warn-severity misses, what dbt skipped, and what reached the published schema."""
+    for contract in summary.contracts:
+        for check in contract.warned_checks:
+            column = f"({check.column})" if check.column else ""
+            console.print(f"[yellow]Warning[/yellow] contract {contract.dataset}: {check.name}{column} "
+                          f"measured {check.measured}, expected {check.threshold}", highlight=False)
+    if summary.rebuild is not None and not summary.rebuild.run and not summary.rebuild.held_back:
+        console.print("No new rows: dbt did not run, the published marts are unchanged.", highlight=False)
+    if summary.publish is not None and summary.publish.published:
+        console.print(f"Published {', '.join(summary.publish.published)}", highlight=False)
+
+
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     # Logs and CI captures have no terminal width; keep the table readable there too.
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     console.print(summary_table(summary))
+    _print_rebuild_and_publish(summary, console)
+    for result in summary.freshness:
+        if result.status == "warn":
+            console.print(f"[yellow]Stale data[/yellow] {result.message()}", highlight=False)
     if summary.destination:
         where = f"Data is in {summary.destination}"
         if summary.embedded:

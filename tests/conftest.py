@@ -74,7 +74,18 @@ def prefect_api(local_stack):
     # Prefect may already have read its settings (another test imported it): set them in-process too.
     with temporary_settings(updates={PREFECT_API_URL: status.prefect_api_url}):
         yield status.prefect_api_url
+        _drain_prefect_workers()
     os.environ.pop("PREFECT_API_URL", None)
+
+
+def _drain_prefect_workers() -> None:
+    # Flow runs in this process queue logs and events for the server; send them while it is still up,
+    # or Prefect retries against a stopped server for a minute at interpreter exit.
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=15)
+    EventsWorker.drain_all(timeout=15)
 
 
 def _restore(previous: dict[str, str | None]) -> None:

@@ -12,6 +12,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--advance-example", type=int, default=0, metavar="DAYS",
                         help="simulate DAYS days of the bundled shop before loading")
     add_reload_arguments(parser)
+    parser.add_argument("--full-build", action="store_true",
+                        help="rebuild every dbt model, not only those downstream of tables that received rows")
     parser.set_defaults(run=run)
 
 
@@ -27,4 +29,6 @@ def run(args: argparse.Namespace) -> int:
     for name in ("since", "until"):
         if getattr(args, name):
             argv += [f"--{name}", getattr(args, name)]
+    if args.full_build:
+        argv.append("--full-build")
     return main(argv)

@@ -123,4 +123,5 @@ def test_cli_options_reach_the_flow_and_errors_stop_it_before_it_runs(tmp_path, 
     parameters = inspect.signature(real_flow.fn).parameters  # the real flow's typed parameters
     assert {name: (str(p.annotation), p.default) for name, p in parameters.items() if name != "advance_example"} == {
         "full_refresh": ("list[str] | None", None), "since": ("str | None", None), "until": ("str | None", None),
+        "full_build": ("bool", False),
     }

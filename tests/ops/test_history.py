@@ -1,0 +1,77 @@
+"""Run history in headwater_ops after a real daily run, and the schema's own migrations."""
+
+from __future__ import annotations
+
+import pytest
+
+from headwater.destination import PostgresAddress
+from headwater.history import MIGRATIONS, RunInfo, ensure_schema, start_run
+from tests.conftest import query
+
+
+def add_freshness(project_root, table_line: str, sla: str) -> None:
+    """Give one table of the copied shop config a freshness SLA (table_line: its flow-style line)."""
+    config = project_root / "headwater.yaml"
+    text = config.read_text()
+    assert text.count(table_line) == 1, table_line
+    config.write_text(text.replace(table_line, table_line.rstrip("}") + f", freshness: {sla}}}"))
+
+
+PRODUCTS = "products: {primary_key: product_id, cursor: updated_at}"
+
+
+def test_schema_is_created_once_and_a_started_run_is_visible(database_url):
+    address = PostgresAddress.from_url(database_url)
+    for _ in range(2):  # idempotent: the second call applies nothing
+        with address.connect() as connection:
+            assert ensure_schema(connection) == len(MIGRATIONS)
+    assert query(database_url, "select version from headwater_ops.schema_version") == [(len(MIGRATIONS),)]
+    run = RunInfo.current("daily")
+    start_run(address, run)
+    start_run(address, run)  # a retry of the same flow run keeps one row
+    rows = query(database_url, "select run_id, status, ended_at, started_by from headwater_ops.runs")
+    assert [(r[0], r[1], r[2]) for r in rows] == [(run.run_id, "running", None)]
+    assert rows[0][3].startswith("manual:")
+
+
+@pytest.mark.slow
+def test_daily_run_is_recorded(shop_project, database_url, prefect_api, monkeypatch):
+    monkeypatch.setenv("HEADWATER_DATABASE_URL", database_url)
+    add_freshness(shop_project, PRODUCTS, "{warn_after: 1h}")
+    from flows.daily import daily
+
+    summary = daily(advance_example=1)
+    assert summary.ok, summary.failures
+    assert summary.run_id
+
+    runs = query(database_url, "select run_id, flow_name, status, ended_at is not null, rows_loaded, parameters, "
+                               "headwater_version from headwater_ops.runs")
+    assert len(runs) == 1
+    run_id, flow_name, status, ended, rows_loaded, parameters, version = runs[0]
+    assert (run_id, flow_name, status, ended) == (summary.run_id, "daily", "succeeded", True)
+    assert parameters["advance_example"] == 1 and version
+    assert rows_loaded == sum(t.rows for load in summary.loads for t in load.tables)
+
+    loads = query(database_url, "select source, table_name, rows_read, rows_loaded, rows_quarantined, "
+                                "cardinality(load_ids) from headwater_ops.table_loads where run_id = %s", run_id)
+    expected = {
+        (load.source, t.table): (t.read, t.loaded, t.quarantined) for load in summary.loads for t in load.tables
+    }
+    assert {(s, t): (r, loaded, q) for s, t, r, loaded, q, _ in loads} == expected
+    assert all(ids >= 1 for *_, ids in loads)
+    assert expected[("shop_db", "customers")][1] > 0
+
+    checks = query(database_url, "select contract, check_name, outcome from headwater_ops.check_results "
+                                 "where run_id = %s", run_id)
+    assert len(checks) == sum(len(c.checks) for c in summary.contracts) > 0
+    assert ("raw_shop_db.products", "row_count", "passed") in checks
+
+    nodes = query(database_url, "select unique_id, resource_type, status from headwater_ops.dbt_nodes "
+                                "where run_id = %s", run_id)
+    assert len(nodes) == len(summary.dbt.nodes) > 0
+    assert any(resource_type == "model" for _, resource_type, _ in nodes)
+
+    freshness = query(database_url, "select source, table_name, basis, status, breached, age_seconds "
+                                    "from headwater_ops.freshness where run_id = %s", run_id)
+    assert [row[:5] for row in freshness] == [("shop_db", "products", "cursor:updated_at", "warn", True)]
+    assert freshness[0][5] > 3600
