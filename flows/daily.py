@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -47,7 +48,26 @@ def read_project() -> ProjectConfig:
     return load_project(config_path(), connector_registry())
 
 
-@flow(name="daily", log_prints=False)
+def record_crash(flow, flow_run, state) -> None:
+    """A run that ended on an unexpected error still leaves its record in headwater_ops and raises an alert.
+
+    Runs that fail the ordinary way (RunFailed) were recorded and alerted before raising.
+    """
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, RunFailed):
+        return
+    logger = logging.getLogger("headwater.flows")
+    summary = RunSummary(run_id=str(flow_run.id), crash=f"{type(error).__name__}: {error}")
+    try:
+        project = read_project()
+        notify(project, summary, logger)  # never raises
+        run = RunInfo(run_id=summary.run_id, flow_name=flow.name, parameters=dict(flow_run.parameters or {}))
+        record_run(resolve_destination(project.state_dir), summary, run, status="failed")
+    except Exception:  # the run has failed already; reporting it must not hide why
+        logger.exception("could not record the failed run %s", flow_run.id)
+
+
+@flow(name="daily", log_prints=False, on_failure=[record_crash], on_crashed=[record_crash])
 def daily(
     advance_example: int = 0,
     full_refresh: list[str] | None = None,

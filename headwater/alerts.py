@@ -189,7 +189,8 @@ def build_event(summary: "RunSummary", project: str) -> dict | None:
     failures = summary.failures
     # A failed load or dbt build outranks what follows from it; steps held back because a contract
     # failed are part of that contract failure, so only failures of other steps make it a run failure.
-    broken = [f"load {load.source}: {load.error}" for load in summary.loads if not load.ok]
+    broken = [f"run crashed: {summary.crash}"] if getattr(summary, "crash", None) else []
+    broken += [f"load {load.source}: {load.error}" for load in summary.loads if not load.ok]
     if summary.dbt is not None and not summary.dbt.success:
         broken.append("dbt build failed")
     contracts = sorted({item["contract"] for item in failed_checks + contract_errors})

@@ -31,11 +31,13 @@ class RunSummary:
     publish: "PublishResult | None" = None  # mart contracts verified in audit, what was published or why not
     run_id: str = ""  # the Prefect flow run id, or a uuid outside Prefect (headwater.history)
     freshness: list["FreshnessResult"] = field(default_factory=list)
+    crash: str | None = None  # an unexpected error that ended the run early
 
     @property
     def failures(self) -> list[str]:
         """One line per failed step; empty when the run succeeded."""
-        problems = [f"load {load.source}: {load.error}" for load in self.loads if not load.ok]
+        problems = [f"run crashed: {self.crash}"] if self.crash else []
+        problems += [f"load {load.source}: {load.error}" for load in self.loads if not load.ok]
         if self.dbt is not None and not self.dbt.success:
             failed = ", ".join(node.name for node in self.dbt.failed_nodes) or self.dbt.error or "see dbt log"
             problems.append(f"dbt build: {failed}")

@@ -132,3 +132,27 @@ def test_freshness_breach_alerts_and_a_down_webhook_does_not_fail_the_run(
     assert breach["table"] == "raw_shop_db.products" and breach["status"] == "warn"
     assert breach["age_seconds"] > 3600 and breach["warn_after_seconds"] == 3600
     assert received[0]["run_id"] == summary.run_id
+
+
+def test_a_run_that_crashes_is_recorded_as_failed_and_alerted(
+    shop_project, database_url, prefect_api, monkeypatch, webhook
+):
+    import flows.daily
+    from tests.conftest import query
+
+    url, received = webhook
+    monkeypatch.setenv("HEADWATER_DATABASE_URL", database_url)
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", url)
+    add_alerts(shop_project, 'webhook: {url: "${ALERT_WEBHOOK_URL}"}')
+
+    def broken_step(*args, **kwargs):  # stands in for an unexpected bug late in the run
+        raise RuntimeError("freshness store unreachable")
+
+    monkeypatch.setattr(flows.daily, "evaluate_freshness", broken_step)
+    state = flows.daily.daily(return_state=True)
+    assert state.is_failed()
+    assert [(event["kind"], event["status"]) for event in received] == [("run_failed", "failed")]
+    assert "run crashed: RuntimeError: freshness store unreachable" in received[0]["message"]
+    runs = query(database_url, "select status, failures::text from headwater_ops.runs")
+    assert len(runs) == 1 and runs[0][0] == "failed"
+    assert "freshness store unreachable" in runs[0][1]
