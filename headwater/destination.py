@@ -67,6 +67,15 @@ class PostgresAddress:
             **options,
         )
 
+    def relations(self, schemas: set[str]) -> set[tuple[str, str]]:
+        """(schema, name) of every table and view in the given schemas."""
+        with self.connect(connect_timeout=10) as connection:
+            rows = connection.execute(
+                "select table_schema, table_name from information_schema.tables where table_schema = any(%s)",
+                (sorted(schemas),),
+            ).fetchall()
+        return {(schema, name) for schema, name in rows}
+
     def dlt_credentials(self) -> dict[str, object]:
         # dlt insists on a password field even where the server trusts the connection.
         return {

@@ -75,7 +75,7 @@ def audit_and_publish(
     audit = audit or audit_schemas()
     if dbt is None:
         return PublishResult()  # dbt did not run: nothing was built, the published marts stay
-    candidates = built_candidates(dbt, _relations_in(address, set(audit.values())), audit)
+    candidates = built_candidates(dbt, address.relations(set(audit.values())), audit)
     result = PublishResult()
     if quality_dir is not None and candidates:
         result.audited = verify_contracts(quality_dir, address, tables=set(candidates), relocate=audit)
@@ -147,12 +147,3 @@ def _grants(connection, schema: str, name: str) -> list[tuple[str, str]]:
         (schema, name),
     ).fetchall()
     return [(grantee, privilege) for grantee, privilege in rows]
-
-
-def _relations_in(address: PostgresAddress, schemas: set[str]) -> set[tuple[str, str]]:
-    with address.connect(connect_timeout=10) as connection:
-        rows = connection.execute(
-            "select table_schema, table_name from information_schema.tables where table_schema = any(%s)",
-            (sorted(schemas),),
-        ).fetchall()
-    return {(schema, name) for schema, name in rows}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,7 +157,7 @@ def verify_contracts(
     # Soda reports a missing table only as a failed query among its logs; looking the
     # tables up first gives a clear message and skips pointless queries.
     try:
-        existing = _existing_relations(address, {relocate.get(c.schema, c.schema) for c in contracts})
+        existing = address.relations({relocate.get(c.schema, c.schema) for c in contracts})
     except Exception as exc:  # psycopg raises several types for connection problems
         message = f"Cannot connect to {address.safe_url}: {exc}".strip()
         return [_errored(contract, message) for contract in contracts]
@@ -276,16 +275,6 @@ def _describe_threshold(threshold) -> str | None:
         if getattr(threshold, attribute, None) is not None
     ]
     return " and ".join(parts) or None
-
-
-def _existing_relations(address: PostgresAddress, schemas: Iterable[str]) -> set[tuple[str, str]]:
-    """(schema, name) of every table and view in the given schemas."""
-    with address.connect(connect_timeout=10) as connection:
-        rows = connection.execute(
-            "select table_schema, table_name from information_schema.tables where table_schema = any(%s)",
-            (sorted(schemas),),
-        ).fetchall()
-    return {(schema, name) for schema, name in rows}
 
 
 def _errored(contract: Contract, message: str) -> ContractResult:
