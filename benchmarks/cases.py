@@ -1,0 +1,294 @@
+"""The benchmark plan: references and cases in order, each measured in a child process, collected into a Report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from benchmarks import work
+from benchmarks.api_server import ApiServer
+from benchmarks.data import TABLE, events, write_csv, write_parquet
+from benchmarks.databases import (
+    copy_csv,
+    create_mariadb_source,
+    create_postgres_database,
+    drop_mariadb_database,
+    drop_postgres_database,
+    mariadb_url,
+)
+from benchmarks.flow_startup import measure as measure_flow_startup
+from benchmarks.isolate import run_isolated
+from benchmarks.projects import SOURCE_URL_SECRET, api_source, file_source, sql_source, write_project
+from benchmarks.report import Report, Row, Target
+
+COPY_BASIS = "raw COPY, same rows"
+PLAIN_DLT_CAP = 1_000_000  # plain dlt runs at most this many rows; larger sizes are extrapolated from its rate
+SQL_CAP = 1_000_000  # the database cases run at the smallest size, at most this many rows
+PROFILE_CAP = 1_000_000  # profiles of missed targets are taken at most at this size (cProfile slows the run)
+FILE_TARGET, SQL_TARGET, MEMORY_TARGET, FLOW_TARGET = 0.8, 0.6, 1.2, 8.0
+
+
+@dataclass
+class Settings:
+    sizes: list[int]
+    api_records: int
+    work: Path  # scratch folder: data files, projects, state
+    profile: bool = True  # re-run cases that miss their target under cProfile (off for --quick: sizes too small)
+    flow_warmup: bool = True  # time the second flow run against the server, not the one that registers the flow
+
+
+class Benchmark:
+    """Runs every case; ``say`` receives one progress line per step."""
+
+    def __init__(self, settings: Settings, report: Report, say: Callable[[str], None]):
+        self.settings = settings
+        self.report = report
+        self.say = say
+        self.copy_rate: dict[int, float] = {}
+        self.databases: list[str] = []
+        self.mariadb_databases: list[str] = []
+        self.rss: dict[tuple[str, int], float] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def database(self, prefix: str) -> str:
+        url = create_postgres_database(prefix)
+        self.databases.append(url)
+        return url
+
+    def measure(self, label: str, function: Callable[..., dict], **kwargs) -> dict:
+        self.say(f"  running  {label} ...")
+        result = run_isolated(function, **kwargs)
+        rate = result["rows"] / result["seconds"] if result["seconds"] else 0
+        self.say(f"  done     {label}: {result['rows']:,} rows in {result['seconds']:.2f} s ({rate:,.0f} rows/s)")
+        return result
+
+    def add(self, case: str, result: dict, ratio: float, basis: str, note: str = "") -> Row:
+        row = Row(case=case, rows=result["rows"], seconds=result["seconds"], ratio=ratio, basis=basis,
+                  peak_rss_mb=result.get("peak_rss_mb"), note=note)
+        self.report.rows.append(row)
+        return row
+
+    def vs_copy(self, result: dict, size: int) -> float:
+        rate = result["rows"] / result["seconds"] if result["seconds"] else 0.0
+        return rate / self.copy_rate[size] if self.copy_rate.get(size) else 0.0
+
+    def data(self, size: int) -> tuple[Path, Path]:
+        folder = self.settings.work / "data" / str(size)
+        csv_path, parquet_path = folder / "csv" / f"{TABLE}.csv", folder / "parquet" / f"{TABLE}.parquet"
+        if not csv_path.exists():
+            self.say(f"  generate {size:,} rows x 10 columns (CSV and Parquet)")
+            frame = events(size)
+            write_csv(frame, csv_path)
+            write_parquet(frame, parquet_path)
+        return csv_path, parquet_path
+
+    def headwater(self, name: str, sources: dict, profile: bool = False,
+                  secrets: dict[str, str] | None = None) -> tuple[Path, str, dict]:
+        """A fresh project and database, and one Headwater load of its source."""
+        config = write_project(self.settings.work / "projects" / name, sources, secrets)
+        url = self.database(name.replace("-", "_")[:30])
+        source = next(iter(sources))
+        result = self.measure(f"{name}", work.headwater_load, profile=profile,
+                              config_path=str(config), source=source, url=url)
+        return config, url, result
+
+    # -- cases ---------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self.copies()
+            self.files()
+            self.incremental_files()
+            self.memory()
+            self.databases_cases()
+            self.plain_dlt()
+            self.api()
+            self.flow_startup()
+        finally:
+            self.cleanup()
+
+    def copies(self) -> None:
+        self.say("Reference: raw COPY ... FROM STDIN (psycopg)")
+        for size in self.settings.sizes:
+            csv_path, _ = self.data(size)
+            result = self.measure(f"COPY {size:,}", work.raw_copy, url=self.database("copy"), csv_path=str(csv_path))
+            self.copy_rate[size] = result["rows"] / result["seconds"]
+            self.add(f"raw COPY, CSV {size:,}", result, 1.0, COPY_BASIS, "reference")
+
+    def files(self) -> None:
+        self.say("Case 1: files -> Postgres through Headwater (trim, normalise lower, derive)")
+        self.file_loads: dict[tuple[str, int], tuple[Path, str, dict]] = {}
+        for kind in ("csv", "parquet"):
+            for size in self.settings.sizes:
+                csv_path, parquet_path = self.data(size)
+                landing = (csv_path if kind == "csv" else parquet_path).parent
+                loaded = self.headwater(f"file-{kind}-{size}", file_source(landing, f"*.{kind}"))
+                self.file_loads[kind, size] = loaded
+                result = loaded[2]
+                self.rss[kind, size] = result["peak_rss_mb"]
+                ratio = self.vs_copy(result, size)
+                self.add(f"Headwater file {kind.upper()} {size:,}", result, ratio, COPY_BASIS, "3 enrichment steps")
+                self.report.targets.append(Target(f"file {kind.upper()} {size:,} vs COPY", ratio, FILE_TARGET, "x"))
+        self.profile_missed("file", lambda kind: file_source(self.data(self.profile_size())[kind == "parquet"]
+                                                              .parent, f"*.{kind}"))
+
+    def profile_size(self) -> int:
+        return min(self.settings.sizes[0], PROFILE_CAP)
+
+    def profile_missed(self, prefix: str, sources_of: Callable[[str], dict],
+                       secrets_of: Callable[[str], dict] | None = None) -> None:
+        """Re-run each missed case of ``prefix`` once under cProfile and attach the top of the profile."""
+        if not self.settings.profile:
+            return
+        done: dict[str, str] = {}
+        for target in self.report.targets:
+            if target.met or not target.name.startswith(prefix) or target.profile:
+                continue
+            kind = target.name.split()[1].lower()
+            if kind not in done:
+                secrets = secrets_of(kind) if secrets_of else None
+                _, _, result = self.headwater(f"profile-{prefix}-{kind}", sources_of(kind), profile=True,
+                                              secrets=secrets)
+                done[kind] = f"(profiled at {self.profile_size():,} rows)\n" + result["profile"]
+            target.profile = done[kind]
+
+    def incremental_files(self) -> None:
+        size = self.settings.sizes[-1]
+        self.say(f"Cases 4 and 5: incremental runs on the {size:,}-row Parquet source")
+        config, url, full = self.file_loads["parquet", size]
+        startup = self.measure("fixed start-up (fresh interpreter)", work.startup, config_path=str(config))
+        nodata = self.measure("no new data", work.headwater_load, config_path=str(config), source="files", url=url)
+        self.add("fixed start-up: interpreter, imports, config", startup, startup["seconds"] / full["seconds"],
+                 "time vs full load", f"of which {startup['in_process']:.2f} s imports and config")
+        self.add(f"incremental, no new data, Parquet {size:,}", nodata, nodata["seconds"] / full["seconds"],
+                 "time vs full load", "listing finds no new file; time excludes the start-up above")
+        _, parquet_path = self.data(size)
+        delta = max(1, size // 100)
+        write_parquet(events(delta, first_id=size), parquet_path.parent / f"{TABLE}-delta.parquet")
+        more = self.measure(f"1% new rows ({delta:,})", work.headwater_load, config_path=str(config),
+                            source="files", url=url)
+        self.add(f"incremental, 1% new rows, Parquet {size:,}", more, more["seconds"] / full["seconds"],
+                 "time vs full load", f"{delta:,} new rows in a new file")
+        self.proportional_target("file Parquet", full, nodata, more)
+
+    def proportional_target(self, name: str, full: dict, nodata: dict, more: dict) -> None:
+        # Proportional: beyond what a run with nothing new costs, 1% of the rows should cost about 1% of the
+        # full load; twice that is allowed for noise.
+        allowed = nodata["seconds"] + 2 * 0.01 * full["seconds"]
+        self.report.targets.append(Target(
+            f"incremental 1% {name}: seconds", more["seconds"], round(allowed, 2), "s", higher_is_better=False,
+            detail=f"Goal: no-data run ({nodata['seconds']:.2f} s) + 2 x 1% of the full load "
+                   f"({full['seconds']:.2f} s)."))
+
+    def memory(self) -> None:
+        small, big = self.settings.sizes[0], self.settings.sizes[-1]
+        if small == big:
+            self.report.notes.append("Peak memory: only one size was run, so there is no ratio to report.")
+            return
+        for kind in ("csv", "parquet"):
+            ratio = self.rss[kind, big] / self.rss[kind, small]
+            _, _, result = self.file_loads[kind, big]
+            self.add(f"peak RSS, file {kind.upper()} {big:,} vs {small:,}", result, ratio,
+                     f"peak RSS vs {small:,}-row load", f"{self.rss[kind, small]:.0f} MB at {small:,} rows")
+            self.report.targets.append(Target(
+                f"peak RSS {kind.upper()} {big:,} / {small:,}", ratio, MEMORY_TARGET, "x", higher_is_better=False,
+                detail="Peak RSS of the child process running the load (ru_maxrss), which starts from a "
+                       "process with dlt and Headwater already imported. The time profile does not show "
+                       "memory; the connector reads each landing file whole into one Arrow table "
+                       "(connectors/filesystem/helpers.py: read_landing_file), so memory grows with the file."))
+
+    def databases_cases(self) -> None:
+        size = min(self.settings.sizes[0], SQL_CAP)
+        self.say(f"Case 2: database -> Postgres through Headwater (sql_database), {size:,} rows")
+        csv_path, _ = self.data(size)
+        source_url = self.database("source")
+        copy_csv(source_url, TABLE, csv_path)
+        mariadb = "hwb_source"
+        self.mariadb_databases.append(mariadb)
+        create_mariadb_source(mariadb, TABLE, csv_path)
+        ratios = {}
+        credentials_of = {"postgres": source_url.replace("postgresql://", "postgresql+psycopg://"),
+                          "mariadb": mariadb_url(mariadb)}
+        for kind, credentials in (("Postgres", credentials_of["postgres"]), ("MariaDB", credentials_of["mariadb"])):
+            config, url, result = self.headwater(f"sql-{kind.lower()}", sql_source(),
+                                                 secrets={SOURCE_URL_SECRET: credentials})
+            ratios[kind] = self.vs_copy(result, size)
+            self.add(f"Headwater sql_database, {kind} source", result, ratios[kind], COPY_BASIS,
+                     "pyarrow backend, cursor updated_at")
+            self.report.targets.append(Target(f"sql {kind} {size:,} vs COPY", ratios[kind], SQL_TARGET, "x"))
+            if kind == "Postgres":
+                self.incremental_sql(config, url, source_url, size, result)
+        self.profile_missed("sql", lambda kind: sql_source(),
+                            secrets_of=lambda kind: {SOURCE_URL_SECRET: credentials_of[kind]})
+
+    def incremental_sql(self, config: Path, url: str, source_url: str, size: int, full: dict) -> None:
+        nodata = self.measure("sql no new data", work.headwater_load, config_path=str(config), source="db", url=url)
+        self.add(f"incremental, no new data, sql_database Postgres {size:,}", nodata,
+                 nodata["seconds"] / full["seconds"], "time vs full load", "cursor query returns nothing")
+        delta = max(1, size // 100)
+        delta_csv = write_csv(events(delta, first_id=size), self.settings.work / "data" / "sql-delta.csv")
+        import psycopg
+
+        with psycopg.connect(source_url) as connection, connection.cursor() as cursor:
+            with cursor.copy(f"COPY {TABLE} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+                copy.write(delta_csv.read_bytes())
+        more = self.measure("sql 1% new rows", work.headwater_load, config_path=str(config), source="db", url=url)
+        self.add(f"incremental, 1% new rows, sql_database Postgres {size:,}", more,
+                 more["seconds"] / full["seconds"], "time vs full load", f"{delta:,} rows newer than the cursor")
+        self.proportional_target("sql Postgres", full, nodata, more)
+
+    def plain_dlt(self) -> None:
+        size = min(self.settings.sizes[0], PLAIN_DLT_CAP)
+        self.say(f"Reference: plain dlt, dict rows, default loader format, {size:,} rows")
+        _, parquet_path = self.data(self.settings.sizes[0])
+        result = self.measure("plain dlt", work.plain_dlt, url=self.database("plain"), parquet_path=str(parquet_path),
+                              limit=size, pipelines_dir=str(self.settings.work / "plain-dlt"))
+        self.add(f"plain dlt (dicts, insert_values) {size:,}", result, self.vs_copy(result, size), COPY_BASIS,
+                 "reference")
+        rate = result["rows"] / result["seconds"]
+        for bigger in self.settings.sizes[1:]:
+            estimate = {"rows": bigger, "seconds": bigger / rate}
+            self.add(f"plain dlt (dicts, insert_values) {bigger:,}", estimate, self.vs_copy(estimate, bigger),
+                     COPY_BASIS, f"extrapolated from the {size:,}-row run, not measured")
+
+    def api(self) -> None:
+        records = self.settings.api_records
+        self.say(f"Case 3: API -> Postgres, {records:,} records in pages of 1000 from a local server")
+        with ApiServer(records) as server:
+            ceiling = self.measure("httpx download only", work.http_download, base_url=server.url)
+            self.add(f"httpx, download pages only, {records:,}", ceiling, 1.0, "httpx download", "network ceiling")
+            _, _, result = self.headwater("api", api_source(server.url))
+            ratio = (result["rows"] / result["seconds"]) / (ceiling["rows"] / ceiling["seconds"])
+            self.add(f"Headwater rest_api {records:,}", result, ratio, "httpx download", "cursor pagination")
+
+    def flow_startup(self) -> None:
+        self.say("Case 7: python -m flows.daily with nothing to load, Prefect server vs server-less")
+        started = time.perf_counter()
+        result = measure_flow_startup(self.settings.work / "flow", FLOW_TARGET, self.settings.flow_warmup,
+                                      self.settings.profile)
+        self.say(f"  done     flow start-up in {time.perf_counter() - started:.0f} s: server {result['server']:.2f} s, "
+                 f"server-less {result['serverless']:.2f} s")
+        serverless = {"rows": 0, "seconds": result["serverless"]}
+        self.add("flows.daily, nothing to load, Prefect server running", {"rows": 0, "seconds": result["server"]},
+                 result["server"] / result["serverless"], "time vs server-less",
+                 (f"second run; first run {result['server_first']:.2f} s" if "server_first" in result else "first run")
+                 + f", server start {result['server_start']:.1f} s")
+        self.add("flows.daily, nothing to load, server-less (temporary server)", serverless, 1.0,
+                 "time vs server-less", "fresh PREFECT_HOME")
+        self.report.targets.append(Target("flows.daily start-up with a Prefect server", result["server"], FLOW_TARGET,
+                                          "s", higher_is_better=False, profile=result.get("profile", "")))
+
+    def cleanup(self) -> None:
+        for url in self.databases:
+            try:
+                drop_postgres_database(url)
+            except Exception as error:  # cleaning up must not hide the result or the real error
+                self.say(f"  could not drop {url}: {error}")
+        for name in self.mariadb_databases:
+            try:
+                drop_mariadb_database(name)
+            except Exception as error:
+                self.say(f"  could not drop MariaDB database {name}: {error}")

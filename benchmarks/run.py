@@ -1,0 +1,83 @@
+"""Measure Headwater against raw COPY and plain dlt, and write the results as Markdown.
+
+    python -m benchmarks.run                              # 1M and 5M rows, writes benchmarks/results.md
+    python -m benchmarks.run --sizes 1000000              # one size only
+    python -m benchmarks.run --quick                      # tiny sizes, every case, in well under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.cases import Benchmark, Settings
+from benchmarks.databases import POSTGRES_SERVER
+from benchmarks.machine import describe
+from benchmarks.report import Report, write
+
+DEFAULT_SIZES = [1_000_000, 5_000_000]
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.md"
+API_RECORDS = 200_000
+QUICK_SIZES, QUICK_API_RECORDS = [2_000, 10_000], 2_000
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, help="one size: rows per file (same as --sizes ROWS)")
+    parser.add_argument("--sizes", help="comma-separated sizes, e.g. 1000000,5000000 (default)")
+    parser.add_argument("--api-records", type=int, help=f"records served by the local API (default {API_RECORDS:,})")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes for CI; writes to a temporary file unless --out is given")
+    parser.add_argument("--out", type=Path, help=f"results file (default {DEFAULT_OUT})")
+    return parser.parse_args(argv)
+
+
+def sizes_of(args: argparse.Namespace) -> list[int]:
+    if args.sizes:
+        return sorted({int(size.replace("_", "")) for size in args.sizes.split(",") if size.strip()})
+    if args.rows:
+        return [args.rows]
+    return QUICK_SIZES if args.quick else DEFAULT_SIZES
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = sizes_of(args)
+    api_records = args.api_records or (QUICK_API_RECORDS if args.quick else API_RECORDS)
+    with tempfile.TemporaryDirectory(prefix="headwater-bench-") as scratch:
+        out = args.out or (Path(scratch).parent / f"headwater-bench-{int(time.time())}.md" if args.quick
+                           else DEFAULT_OUT)
+        report = Report(
+            title="Headwater benchmarks" + (" (quick: tiny sizes, numbers are not meaningful)" if args.quick else ""),
+            command=shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
+            sizes=sizes,
+            machine=describe(f"{POSTGRES_SERVER}/postgres"),
+        )
+        say(f"Headwater benchmarks: sizes {', '.join(f'{size:,}' for size in sizes)}, "
+            f"{api_records:,} API records; results to {out}")
+        started = time.perf_counter()
+        Benchmark(Settings(sizes=sizes, api_records=api_records, work=Path(scratch),
+                                   profile=not args.quick, flow_warmup=not args.quick), report, say).run()
+        report.total_seconds = time.perf_counter() - started
+        # Other work on the machine (a CI run, say) slows every case; the load averages show whether there was any.
+        report.machine["Load average at end (1, 5, 15 min)"] = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+        report.notes.append("Every case runs in a child process forked from one that has imported dlt and Headwater, "
+                            "so seconds exclude interpreter start and imports (the fixed start-up row measures them).")
+        write(report, out)
+    missed = [target.name for target in report.targets if not target.met]
+    say(f"Finished in {report.total_seconds:.0f} s; {len(report.targets) - len(missed)} of {len(report.targets)} "
+        f"targets met. Results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The measured work of each case; every function runs in a child process (benchmarks.isolate).
+
+Each returns a dict with at least ``seconds`` (the work only, not the process start) and ``rows``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dlt
+import httpx
+import psycopg
+import pyarrow.parquet as pq
+
+from benchmarks.databases import copy_csv
+from headwater.config import load_project
+from headwater.destination import PostgresAddress
+from headwater.loading import load_source
+from headwater.plugins import connector_registry
+from headwater.runtime import quiet_telemetry
+
+quiet_telemetry()
+os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+
+
+def raw_copy(url: str, csv_path: str, table: str = "events") -> dict:
+    """The reference: psycopg's COPY FROM STDIN of the CSV into a plain table."""
+    started = time.perf_counter()
+    rows = copy_csv(url, table, Path(csv_path))
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def headwater_load(config_path: str, source: str, url: str) -> dict:
+    """One Headwater load of ``source``: config read, dlt pipeline opened, extract, normalize, load."""
+    started = time.perf_counter()
+    registry = connector_registry()
+    project = load_project(Path(config_path), registry)
+    configured = project.source(source)
+    loaded = load_source(project, configured, registry.get(configured.connector), PostgresAddress.from_url(url))
+    if not loaded.ok:
+        raise RuntimeError(f"{source}: {loaded.error}")
+    return {"seconds": time.perf_counter() - started, "rows": loaded.rows,
+            "quarantined": sum(table.quarantined for table in loaded.tables)}
+
+
+def plain_dlt(url: str, parquet_path: str, limit: int, pipelines_dir: str) -> dict:
+    """The reference a dlt user writes first: dict rows, default loader file format (insert_values)."""
+    started = time.perf_counter()
+
+    def rows():
+        remaining = limit
+        for batch in pq.ParquetFile(parquet_path).iter_batches(batch_size=10_000):
+            batch = batch.slice(0, remaining)
+            yield batch.to_pylist()
+            remaining -= batch.num_rows
+            if remaining <= 0:
+                return
+
+    pipeline = dlt.pipeline(pipeline_name="plain_dlt", destination=dlt.destinations.postgres(
+                                credentials=PostgresAddress.from_url(url).dlt_credentials()),
+                            dataset_name="raw_plain", pipelines_dir=pipelines_dir)
+    info = pipeline.run(rows(), table_name="events")
+    info.raise_on_failed_jobs()
+    loaded = pipeline.last_trace.last_normalize_info.row_counts.get("events", 0)
+    return {"seconds": time.perf_counter() - started, "rows": loaded}
+
+
+def http_download(base_url: str) -> dict:
+    """The network ceiling of the API case: fetch and parse every page, keep nothing."""
+    started = time.perf_counter()
+    records = 0
+    cursor = None
+    with httpx.Client(base_url=base_url) as client:
+        while True:
+            page = client.get("/events", params={"cursor": cursor} if cursor else None).json()
+            records += len(page["data"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    return {"seconds": time.perf_counter() - started, "rows": records}
+
+
+def row_count(url: str, table: str) -> int:
+    with psycopg.connect(url) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def startup(config_path: str) -> dict:
+    """The fixed start-up of a Headwater run in a fresh interpreter: imports and reading the config."""
+    code = ("import time; t = time.perf_counter(); "
+            "from pathlib import Path; import headwater.loading; "
+            "from headwater.config import load_project; from headwater.plugins import connector_registry; "
+            f"load_project(Path({config_path!r}), connector_registry()); print(time.perf_counter() - t)")
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return {"seconds": time.perf_counter() - started, "rows": 0, "in_process": float(output.strip().splitlines()[-1])}

@@ -1,0 +1,67 @@
+"""benchmarks.run --quick: every case runs; results.md has the table and the machine section (no speed asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+# One row per case the quick run must report (a prefix of the row's case column).
+EXPECTED_CASES = [
+    "raw COPY, CSV 2,000",
+    "Headwater file CSV 2,000",
+    "Headwater file PARQUET 2,000",
+    "Headwater file CSV 10,000",
+    "Headwater file PARQUET 10,000",
+    "fixed start-up",
+    "incremental, no new data, Parquet",
+    "incremental, 1% new rows, Parquet",
+    "peak RSS, file CSV",
+    "peak RSS, file PARQUET",
+    "Headwater sql_database, Postgres source",
+    "Headwater sql_database, MariaDB source",
+    "plain dlt",
+    "httpx, download pages only",
+    "Headwater rest_api",
+    "flows.daily, nothing to load, Prefect server running",
+    "flows.daily, nothing to load, server-less",
+]
+NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The results table of results.md: case -> its other cells."""
+    section = text.split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] not in ("case", "---"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs_every_case_and_writes_results(tmp_path):
+    out = tmp_path / "results.md"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    text = out.read_text()
+
+    rows = table_rows(text)
+    for case in EXPECTED_CASES:
+        matching = [name for name in rows if name.startswith(case)]
+        assert matching, f"no row for {case!r} in:\n{text}"
+        for name in matching:
+            rows_count, seconds, rate, ratio = rows[name][:4]
+            for value in (rows_count, seconds, rate, ratio):
+                assert NUMBER.match(value), f"{name}: {value!r} is not a number"
+
+    assert "## Targets" in text
+    machine = text.split("## Machine", 1)[1]
+    for field in ("Date", "CPU", "Cores", "RAM", "Python", "PostgreSQL", "Packages"):
+        assert f"| {field}" in machine
