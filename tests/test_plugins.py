@@ -24,6 +24,7 @@ from headwater.config import load_project
 from headwater.destination import PostgresAddress
 from headwater.loading import load_source
 from tests.conftest import REPO, TEST_SERVER_URL, query
+from tests.test_connector_commands import table_rows
 
 EXAMPLE = REPO / "examples" / "headwater-exchange-rates"
 WIDE = "250"
@@ -52,15 +53,6 @@ def headwater(*args: str, pythonpath: list[Path] = (), cwd: Path | None = None, 
         [sys.executable, "-m", "headwater.cli", *args], cwd=cwd, env=environment, capture_output=True, text=True,
         timeout=120,
     )
-
-
-def table_rows(output: str) -> dict[str, list[str]]:
-    rows = {}
-    for line in output.splitlines():
-        if line.startswith("│"):
-            cells = [cell.strip() for cell in line.strip("│").split("│")]
-            rows[cells[0]] = cells
-    return rows
 
 
 def load_fake_api():
