@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import urllib.error
 import urllib.request
@@ -26,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from headwater import __version__
 from headwater.hookspecs import hookimpl
 from headwater.problems import Problem
+from headwater.registry import PluginRegistry, RegistrationError, check_metadata, check_name, first_line
 
 if TYPE_CHECKING:
     from headwater.config import ProjectConfig
     from headwater.interpolation import Variables
     from headwater.summary import RunSummary
 
-NOTIFIER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LOGGER = logging.getLogger("headwater.alerts")
 
 Send = Callable[[dict], None]
@@ -56,41 +55,30 @@ class AlertConfig:
     options: dict = field(default_factory=dict)
 
 
-class NotifierRegistry:
+class NotifierRegistry(PluginRegistry[Notifier]):
     """Notifiers by name, filled by the register_notifiers hook of the built-ins and every plugin."""
 
+    kind = "notifier"
+
     def __init__(self) -> None:
-        self._notifiers: dict[str, Notifier] = {}
-        self.problems: list[str] = []
+        super().__init__(_make_notifier)
 
-    def registrar(self, plugin: Any) -> Callable[..., None]:
-        """The `register` callable handed to one plugin's hook implementation."""
 
-        def register(name: str, factory: Callable[[dict], Send], **metadata: Any) -> None:
-            source = f"plugin {plugin.name!r} ({plugin.package})"
-            if not isinstance(name, str) or not NOTIFIER_NAME.match(name) or not callable(factory):
-                self.problems.append(f"{source}: register({name!r}, ...) needs a lower-case name and a callable")
-            elif name in self._notifiers:
-                first = self._notifiers[name].plugin
-                self.problems.append(
-                    f"{source} registers notifier {name!r}, already registered by {first.name!r}; the first is kept"
-                )
-            else:
-                self._notifiers[name] = Notifier(
-                    name=name,
-                    factory=factory,
-                    plugin=plugin,
-                    description=str(metadata.get("description", "")),
-                    secret_options=tuple(metadata.get("secret_options", ())),
-                )
+NOTIFIER_METADATA = frozenset({"description", "secret_options"})
 
-        return register
 
-    def get(self, name: str) -> Notifier | None:
-        return self._notifiers.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._notifiers)
+def _make_notifier(plugin: Any, name: Any, factory: Any, metadata: dict[str, Any]) -> Notifier:
+    name = check_name("notifier", name)
+    if not callable(factory):
+        raise RegistrationError(f"notifier {name!r}: expected a factory(options) -> send, got {type(factory).__name__}")
+    check_metadata("notifier", name, metadata, NOTIFIER_METADATA)
+    return Notifier(
+        name=name,
+        factory=factory,
+        plugin=plugin,
+        description=first_line(metadata.get("description")),
+        secret_options=tuple(metadata.get("secret_options", ())),
+    )
 
 
 def parse_alerts(raw: Any, variables: "Variables", problems: list[Problem]) -> tuple[AlertConfig, ...]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import dlt
 
-CONNECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+from headwater.registry import PluginRegistry, RegistrationError, check_metadata, check_name, first_line
+
 # Metadata a plugin may pass to register(); anything else is a registration error.
 METADATA_KEYS = frozenset(
     {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings"}
@@ -105,67 +105,27 @@ def _is_dlt_source_function(source: Any) -> bool:
     )
 
 
-class RegistrationError(ValueError):
-    """A plugin called register() with arguments Headwater cannot use."""
-
-
-class ConnectorRegistry:
+class ConnectorRegistry(PluginRegistry[Connector]):
     """Connectors by name, filled by the register_connectors hook of every plugin."""
 
+    kind = "connector"
+
     def __init__(self) -> None:
-        self._connectors: dict[str, Connector] = {}
-        self.problems: list[str] = []
-
-    def registrar(self, plugin: Plugin) -> Callable[..., None]:
-        """The `register` callable handed to one plugin's hook implementation."""
-
-        def register(name: str, source: Callable[..., Any], **metadata: Any) -> None:
-            try:
-                connector = _make_connector(plugin, name, source, metadata)
-            except RegistrationError as error:
-                self.problems.append(f"plugin {plugin.name!r} ({plugin.package}): {error}")
-                return
-            if name in self._connectors:
-                first = self._connectors[name].plugin
-                self.problems.append(
-                    f"plugin {plugin.name!r} ({plugin.package}) registers connector {name!r}, already registered "
-                    f"by plugin {first.name!r} ({first.package}); the first registration is kept"
-                )
-                return
-            self._connectors[name] = connector
-
-        return register
-
-    def get(self, name: str) -> Connector | None:
-        return self._connectors.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._connectors)
-
-    def __iter__(self):
-        return iter(self._connectors[name] for name in self.names())
+        super().__init__(_make_connector)
 
 
 def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, Any]) -> Connector:
-    if not isinstance(name, str) or not CONNECTOR_NAME.match(name):
-        raise RegistrationError(
-            f"connector name {name!r} is invalid: use lower-case letters, digits and _ (starting with a letter)"
-        )
+    name = check_name("connector", name)
     if not _is_dlt_source_function(source):
         raise RegistrationError(
             f"connector {name!r}: source must be a @dlt.source or @dlt.resource function, got {type(source).__name__}"
         )
-    unknown = sorted(set(metadata) - METADATA_KEYS)
-    if unknown:
-        raise RegistrationError(
-            f"connector {name!r}: unknown metadata {', '.join(unknown)}; allowed: {', '.join(sorted(METADATA_KEYS))}"
-        )
-    description = metadata.get("description") or inspect.getdoc(source) or ""
+    check_metadata("connector", name, metadata, METADATA_KEYS)
     return Connector(
         name=name,
         source=source,
         plugin=plugin,
-        description=description.strip().splitlines()[0] if description.strip() else "",
+        description=first_line(metadata.get("description") or inspect.getdoc(source)),
         docs_url=metadata.get("docs_url"),
         secret_settings=frozenset(metadata.get("secrets", ())),
         primary_keys=dict(metadata.get("primary_keys") or {}),
