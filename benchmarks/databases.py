@@ -43,6 +43,15 @@ def postgres_database(prefix: str):
         drop_postgres_database(url)
 
 
+def checkpoint() -> None:
+    """Flush the server's dirty buffers and WAL now (needs superuser; skipped when not allowed)."""
+    try:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute("CHECKPOINT")
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+
+
 def copy_csv(url: str, table: str, csv_path: Path) -> int:
     """Raw COPY ... FROM STDIN of a CSV with a header into a new table; returns the rows copied."""
     with psycopg.connect(url) as connection, connection.cursor() as cursor:

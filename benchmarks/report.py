@@ -81,12 +81,19 @@ def render(report: Report) -> str:
         lines.append(f"| {target.name} | {sign} {target.goal:g}{target.unit} | {target.measured:.2f}{target.unit} "
                      f"| {target.verdict()} |")
     details = [target for target in report.targets if target.detail or (target.profile and not target.met)]
+    shown: dict[str, str] = {}  # profile text -> the target it was first shown under
     for target in details:
         lines += ["", f"### {target.name}: {target.verdict()}", ""]
         if target.detail:
             lines += [target.detail, ""]
         if target.profile and not target.met:
-            lines += ["Top of the profile (cProfile, cumulative time):", "", "```", target.profile, "```"]
+            if target.profile in shown:
+                lines += [f"Profile: the one shown under \"{shown[target.profile]}\" above."]
+                continue
+            shown[target.profile] = target.name
+            lines += ["Top of the profile of the thread that drives the run (cProfile, own time; "
+                      "dlt's load jobs and the read-ahead thread run beside it):",
+                      "", "```", target.profile, "```"]
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     lines += ["", "## Machine", "", "| | |", "|---|---|"]

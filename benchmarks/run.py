@@ -70,8 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         report.total_seconds = time.perf_counter() - started
         # Other work on the machine (a CI run, say) slows every case; the load averages show whether there was any.
         report.machine["Load average at end (1, 5, 15 min)"] = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-        report.notes.append("Every case runs in a child process forked from one that has imported dlt and Headwater, "
-                            "so seconds exclude interpreter start and imports (the fixed start-up row measures them).")
+        report.notes += [
+            "Every case runs in a child process forked from one that has imported dlt and Headwater, so seconds "
+            "exclude interpreter start and imports (the fixed start-up row measures them). Each case starts after "
+            "a CHECKPOINT, so WAL an earlier case wrote is not flushed in the middle of it.",
+            "Raw COPY hands the server a CSV it parses in one pass. Headwater reads the same file on the client "
+            "(Arrow's CSV reader, one block ahead in a second thread), types it, runs the three steps, writes a "
+            "Parquet load file (dlt's extract step), then streams that file to the server as binary COPY through "
+            "ADBC (dlt's load step). dlt runs the two steps one after the other, so their times add up; the "
+            "per-target details below give each step's share. Parquet landing files skip the CSV parse.",
+            "The API case yields JSON records as dicts, so nested objects become child tables; dlt's normalize "
+            "step (row by row in Python) then dominates, as its stage times show. The httpx row is the ceiling "
+            "of fetching the pages alone.",
+        ]
         write(report, out)
     missed = [target.name for target in report.targets if not target.met]
     say(f"Finished in {report.total_seconds:.0f} s; {len(report.targets) - len(missed)} of {len(report.targets)} "

@@ -16,6 +16,7 @@ from dlt.extract import DltResource, DltSource
 from headwater.config import ProjectConfig, SourceConfig
 from headwater.connectors import Connector
 from headwater.destination import PostgresAddress
+from headwater.postgres_loader import postgres
 from headwater.quarantine import is_quarantine_table, table_of
 from headwater.recovery import recover
 from headwater.reload import Reload, ReloadError
@@ -24,9 +25,19 @@ from headwater.write_modes import REPLACE_STRATEGY, add_history_hash, apply_writ
 
 # Arrow batches go to Postgres as Parquet through ADBC: the path that runs near COPY speed.
 LOADER_FILE_FORMAT = "parquet"
-# dlt settings Headwater relies on, unless the user set them: every raw row carries the
-# load id that wrote it (run records and quarantine point back to it).
-DLT_DEFAULTS = {"NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true"}
+# dlt settings Headwater relies on, unless the user set them.
+DLT_DEFAULTS = {
+    # Every raw row carries the load id that wrote it (run records and quarantine point back to it).
+    "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",
+    # Load files live only until they are copied into Postgres on this machine: compressing them
+    # costs more CPU on write and read than the disk it saves.
+    "DATA_WRITER__COMPRESSION": "none",
+    # Batches of one table may differ in string width (Arrow's string vs large_string, depending on
+    # which reader made them); dlt then widens them to one schema instead of refusing to write them.
+    "DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS": "default",
+    # A loaded package's data files are not needed again (recovery only reads unfinished packages).
+    "LOAD__DELETE_COMPLETED_JOBS": "true",
+}
 
 
 class _ArrowHintNoise(logging.Filter):
@@ -112,7 +123,7 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
     logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
     return dlt.pipeline(
         pipeline_name=f"headwater_{source.name}",
-        destination=dlt.destinations.postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY),
+        destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY),
         dataset_name=source.dataset,
         pipelines_dir=str(pipelines_dir(config.state_dir, address)),
     )

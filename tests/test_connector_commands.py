@@ -66,7 +66,7 @@ def test_show_lists_settings_with_type_default_required_secret_and_docs(capsys):
     #                     setting        type   default  required secret
     assert rows["credentials"] == ["credentials", "str", "", "yes", "yes"]
     assert rows["chunk_size"] == ["chunk_size", "int", "50000", "no", "no"]
-    assert rows["backend"][2:] == ["'pyarrow'", "no", "no"]
+    assert rows["backend"][2:] == ["None", "no", "no"]  # unset: chosen by database
     assert rows["schema"] == ["schema", "str | None", "None", "no", "no"]
     assert f"package: headwater {__version__}" in out
     assert "docs: https://dlthub.com/docs/dlt-ecosystem/verified-sources/sql_database" in out

@@ -7,8 +7,9 @@ from typing import Literal
 import dlt
 from dlt.sources.filesystem import filesystem as list_files
 
-from connectors.filesystem.helpers import read_landing_file
+from connectors.filesystem.helpers import read_landing_batches
 from headwater.quarantine.naming import quarantine_table_name
+from headwater.read_ahead import read_ahead
 
 
 @dlt.source(name="filesystem")
@@ -40,11 +41,12 @@ def _read_files(table: str, file_format: str | None):
     @dlt.transformer(name="read_files")
     def read_files(items):
         for item in items:
-            landing = read_landing_file(item, file_format)
-            if landing.good.num_rows:
-                yield landing.good
-            # Malformed lines go to the table's quarantine in the same load, each with its file and line.
-            if landing.rejected is not None:
-                yield dlt.mark.with_hints(landing.rejected, quarantine)
+            # The next block is read while dlt writes this one.
+            for landing in read_ahead(read_landing_batches(item, file_format)):
+                if landing.good.num_rows:
+                    yield landing.good
+                # Malformed lines go to the table's quarantine in the same load, each with its file and line.
+                if landing.rejected is not None:
+                    yield dlt.mark.with_hints(landing.rejected, quarantine, create_table_variant=True)
 
     return read_files

@@ -1,20 +1,24 @@
-"""Turn one landing file into an Arrow table with consistent types whatever its format."""
+"""Turn one landing file into Arrow batches with consistent types whatever its format and size."""
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
+from typing import Iterator
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from connectors.filesystem import tolerant
-from connectors.filesystem.tolerant import ISO_TIMESTAMP, LINE_COLUMN
+from connectors.filesystem.column_types import FileTypes
+from connectors.filesystem.tolerant import LINE_COLUMN
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 SOURCE_FILE_COLUMN = "_file_name"
+# Rows per Parquet batch: bounded memory whatever the row group size of the file.
+PARQUET_BATCH_ROWS = 100_000
 
 
 def file_format_of(file_name: str, declared: str | None) -> str:
@@ -37,7 +41,7 @@ class MalformedFileError(ValueError):
 
 @dataclass
 class LandingFile:
-    """One landing file read tolerantly: the rows that load, and the lines set aside with why."""
+    """One batch of a landing file read tolerantly: the rows that load, and the lines set aside with why."""
 
     good: pa.Table
     rejected: pa.Table | None  # REJECTED_SCHEMA, or None when every line was good
@@ -56,30 +60,46 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 
-def read_landing_file(item, declared_format: str | None = None) -> LandingFile:
-    """Read a dlt FileItem into Arrow; ISO timestamp strings become UTC timestamps so CSV, JSONL and Parquet agree.
+def read_landing_batches(item, declared_format: str | None = None) -> Iterator[LandingFile]:
+    """Read a dlt FileItem into Arrow batches of bounded size, every batch of a file with the same types.
 
     CSV and JSONL lines that are malformed (wrong field count, not UTF-8, not JSON) or hold a value
     that does not fit its column's type are returned as rejected, with file and line; the other
-    rows load. Rows are never dropped silently.
+    rows load. Rows are never dropped silently. ISO timestamp text becomes UTC timestamps, so CSV,
+    JSONL and Parquet agree.
     """
     # The path below bucket_url, so files of the same name in different folders stay apart.
     file_name = item.get("relative_path") or item["file_name"]
     file_format = file_format_of(file_name, declared_format)
-    content = item.read_bytes()
-    if file_format == "parquet":
-        try:
-            frame = pl.read_parquet(io.BytesIO(content)).with_row_index(LINE_COLUMN, offset=1)
-        except Exception as error:  # a binary file cannot be split into good and bad rows
-            raise MalformedFileError(
-                f"{file_name}: cannot be read as parquet ({str(error).splitlines()[0]}); "
-                "fix or remove the file, then run again"
-            ) from error
-        parsed = tolerant.ParsedFile(frame.with_columns(pl.col(LINE_COLUMN).cast(pl.Int64)), [])
-    else:
-        parsed = tolerant.read_csv(content) if file_format == "csv" else tolerant.read_jsonl(content)
-    frame = normalise_timestamps(parsed.frame).with_columns(pl.lit(file_name).alias(SOURCE_FILE_COLUMN))
-    return LandingFile(good=frame.to_arrow(), rejected=_rejected_table(file_name, parsed.rejections))
+    types = FileTypes(numbers=file_format == "csv")
+    with item.open(mode="rb") as stream:
+        if file_format == "parquet":
+            parsed_blocks = _parquet_batches(stream, file_name)
+        elif file_format == "csv":
+            parsed_blocks = tolerant.csv_blocks(stream, types.arrow_types)
+        else:
+            parsed_blocks = tolerant.jsonl_blocks(stream)
+        for parsed in parsed_blocks:
+            typed = types.apply(parsed)
+            good = typed.frame.with_columns(pl.lit(file_name).alias(SOURCE_FILE_COLUMN)).to_arrow()
+            yield LandingFile(good=good, rejected=_rejected_table(file_name, typed.rejections))
+
+
+def _parquet_batches(stream, file_name: str) -> Iterator[tolerant.ParsedFile]:
+    """Row groups in batches; a row's line is its 1-based row number in the file."""
+    try:
+        # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
+        batches = pq.ParquetFile(stream, pre_buffer=False).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        first_row = 1
+        for batch in batches:
+            frame = pl.from_arrow(batch).with_row_index(LINE_COLUMN, offset=first_row)
+            first_row += frame.height
+            yield tolerant.ParsedFile(frame.with_columns(pl.col(LINE_COLUMN).cast(pl.Int64)), [])
+    except (pa.ArrowException, OSError) as error:  # a binary file cannot be split into good and bad rows
+        raise MalformedFileError(
+            f"{file_name}: cannot be read as parquet ({str(error).splitlines()[0]}); "
+            "fix or remove the file, then run again"
+        ) from error
 
 
 def _rejected_table(file_name: str, rejections: list[tolerant.Rejection]) -> pa.Table | None:
@@ -105,27 +125,3 @@ def _rejected_table(file_name: str, rejections: list[tolerant.Rejection]) -> pa.
         ],
         schema=REJECTED_SCHEMA,
     )
-
-
-def normalise_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
-    """Parse ISO-8601 text columns as timestamps and put every timestamp in UTC."""
-    conversions = []
-    for name, dtype in frame.schema.items():
-        if dtype == pl.String and _all_iso_timestamps(frame[name]):
-            parsed = frame[name].str.to_datetime(time_unit="us", strict=False)
-            if parsed.null_count() == frame[name].null_count():  # only when every value is a real timestamp
-                conversions.append(_in_utc(parsed).alias(name))
-        elif isinstance(dtype, pl.Datetime):
-            conversions.append(_in_utc(frame[name]).alias(name))
-    return frame.with_columns(conversions) if conversions else frame
-
-
-def _all_iso_timestamps(column: pl.Series) -> bool:
-    values = column.drop_nulls()
-    return len(values) > 0 and bool(values.str.contains(ISO_TIMESTAMP).all())
-
-
-def _in_utc(column: pl.Series) -> pl.Series:
-    if column.dtype.time_zone is None:  # naive timestamps in landing files are taken as UTC
-        return column.dt.replace_time_zone("UTC")
-    return column.dt.convert_time_zone("UTC")

@@ -1,10 +1,11 @@
-"""Read a CSV or JSONL landing file line by line where it breaks: good rows load, bad lines are set aside.
+"""Parse one block of a CSV or JSONL landing file where it breaks: good rows go on, bad lines are set aside.
 
-A clean file goes through vectorised Polars code only. The per-line Python path runs only when
-the fast path finds a problem (or, for CSV, when quoting makes line counting unsafe), so a large
-clean file costs what it cost before.
+A clean block is parsed by Arrow's and Polars' native readers. The per-line Python path runs only for
+a block in which the native reader finds a problem, so it locates each bad line exactly while a large
+clean file costs what a native read costs.
 
-Every row, good or rejected, carries its 1-based line number so a rejection can say where it came from.
+Every row, good or rejected, carries its 1-based line in the file so a rejection can say where it came from.
+Rows leave here as text (CSV) or as JSON gave them; connectors.filesystem.column_types types them.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
-from headwater.timestamps import iso_timestamp
+from connectors.filesystem.blocks import Block, record_blocks, record_lines
 
 LINE_COLUMN = "_line"
 # In the record of a line that could not be read: its text, bad bytes shown as \xNN.
 RAW_LINE = "_raw_line"
-# A text column takes a type when at least this share of its non-empty values parse; the rest are quarantined.
-TYPED_SHARE = 0.9
-ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
-ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 @dataclass
@@ -37,60 +37,98 @@ class Rejection:
 
 @dataclass
 class ParsedFile:
-    frame: pl.DataFrame  # good rows, typed, with LINE_COLUMN
+    frame: pl.DataFrame  # good rows with LINE_COLUMN
     rejections: list[Rejection]
 
 
-def read_csv(content: bytes) -> ParsedFile:
-    """CSV with a header line; each data line must have the header's number of fields and valid UTF-8."""
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and '"' not in text and "\r" not in text:
-        frame = _csv_fast(text)
-        if frame is not None:
-            return _typed(frame)
-    return _typed_with(*_csv_slow(content))
+# -- CSV -------------------------------------------------------------------------------------------------------
 
 
-def _csv_fast(text: str) -> pl.DataFrame | None:
-    """Unquoted CSV: field counts and line numbers from vectorised string ops; None when a line is off."""
-    lines = pl.Series(text.split("\n"))
-    if lines.len() and lines[-1] == "":
-        lines = lines.head(-1)
-    if lines.len() == 0:
-        return pl.DataFrame()
-    header = lines[0].split(",")
-    body = lines.slice(1)
-    fields = body.str.count_matches(",", literal=True) + 1
-    blank = body.str.len_bytes() == 0
-    if bool(((fields != len(header)) & ~blank).any()):
+def csv_blocks(stream, known_types: Callable[[], dict[str, pa.DataType]] | None = None) -> Iterator[ParsedFile]:
+    """A CSV file with a header line, block by block; each data line must have the header's number of fields.
+
+    ``known_types`` gives the column types the file's earlier blocks settled on: a block whose values
+    all fit them is read typed, which is several times faster than reading text and casting it.
+    """
+    blocks = record_blocks(stream, quoted=True)
+    first = next(blocks, None)
+    if first is None:
+        return
+    header, rest = _split_header(first)
+    if rest.data:
+        yield read_csv_block(rest, header)
+    for block in blocks:
+        yield read_csv_block(block, header, known_types() if known_types else None)
+
+
+def _split_header(block: Block) -> tuple[list[str], Block]:
+    data = block.data
+    end = data.find(b"\n")
+    while end >= 0 and data.count(b'"', 0, end) % 2:  # a header field may be quoted and hold a line break
+        end = data.find(b"\n", end + 1)
+    header_bytes = data[: end + 1] if end >= 0 else data
+    text = header_bytes.decode("utf-8", errors="surrogateescape")
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    rest = Block(data[len(header_bytes):], block.first_line + header_bytes.count(b"\n"))
+    return [_shown(name) for name in header], rest
+
+
+def read_csv_block(block: Block, header: list[str], types: dict[str, pa.DataType] | None = None) -> ParsedFile:
+    """The block's rows, typed as ``types`` says when every value fits, else as text (typed later)."""
+    native = _csv_native(block, header, types) if types else None
+    if native is None:
+        native = _csv_native(block, header, {name: pa.string() for name in header})
+    return native if native is not None else _csv_by_line(block, header)
+
+
+def _csv_native(block: Block, header: list[str], types: dict[str, pa.DataType]) -> ParsedFile | None:
+    """Arrow's multi-threaded reader; None when a line is off (field count, UTF-8) or a value does not fit."""
+    if len(set(header)) != len(header):
         return None
-    numbered = pl.DataFrame({"text": body, LINE_COLUMN: pl.int_range(2, body.len() + 2, eager=True)}).filter(~blank)
-    split = numbered["text"].str.split_exact(",", len(header) - 1).struct.rename_fields(header).struct.unnest()
-    values = split.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in header)
-    return values.with_columns(numbered[LINE_COLUMN].cast(pl.Int64))
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(block.data),
+            read_options=pacsv.ReadOptions(column_names=header),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+                true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"],
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    lines = _lines_of(block, table.num_rows)
+    if lines.len() != table.num_rows:  # rows and lines disagree: let the line-by-line path say why
+        return None
+    frame = pl.from_arrow(table) if table.num_rows else pl.DataFrame(schema={name: pl.String for name in header})
+    return ParsedFile(frame.with_columns(lines.alias(LINE_COLUMN)), [])
 
 
-def _csv_slow(content: bytes) -> tuple[pl.DataFrame, list[Rejection]]:
-    """Record by record with the csv module: handles quoting, locates bad lines exactly."""
-    # surrogateescape keeps undecodable bytes visible per field instead of failing the whole file.
-    text = content.decode("utf-8", errors="surrogateescape")
+def _lines_of(block: Block, rows: int) -> pl.Series:
+    """The line of each row; when rows and lines match one to one (the usual case) no scan is needed."""
+    if rows == block.lines():  # every line is one record: no blank lines and no line breaks inside quotes
+        return pl.int_range(block.first_line, block.first_line + rows, eager=True, dtype=pl.Int64)
+    return record_lines(block)
+
+
+def _csv_by_line(block: Block, header: list[str]) -> ParsedFile:
+    """Record by record with the csv module: handles every quoting, locates bad lines exactly."""
+    # surrogateescape keeps undecodable bytes visible per field instead of failing the whole block.
+    text = block.data.decode("utf-8", errors="surrogateescape")
     text_lines = text.split("\n")
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
     rows: list[list[str | None]] = []
     lines: list[int] = []
     rejections: list[Rejection] = []
-    previous_end = reader.line_num
+    previous_end = 0
     for fields in reader:
-        line, previous_end = previous_end + 1, reader.line_num
+        first, previous_end = previous_end + 1, reader.line_num
+        line = block.first_line + first - 1
         if not fields:
             continue
         # The line as it is in the file stays in the record: a replay loads the row only once it is removed.
         record: dict = dict(zip(header, (_shown(value) for value in fields), strict=False))
-        record[RAW_LINE] = _shown("\n".join(text_lines[line - 1 : previous_end]).rstrip("\r"))
+        record[RAW_LINE] = _shown("\n".join(text_lines[first - 1 : previous_end]).rstrip("\r"))
         undecodable = [name for name, value in zip(header, fields, strict=False) if _has_bad_bytes(value)]
         if undecodable or any(_has_bad_bytes(value) for value in fields[len(header):]):
             where = ", ".join(undecodable) or "an extra field"
@@ -99,24 +137,33 @@ def _csv_slow(content: bytes) -> tuple[pl.DataFrame, list[Rejection]]:
             reason = f"{len(fields)} fields, the header has {len(header)}"
             rejections.append(Rejection(line, record, "columns", reason))
         else:
-            del record[RAW_LINE]
             rows.append([value or None for value in fields])
             lines.append(line)
     frame = pl.DataFrame(rows, schema={name: pl.String for name in header}, orient="row")
-    return frame.with_columns(pl.Series(LINE_COLUMN, lines, dtype=pl.Int64)), rejections
+    return ParsedFile(frame.with_columns(pl.Series(LINE_COLUMN, lines, dtype=pl.Int64)), rejections)
 
 
-def read_jsonl(content: bytes) -> ParsedFile:
-    """One JSON object per line; a line that is not one (or not UTF-8) is rejected alone."""
+# -- JSONL -----------------------------------------------------------------------------------------------------
+
+
+def jsonl_blocks(stream) -> Iterator[ParsedFile]:
+    """One JSON object per line, block by block."""
+    for block in record_blocks(stream, quoted=False):
+        yield read_jsonl_block(block)
+
+
+def read_jsonl_block(block: Block) -> ParsedFile:
+    """A line that is not a JSON object (or not UTF-8) is rejected alone."""
+    content = block.data
     try:
         frame = pl.read_ndjson(io.BytesIO(content), infer_schema_length=10_000)
         if not frame.columns or content.count(b"\n") + (not content.endswith(b"\n")) == frame.height:
-            numbers = pl.int_range(1, frame.height + 1, eager=True).cast(pl.Int64)
-            return _typed(frame.with_columns(numbers.alias(LINE_COLUMN)), text_only=False)
+            numbers = pl.int_range(block.first_line, block.first_line + frame.height, eager=True).cast(pl.Int64)
+            return ParsedFile(frame.with_columns(numbers.alias(LINE_COLUMN)), [])
     except Exception:  # a broken line or a type clash: find it line by line
         pass
     rows, lines, rejections = [], [], []
-    for number, raw in enumerate(content.split(b"\n"), start=1):
+    for number, raw in enumerate(content.split(b"\n"), start=block.first_line):
         if not raw.strip():
             continue
         try:
@@ -134,105 +181,9 @@ def read_jsonl(content: bytes) -> ParsedFile:
             continue
         rows.append(value)
         lines.append(number)
-    # strict=False: a field holding numbers on some lines and text on others becomes text, then typed below.
+    # strict=False: a field holding numbers on some lines and text on others becomes text, then typed later.
     frame = pl.DataFrame(rows, infer_schema_length=None, strict=False) if rows else pl.DataFrame()
-    frame = frame.with_columns(pl.Series(LINE_COLUMN, lines, dtype=pl.Int64))
-    return _typed_with(frame, rejections, text_only=False)
-
-
-def _typed(frame: pl.DataFrame, text_only: bool = True) -> ParsedFile:
-    return _typed_with(frame, [], text_only)
-
-
-def _typed_with(frame: pl.DataFrame, rejections: list[Rejection], text_only: bool = True) -> ParsedFile:
-    """Give text columns the type nearly all their values have; rows whose value does not fit are rejected."""
-    if frame.height == 0:
-        return ParsedFile(frame, rejections)
-    casts, failures = [], []
-    for name, dtype in frame.schema.items():
-        if dtype != pl.String or name == LINE_COLUMN:
-            continue
-        parsed = _infer(frame[name], numbers=text_only)
-        if parsed is None:
-            continue
-        typed, kind = parsed
-        casts.append(typed.alias(name))
-        failed = frame[name].is_not_null() & typed.is_null()
-        if failed.any():
-            failures.append((name, kind, failed))
-    if not failures:
-        return ParsedFile(frame.with_columns(casts), rejections)
-    bad = pl.Series([False] * frame.height)
-    for _, _, failed in failures:
-        bad = bad | failed
-    # Only the few failing rows are turned into Python objects.
-    for index in bad.arg_true().to_list():
-        row = frame.row(index, named=True)
-        reasons = [
-            f"{name}: {row[name]!r} is not a valid {kind}" for name, kind, failed in failures if failed[index]
-        ]
-        record = {key: value for key, value in row.items() if key != LINE_COLUMN}
-        rejections.append(Rejection(row[LINE_COLUMN], record, "cast", "; ".join(reasons)))
-    good = frame.with_columns(casts).filter(~bad)
-    return ParsedFile(good, rejections)
-
-
-def _infer(values: pl.Series, numbers: bool) -> tuple[pl.Series, str] | None:
-    """The typed column and its type name, or None to keep text (too few values parse as anything)."""
-    present = values.is_not_null()
-    count = int(present.sum())
-    if count == 0:
-        return None
-    stripped = values.str.strip_chars()
-    candidates = []
-    if numbers:
-        candidates += [
-            ("integer", lambda: stripped.cast(pl.Int64, strict=False)),
-            ("number", lambda: stripped.cast(pl.Float64, strict=False)),
-            ("boolean", lambda: _booleans(stripped)),
-        ]
-    candidates += [
-        ("timestamp", lambda: _timestamps(stripped)),
-        ("date", lambda: _dates(stripped)),
-    ]
-    for kind, convert in candidates:
-        typed = convert()
-        if typed is not None and _mostly(int((typed.is_not_null() & present).sum()), count):
-            return typed, kind
-    return None
-
-
-def _mostly(parsed: int, count: int) -> bool:
-    """Nearly all values parse: 90%, or in a small file all but one or two among many more that do."""
-    failed = count - parsed
-    return parsed >= TYPED_SHARE * count or (failed <= 2 and parsed >= 3 * failed)
-
-
-def _booleans(values: pl.Series) -> pl.Series:
-    lowered = values.str.to_lowercase()
-    return pl.select(
-        pl.when(lowered == "true").then(True).when(lowered == "false").then(False).otherwise(None)
-    ).to_series()
-
-
-def _timestamps(values: pl.Series) -> pl.Series | None:
-    looks_right = values.str.contains(ISO_TIMESTAMP).fill_null(False)
-    if not looks_right.any():
-        return None
-    # The format is read per value so that "Z" and "+01:00" offsets can share a column.
-    candidates = values.filter(looks_right)
-    offsets = candidates.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")
-    try:
-        parsed = values.str.to_datetime(time_unit="us", strict=False, time_zone="UTC" if offsets.all() else None)
-    except pl.exceptions.ComputeError:  # Polars infers the format from one value; when that one is bad, ask Python
-        parsed = pl.Series(values.name, [iso_timestamp(value) for value in values], dtype=pl.Datetime("us", "UTC"))
-    return pl.select(pl.when(looks_right).then(parsed).otherwise(None)).to_series().alias(values.name)
-
-
-def _dates(values: pl.Series) -> pl.Series | None:
-    if not values.str.contains(ISO_DATE).fill_null(False).any():
-        return None
-    return values.str.to_date("%Y-%m-%d", strict=False)
+    return ParsedFile(frame.with_columns(pl.Series(LINE_COLUMN, lines, dtype=pl.Int64)), rejections)
 
 
 def _has_bad_bytes(value: str) -> bool:

@@ -7,6 +7,9 @@ from typing import Literal
 import dlt
 from dlt.sources.sql_database import sql_database as dlt_sql_database
 
+from connectors.sql_database.backends import CONNECTORX, PYARROW, choose_backend
+from connectors.sql_database.connectorx_loader import ConnectorXArrowLoader
+
 
 @dlt.source(name="sql_database")
 def sql_database(
@@ -14,7 +17,7 @@ def sql_database(
     schema: str | None = None,
     table_names: list[str] | None = None,
     chunk_size: int = 50_000,
-    backend: Literal["pyarrow", "sqlalchemy", "connectorx"] = "pyarrow",
+    backend: Literal["pyarrow", "sqlalchemy", "connectorx"] | None = None,
 ):
     """Load tables from a SQL database; one resource per table, merged on the table's primary key.
 
@@ -23,14 +26,21 @@ def sql_database(
         schema: Database schema to read; the connection's default when empty.
         table_names: Tables to reflect; every table in the schema when empty.
         chunk_size: Rows per Arrow batch.
-        backend: How rows are read; pyarrow keeps data in Arrow from the database to Postgres.
+        backend: How rows are read. Unset: connectorx for PostgreSQL and MySQL/MariaDB (native code, several
+            times faster), pyarrow (SQLAlchemy rows into Arrow) for other databases or when connectorx cannot
+            be imported. connectorx streams batches of chunk_size rows, so memory stays bounded, and casts
+            them to the types pyarrow gives, so both land the same table; a table connectorx cannot read
+            faithfully is read with pyarrow, and the reason is logged.
     """
+    chosen = choose_backend(credentials, backend)
     source = dlt_sql_database(
         credentials=credentials,
         schema=schema,
         table_names=table_names,
         chunk_size=chunk_size,
-        backend=backend,
+        # dlt reflects and hints the tables as for pyarrow; the loader class decides how rows are read.
+        backend=PYARROW if chosen == CONNECTORX else chosen,
+        table_loader_class=ConnectorXArrowLoader if chosen == CONNECTORX else None,
         reflection_level="full",
     )
     return list(source.resources.values())

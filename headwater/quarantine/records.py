@@ -48,8 +48,12 @@ def quarantine_hints(table: str) -> dict:
 
 
 def mark(rows: pa.Table, table: str):
-    """Route an Arrow table of quarantine rows to the table's quarantine, in the same load package."""
-    return dlt.mark.with_hints(rows, quarantine_hints(table))
+    """Route an Arrow table of quarantine rows to the table's quarantine, in the same load package.
+
+    As a table variant: the hints then apply to these rows only, and the batches that follow still
+    go to the table itself.
+    """
+    return dlt.mark.with_hints(rows, quarantine_hints(table), create_table_variant=True)
 
 
 def quarantine_id(table: str, location: str, record: str) -> str:

@@ -59,16 +59,16 @@ def arm(kill_point: str) -> None:
 
         PostgresParquetCopyJob._connect = connect_without_commit
     elif kill_point.startswith("load_after_commit:"):
-        from dlt.destinations.impl.postgres.postgres import PostgresParquetCopyJob
+        from headwater.postgres_loader import StreamingParquetCopyJob
 
-        table, run = kill_point.split(":", 1)[1], PostgresParquetCopyJob.run
+        table, run = kill_point.split(":", 1)[1], StreamingParquetCopyJob.run
 
         def run_then_die(self):
             run(self)
             if self.load_table_name == table:
                 die()
 
-        PostgresParquetCopyJob.run = run_then_die
+        StreamingParquetCopyJob.run = run_then_die
     else:
         raise SystemExit(f"unknown kill point {kill_point!r}")
 

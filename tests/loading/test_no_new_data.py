@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import psycopg
@@ -22,7 +23,7 @@ def scan_counts(url: str) -> tuple[int, int]:
         ).fetchone()
 
 
-def test_a_run_with_no_new_data_reads_by_index_and_writes_nothing(tmp_path, source_url, database_url):
+def test_a_run_with_no_new_data_reads_by_index_and_writes_nothing(tmp_path, source_url, database_url, caplog):
     execute(source_url, f"""
         create table orders (id int primary key, note text, updated_at timestamptz not null);
         insert into orders select i, 'order ' || i, timestamptz '2024-01-01T00:00Z' + i * interval '1 minute'
@@ -43,10 +44,13 @@ def test_a_run_with_no_new_data_reads_by_index_and_writes_nothing(tmp_path, sour
             statements.append(statement)
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
+    caplog.set_level(logging.DEBUG, logger="connectors.sql_database")
     try:
         result = load(path, database_url, "src")
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
+    # connectorx (the default reader for Postgres) sends its query outside SQLAlchemy, and logs it.
+    statements += [record.getMessage() for record in caplog.records if "connectorx query" in record.getMessage()]
 
     # The cursor condition is part of the query the source database runs...
     data_queries = [s for s in statements if "FROM orders" in s or "FROM public.orders" in s]

@@ -1,0 +1,119 @@
+"""Landing files of any size are read in blocks: same rows, types, lines and quarantine as one whole read."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.filesystem import blocks, helpers
+from connectors.filesystem.blocks import record_blocks, record_lines
+from tests.conftest import query
+from tests.connectors.test_filesystem import load, project_with, write
+
+
+def utc(day: int, hour: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    """Blocks of a few dozen bytes, so a small file crosses many block boundaries."""
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 40)
+    monkeypatch.setattr(helpers, "PARQUET_BATCH_ROWS", 3)
+
+
+def test_blocks_end_at_record_boundaries_even_inside_quotes_and_keep_line_numbers(tiny_blocks):
+    text = b'id,note\n1,"first\nsecond, third"\n2,plain\n\n3,"say ""hi""\nthere"\n4,last'
+    found = list(record_blocks(io.BytesIO(text), quoted=True))
+    assert b"".join(block.data for block in found) == text
+    for block in found:  # no block splits a quoted field: each holds an even number of quotes
+        assert block.data.count(b'"') % 2 == 0
+    starts = [line for block in found for line in record_lines(block).to_list()]
+    assert starts == [1, 2, 4, 6, 8]  # header, record 1 (two lines), record 2, blank line skipped, 3 (two), 4
+
+
+def test_a_csv_read_in_many_blocks_loads_every_row_with_its_line_and_one_set_of_types(
+    tmp_path, database_url, tiny_blocks
+):
+    lines = ["id,amount,note,seen_at"]
+    lines += [f"{i},{i}.5,row {i},2026-11-{i:02d}T10:00:00Z" for i in range(1, 10)]
+    lines[4] = '4,4.5,"a note, with a comma\nand a line break",2026-11-04T10:00:00Z'  # one record, two lines
+    lines.insert(7, "")  # a blank line: skipped, but later rows keep their real line numbers
+    lines.insert(9, "oops,1.0,bad id,2026-11-09T10:00:00Z")  # a later block: the id column is already an integer
+    lines.insert(11, "11,2.0,too,many,fields")
+    write(tmp_path / "landing" / "big.csv", "\r\n".join(lines) + "\r\n")
+
+    result = load(project_with(tmp_path, str(tmp_path / "landing"), "*"), database_url)
+    assert result.ok, result.error
+    [items] = result.tables
+    assert (items.read, items.loaded, items.quarantined) == (11, 9, 2)
+    rows = query(database_url, "select id, amount, note, seen_at, _line from raw_drops.items order by id")
+    expected_lines = {1: 2, 2: 3, 3: 4, 4: 5, 5: 7, 6: 8, 7: 10, 8: 12, 9: 14}
+    assert [(row[0], row[4]) for row in rows] == sorted(expected_lines.items())
+    assert rows[3][2] == "a note, with a comma\nand a line break"
+    assert all(row[1] == row[0] + 0.5 and row[3] == utc(row[0], 10) for row in rows)
+    types = dict(query(database_url, "select column_name, data_type from information_schema.columns "
+                                     "where table_schema = 'raw_drops' and table_name = 'items'"))
+    assert (types["id"], types["amount"], types["seen_at"]) == ("bigint", "double precision",
+                                                                "timestamp with time zone")
+    quarantined = query(database_url, "select location, rule, reason from raw_drops.items__quarantine "
+                                      "order by location")
+    assert quarantined == [
+        ("big.csv:11", "cast", "id: 'oops' is not a valid integer"),
+        ("big.csv:13", "columns", "5 fields, the header has 4"),
+    ]
+
+
+def test_a_jsonl_file_read_in_many_blocks_keeps_its_first_types_and_lines(tmp_path, database_url, tiny_blocks):
+    records = [{"id": i, "price": i + 0.25, "at": f"2026-11-{i:02d}T08:00:00+01:00"} for i in range(1, 8)]
+    lines = [json.dumps(record) for record in records]
+    lines[5] = json.dumps({"id": 6, "price": "not a price", "at": "2026-11-06T08:00:00+01:00"})
+    write(tmp_path / "landing" / "events.jsonl", "\n".join(lines) + "\n")
+
+    result = load(project_with(tmp_path, str(tmp_path / "landing"), "*"), database_url)
+    assert result.ok, result.error
+    rows = query(database_url, "select id, price, at, _line from raw_drops.items order by id")
+    assert rows == [(i, i + 0.25, utc(i, 7), i) for i in (1, 2, 3, 4, 5, 7)]
+    assert query(database_url, "select location, rule, reason from raw_drops.items__quarantine") == [
+        ("events.jsonl:6", "cast", "price: 'not a price' is not a valid number"),
+    ]
+
+
+def test_a_parquet_file_is_read_in_batches_with_row_numbers_across_them(tmp_path, database_url, tiny_blocks):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    table = pa.table({"id": list(range(1, 11)), "seen_at": [utc(i) for i in range(1, 11)]})
+    pq.write_table(table, landing / "ten.parquet", row_group_size=4)
+
+    result = load(project_with(tmp_path, str(landing), "*"), database_url)
+    assert result.ok, result.error
+    assert result.rows == 10
+    assert query(database_url, "select id, seen_at, _line from raw_drops.items order by id") == [
+        (i, utc(i), i) for i in range(1, 11)
+    ]
+
+
+def test_rows_a_rule_rejects_in_an_early_block_do_not_divert_later_blocks(tmp_path, database_url, tiny_blocks):
+    lines = ["id,quantity"] + [f"{i},{0 if i <= 2 else i}" for i in range(1, 13)]  # ids 1 and 2 break the rule
+    write(tmp_path / "landing" / "q.csv", "\n".join(lines) + "\n")
+    (tmp_path / "headwater.yaml").write_text(
+        "sources:\n  drops:\n    connector: filesystem\n"
+        f"    settings: {{bucket_url: '{tmp_path / 'landing'}', files: {{items: '*.csv'}}}}\n"
+        "    tables:\n      items:\n        rules:\n          - range: {quantity: {min: 1}}\n"
+    )
+    from headwater.config import load_project
+    from headwater.plugins import connector_registry
+
+    result = load(load_project(tmp_path / "headwater.yaml", connector_registry()), database_url)
+    assert result.ok, result.error
+    [items] = result.tables
+    assert (items.loaded, items.quarantined) == (10, 2)
+    assert query(database_url, "select id from raw_drops.items order by id") == [(i,) for i in range(3, 13)]
+    assert query(database_url, "select location, rule from raw_drops.items__quarantine order by location") == [
+        ("q.csv:2", "range"), ("q.csv:3", "range"),
+    ]
