@@ -1,4 +1,4 @@
-"""Prefect artifacts of a run: the loads as a table, data quality as a markdown report.
+"""Prefect artifacts of a run: the loads as a table, data quality (with PII exposure) as a markdown report.
 
 Keys are stable per project (``<project>-loads``, ``<project>-quality``), so the Prefect UI shows each
 as one artifact with a version per run.
@@ -7,6 +7,7 @@ as one artifact with a version per run.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -62,7 +63,25 @@ def quality_markdown(summary: RunSummary, project: str) -> str:
                             (("warn_after", result.warn_after_seconds), ("error_after", result.error_after_seconds))
                             if value)
             lines.append(f"| {result.relation} | {age} | {result.basis} | {sla} | {result.status} |")
+    lines += pii_markdown(summary)
+    if summary.site is not None:
+        lines += ["", "## Catalog site", "", f"[{summary.site}]({Path(summary.site).resolve().as_uri()})"]
     return "\n".join(lines) + "\n"
+
+
+def pii_markdown(summary: RunSummary) -> list[str]:
+    """Published columns carrying unmasked PII (and what the run did about them), as markdown lines."""
+    if not summary.pii and not summary.lineage_error:
+        return []
+    lines = ["", "## PII reaching published marts", ""]
+    if summary.lineage_error:
+        lines.append(f"Lineage could not be built: {summary.lineage_error} (PII exposure not checked)")
+    if summary.pii:
+        lines += [f"catalog.pii_exposure: `{summary.pii_action}`", "", "| mart column | from | fix |", "|---|---|---|"]
+        for exposure in summary.pii:
+            sources, fix = ", ".join(map(str, exposure.sources)), exposure.fix.replace("|", r"\|")
+            lines.append(f"| {exposure.column} | {sources} | {fix} |")
+    return lines
 
 
 def publish_artifacts(summary: RunSummary, project: str) -> None:
@@ -73,5 +92,5 @@ def publish_artifacts(summary: RunSummary, project: str) -> None:
     )
     create_markdown_artifact(
         markdown=quality_markdown(summary, project), key=artifact_key(project, "quality"),
-        description=f"Contracts, failed checks and freshness ({project})",
+        description=f"Contracts, failed checks, freshness and PII exposure ({project})",
     )

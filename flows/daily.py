@@ -19,7 +19,9 @@ from prefect import flow, get_run_logger
 from flows.artifacts import publish_artifacts
 from flows.tasks import (
     audit_and_publish_task,
+    catalog_site_task,
     dbt_rebuild_task,
+    lineage_task,
     load_source_task,
     plan_rebuild_task,
     verify_raw_contracts_task,
@@ -30,13 +32,15 @@ from headwater.destination import resolve_destination, uses_embedded_database
 from headwater.example.session import running_example
 from headwater.freshness import evaluate_freshness
 from headwater.history import RunInfo, record_run, start_run
+from headwater.lineage.pii import pii_exposures
 from headwater.pending import pending_relations
 from headwater.pending import settle as settle_pending
 from headwater.plugins import connector_registry
+from headwater.publish import PUBLISHED_SCHEMAS
 from headwater.rebuild import changed_relations
 from headwater.reload import ReloadError, add_reload_arguments, plan_reload
 from headwater.runtime import config_path
-from headwater.summary import RunSummary, print_summary
+from headwater.summary import RunSummary, print_site, print_summary
 
 
 class RunFailed(Exception):
@@ -46,6 +50,44 @@ class RunFailed(Exception):
 def read_project() -> ProjectConfig:
     """Read and validate headwater.yaml: a broken config stops here, before anything is written."""
     return load_project(config_path(), connector_registry())
+
+
+def check_pii(project: ProjectConfig, address, summary: RunSummary, logger):
+    """Build the lineage once and put the published columns carrying unmasked PII on the summary.
+
+    Returns the lineage (None when it could not be built: logged and reported, never fatal by itself;
+    with `catalog.pii_exposure: fail` an unchecked run counts as failed, see RunSummary.failures).
+    """
+    summary.pii_action = project.catalog.pii_exposure
+    try:
+        lineage = lineage_task(project, address)
+        summary.pii = pii_exposures(lineage, PUBLISHED_SCHEMAS)
+    except Exception as error:
+        summary.lineage_error = f"{type(error).__name__}: {error}"
+        logger.warning("lineage could not be built: %s", summary.lineage_error)
+        return None
+    for exposure in summary.pii:
+        logger.warning("PII reaches %s: %s", exposure.column, exposure.reason)
+    return lineage
+
+
+def export_openlineage(project: ProjectConfig, address, lineage, run_id: str, logger) -> None:
+    """Append the run's OpenLineage event to .headwater/openlineage/events.jsonl; a failure is only logged."""
+    from headwater.lineage.openlineage import append_event, events_file, openlineage_event
+
+    try:
+        append_event(events_file(project), openlineage_event(lineage, project, address, run_id=run_id))
+    except Exception as error:
+        logger.warning("OpenLineage event could not be written: %s: %s", type(error).__name__, error)
+
+
+def write_catalog_site(project: ProjectConfig, address, summary: RunSummary, lineage, logger) -> None:
+    """Regenerate the catalog site (catalog.site_after_run); a failure is logged and reported, never fatal."""
+    try:
+        summary.site = catalog_site_task(project, address, lineage)
+    except Exception as error:
+        summary.site_error = f"{type(error).__name__}: {error}"
+        logger.warning("catalog site could not be written: %s", summary.site_error)
 
 
 def record_crash(flow, flow_run, state) -> None:
@@ -111,6 +153,10 @@ def daily(
         # Marts are built in their audit schema and published only if every blocking check passed.
         summary.publish = audit_and_publish_task(project, address, summary.dbt)
         summary.contracts += summary.publish.audited
+        # What reaches the published marts now: PII exposure warns or fails (catalog.pii_exposure).
+        lineage = check_pii(project, address, summary, logger)
+    else:
+        lineage = None
     settle_pending(address, changed, summary, run.run_id)
     summary.seconds = time.perf_counter() - started
 
@@ -118,6 +164,11 @@ def daily(
     summary.freshness = evaluate_freshness(project, address)  # error_after breaches fail the run
     print_summary(summary)
     record_run(address, summary, run)
+    if lineage is not None:  # one OpenLineage event per run, for catalogs that read them
+        export_openlineage(project, address, lineage, run.run_id, logger)
+    if project.catalog.site_after_run:  # after record_run: the site shows this run
+        write_catalog_site(project, address, summary, lineage, logger)
+        print_site(summary)
     notify(project, summary, logger)  # never raises: a notifier that fails is logged
     publish_artifacts(summary, project.name)
     if not summary.ok:

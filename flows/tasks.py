@@ -69,3 +69,19 @@ def audit_and_publish_task(project: ProjectConfig, address: PostgresAddress, dbt
     from headwater.publish import audit_and_publish
 
     return audit_and_publish(project.quality_dir, address, dbt_result)
+
+
+@task(name="lineage", cache_policy=NO_CACHE)
+def lineage_task(project: ProjectConfig, address: PostgresAddress):
+    """Column lineage of the project, connector resources to published marts (headwater.lineage.build)."""
+    from headwater.lineage.build import build_lineage
+
+    return build_lineage(project, address, refresh=True)
+
+
+@task(name="catalog-site", cache_policy=NO_CACHE)
+def catalog_site_task(project: ProjectConfig, address: PostgresAddress, lineage=None):
+    """Write the static catalog site; returns the path of its index.html."""
+    from headwater.catalog_site import write_site  # imported lazily: the site is optional
+
+    return write_site(project, address, lineage=lineage)

@@ -9,7 +9,8 @@ import sys
 from headwater.runtime import quiet_telemetry
 
 # Each module exposes add_parser(subparsers); the parser it adds sets `run(args) -> int`.
-COMMAND_MODULES = ("db", "stack", "example", "run", "connectors", "check", "new", "quarantine", "dbt", "status")
+COMMAND_MODULES = ("db", "stack", "example", "run", "connectors", "check", "new", "quarantine", "dbt", "status",
+                   "lineage", "docs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,10 +24,12 @@ from headwater.runtime import STATE_DIR
 from headwater.yaml_source import KeyPath, YamlDocument, YamlSyntaxError, read_yaml
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts"}
+TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog"}
 SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness"}
 TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by", "deleted_flag", "steps", "rules",
-              "freshness"}
+              "freshness", "pii"}
+CATALOG_KEYS = {"pii_exposure", "site_after_run", "site_dir"}
+PII_EXPOSURE_ACTIONS = ("warn", "fail")
 WRITE_DISPOSITIONS = ("append", "merge", "replace", "scd2")
 # The bundled examples, and the variables each provides to the config while it runs.
 EXAMPLES = {"shop": frozenset({"SHOP_API_URL", "SHOP_API_TOKEN"})}
@@ -50,6 +52,8 @@ class TableConfig:
     rules: tuple[dict, ...] = ()
     # Freshness SLA (headwater.freshness); None inherits the source's, FreshnessSLA() switches it off.
     freshness: FreshnessSLA | None = None
+    # Columns holding personal data: lineage follows them to the marts (headwater.lineage.pii).
+    pii: tuple[str, ...] = ()
 
     @property
     def effective_write_disposition(self) -> str:
@@ -74,6 +78,15 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class CatalogConfig:
+    """The `catalog:` block: what a run does about PII reaching published marts, and the catalog site."""
+
+    pii_exposure: str = "warn"  # warn | fail: a published mart column carries unmasked PII
+    site_after_run: bool = False  # regenerate the catalog site at the end of each daily run
+    site_dir: Path | None = None  # where the site goes; None: .headwater/site
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     path: Path
     name: str
@@ -83,6 +96,7 @@ class ProjectConfig:
     quality_dir: Path | None = None
     variables: Variables | None = field(default=None, compare=False, repr=False)
     alerts: tuple = ()  # headwater.alerts.AlertConfig, one per entry of `alerts:`
+    catalog: "CatalogConfig" = field(default_factory=lambda: CatalogConfig())
 
     @property
     def root(self) -> Path:
@@ -181,7 +195,32 @@ def _parse(
         quality_dir=_folder(data, "quality", "contracts_dir", "quality", path.parent, problems),
         variables=variables,
         alerts=_alerts(data.get("alerts"), variables, problems),
+        catalog=_catalog(data.get("catalog"), path.parent, problems),
     )
+
+
+def _catalog(raw: Any, root: Path, problems: list[Problem]) -> CatalogConfig:
+    if raw is None:
+        return CatalogConfig()
+    if not isinstance(raw, dict):
+        problems.append(Problem(("catalog",), "must be a mapping, e.g. {pii_exposure: warn, site_after_run: true}"))
+        return CatalogConfig()
+    _unknown_keys(raw, CATALOG_KEYS, ("catalog",), problems)
+    action = raw.get("pii_exposure", "warn")
+    if action not in PII_EXPOSURE_ACTIONS:
+        problems.append(Problem(("catalog", "pii_exposure"),
+                                f"unknown action {action!r}; allowed: {', '.join(PII_EXPOSURE_ACTIONS)}"))
+        action = "warn"
+    after_run = raw.get("site_after_run", False)
+    if not isinstance(after_run, bool):
+        problems.append(Problem(("catalog", "site_after_run"), "must be true or false"))
+        after_run = False
+    site_dir = raw.get("site_dir")
+    if site_dir is not None and not isinstance(site_dir, str):
+        problems.append(Problem(("catalog", "site_dir"), "must be a folder path, relative to headwater.yaml"))
+        site_dir = None
+    return CatalogConfig(pii_exposure=action, site_after_run=after_run,
+                         site_dir=(root / site_dir) if site_dir else None)
 
 
 def _alerts(raw: Any, variables: Variables, problems: list[Problem]) -> tuple:
@@ -391,6 +430,12 @@ def _parse_tables(
         if options.get("deleted_flag") and effective not in ("merge", "scd2"):  # append/replace cannot delete a row
             problems.append(Problem((*where, name, "deleted_flag"),
                                     f"deleted_flag needs write_disposition merge or scd2, not {effective}"))
+        pii = options.get("pii") or []
+        if isinstance(pii, str):
+            pii = [pii]
+        if not isinstance(pii, list) or not all(isinstance(column, str) for column in pii):
+            problems.append(Problem((*where, name, "pii"), "must be a list of column names, e.g. [email, phone]"))
+            pii = []
         steps, rules = options.get("steps") or [], options.get("rules") or []
         for key, value in (("steps", steps), ("rules", rules)):
             if not isinstance(value, list):
@@ -411,6 +456,7 @@ def _parse_tables(
                 rules=tuple(rules) if isinstance(rules, list) else (),
                 freshness=parse_freshness(options["freshness"], (*where, name, "freshness"), problems)
                 if "freshness" in options else None,
+                pii=tuple(pii),
             )
         )
     return tuple(tables)

@@ -1,9 +1,9 @@
 """Run history: every run leaves a record in schema headwater_ops of the destination.
 
 A run writes a 'running' row when it starts, so a run that crashes stays visible, and everything
-else (loads, checks, dbt nodes, freshness) in one transaction at its end. The schema is created and
-migrated on first use: MIGRATIONS is append-only, each step applied once, under an advisory lock so
-concurrent runs do not race.
+else (loads, checks, dbt nodes, freshness, PII exposures) in one transaction at its end. The schema
+is created and migrated on first use: MIGRATIONS is append-only, each step applied once, under an
+advisory lock so concurrent runs do not race.
 """
 
 from __future__ import annotations
@@ -99,6 +99,19 @@ MIGRATIONS: tuple[str, ...] = (
         primary key (schema_name, table_name)
     )
     """,
+    """
+    -- Published columns carrying declared PII unmasked, found by the run's lineage (headwater.lineage.pii).
+    create table headwater_ops.pii_exposures (
+        run_id text not null references headwater_ops.runs on delete cascade,
+        mart_column text not null,           -- schema.table.column
+        sources jsonb not null,              -- declared PII columns it carries: ["raw_shop_db.customers.email"]
+        path jsonb not null,                 -- one unmasked path, source first
+        action text not null,                -- catalog.pii_exposure: warn | fail
+        fix text,
+        recorded_at timestamptz not null default now()
+    );
+    create index pii_exposures_run on headwater_ops.pii_exposures (run_id)
+    """,
 )
 
 
@@ -176,7 +189,7 @@ def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, 
             (run.run_id, run.flow_name, _json(run.parameters), run.started_at, status, run.started_by, run.version,
              summary.seconds, rows, _json(summary.failures)),
         )
-        for table in ("table_loads", "check_results", "dbt_nodes", "freshness"):
+        for table in ("table_loads", "check_results", "dbt_nodes", "freshness", "pii_exposures"):
             cursor.execute(f"delete from {SCHEMA}.{table} where run_id = %s", (run.run_id,))
         cursor.executemany(
             f"insert into {SCHEMA}.table_loads values (%s, %s, %s, %s, %s, %s, %s, %s, %s)", _load_rows(run, summary)
@@ -195,6 +208,12 @@ def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, 
             f"insert into {SCHEMA}.freshness values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [(run.run_id, f.source, f.table, f.basis, f.last_value, f.age_seconds, f.warn_after_seconds,
               f.error_after_seconds, f.status, f.breached, f.checked_at) for f in summary.freshness],
+        )
+        cursor.executemany(
+            f"insert into {SCHEMA}.pii_exposures (run_id, mart_column, sources, path, action, fix) "
+            "values (%s, %s, %s, %s, %s, %s)",
+            [(run.run_id, str(e.column), _json([str(s) for s in e.sources]), _json([str(s) for s in e.path]),
+              summary.pii_action, e.fix) for e in summary.pii],
         )
 
 

@@ -25,6 +25,8 @@ from headwater.write_modes import REPLACE_STRATEGY, add_history_hash, apply_writ
 
 # Arrow batches go to Postgres as Parquet through ADBC: the path that runs near COPY speed.
 LOADER_FILE_FORMAT = "parquet"
+# How --full-refresh empties a table in dlt: truncated with its cursor reset, never dropped (see _runs).
+REFRESH_MODE = "drop_data"
 # dlt settings Headwater relies on, unless the user set them.
 DLT_DEFAULTS = {
     # Every raw row carries the load id that wrote it (run records and quarantine point back to it).
@@ -189,13 +191,15 @@ def load_source(
 def _runs(dlt_source: DltSource, source: SourceConfig, reload: Reload | None):
     """The pipeline runs of this load: (source or subset, dlt refresh mode).
 
-    Refreshing single tables takes a run of their own, because dlt drops every resource selected
-    in a run with ``drop_resources``; the source's other tables then load as usual.
+    A refresh empties the tables (``drop_data``: truncate them and reset their cursors) rather than
+    dropping them: the dbt staging views, and any other view, built on a raw table keep working, where
+    dropping the table would fail on them. Refreshing single tables takes a run of their own, because
+    dlt empties every resource selected in a refreshing run; the source's other tables then load as usual.
     """
     if reload is None or source.name not in reload.full_refresh:
         return [(dlt_source, None)]
     if reload.refreshes_source(source.name):
-        return [(dlt_source, "drop_sources")]
+        return [(dlt_source, REFRESH_MODE)]
     selected = list(dlt_source.selected_resources)
     tables = reload.refreshed_tables(source.name)
     unknown = sorted(tables - set(selected))
@@ -204,7 +208,7 @@ def _runs(dlt_source: DltSource, source: SourceConfig, reload: Reload | None):
             f"--full-refresh: source {source.name!r} has no table {', '.join(unknown)}; allowed: "
             + ", ".join(f"{source.name}.{name}" for name in selected)
         )
-    runs = [(dlt_source.with_resources(*sorted(tables)), "drop_resources")]
+    runs = [(dlt_source.with_resources(*sorted(tables)), REFRESH_MODE)]
     rest = [name for name in selected if name not in tables]
     if rest:
         runs.append((dlt_source.with_resources(*rest), None))

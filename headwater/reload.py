@@ -3,9 +3,10 @@
 Both are checked against the project before anything runs, and an unknown name is an error that
 lists the allowed ones.
 
-- **Full refresh of SOURCE.TABLE** drops that table and its cursor, then reloads it from scratch
-  (dlt ``refresh="drop_resources"`` on that resource only); the source's other tables load as usual.
-  **Of SOURCE**, every table and cursor of the source is dropped and reloaded (``drop_sources``).
+- **Full refresh of SOURCE.TABLE** empties that table and resets its cursor, then reloads it from
+  scratch (dlt ``refresh="drop_data"`` on that resource only); the source's other tables load as usual.
+  **Of SOURCE**, every table and cursor of the source is emptied and reloaded. Tables are truncated,
+  not dropped, so views built on them (dbt staging models) keep working.
 - **Backfill** re-reads the window ``since <= cursor < until`` of every table that has a ``cursor:``
   and is written with ``merge`` or ``scd2``, where reloaded rows replace themselves. The regular
   cursor does not move (dlt keeps no state for a bounded window), so the next run continues where

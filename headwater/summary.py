@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from headwater.loading import SourceLoad, TableLoad
 
 if TYPE_CHECKING:
     from headwater.freshness import FreshnessResult
+    from headwater.lineage.pii import PiiExposure
     from headwater.publish import PublishResult
     from headwater.quality import ContractResult
     from headwater.rebuild import RebuildPlan
@@ -32,6 +35,11 @@ class RunSummary:
     run_id: str = ""  # the Prefect flow run id, or a uuid outside Prefect (headwater.history)
     freshness: list["FreshnessResult"] = field(default_factory=list)
     crash: str | None = None  # an unexpected error that ended the run early
+    pii: list["PiiExposure"] = field(default_factory=list)  # published columns carrying unmasked PII
+    pii_action: str = "warn"  # catalog.pii_exposure: warn reports them, fail also fails the run
+    lineage_error: str | None = None  # lineage could not be built, so PII exposure was not checked
+    site: Path | None = None  # the catalog site's index.html (catalog.site_after_run)
+    site_error: str | None = None  # the catalog site could not be written
 
     @property
     def failures(self) -> list[str]:
@@ -52,6 +60,11 @@ class RunSummary:
             problems.append(f"not published {', '.join(self.publish.withheld) or 'marts'}: {self.publish.reason}")
         # A warn-level breach is reported, only error_after fails the run (like dbt source freshness).
         problems += [f"freshness {result.message()}" for result in self.freshness if result.status == "error"]
+        if self.pii_action == "fail":
+            problems += [f"PII exposed: {exposure.column} (from {', '.join(map(str, exposure.sources))})"
+                         for exposure in self.pii]
+            if self.lineage_error:  # with `fail`, an unchecked run is not a passed check
+                problems.append(f"lineage could not be built: {self.lineage_error} (PII exposure not checked)")
         return problems
 
     @property
@@ -146,11 +159,47 @@ def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
         console.print(f"Published {', '.join(summary.publish.published)}", highlight=False)
 
 
-def print_summary(summary: RunSummary, console: Console | None = None) -> None:
+def pii_table(summary: RunSummary) -> Table:
+    table = Table(title="PII reaching published marts", title_justify="left")
+    table.add_column("mart column", no_wrap=True)
+    table.add_column("from", no_wrap=True)
+    table.add_column("fix")
+    for exposure in summary.pii:
+        table.add_row(str(exposure.column), "\n".join(map(str, exposure.sources)), escape(exposure.fix))
+    return table
+
+
+def _print_pii(summary: RunSummary, console: Console) -> None:
+    if summary.pii:
+        console.print(pii_table(summary))
+        if summary.pii_action == "warn":
+            console.print(f"[yellow]Warning[/yellow] {len(summary.pii)} published column(s) carry unmasked PII "
+                          "(catalog.pii_exposure: warn; `fail` makes this fail the run)", highlight=False)
+    if summary.lineage_error and summary.pii_action == "warn":
+        console.print(f"[yellow]Warning[/yellow] lineage could not be built: {escape(summary.lineage_error)} "
+                      "(PII exposure not checked)", highlight=False)
+
+
+def print_site(summary: RunSummary, console: Console | None = None) -> None:
+    """The catalog site's link (or why it could not be written): the last line of a run's output."""
+    console = console or _console()
+    if summary.site is not None:
+        console.print(f"Catalog site: {Path(summary.site).resolve().as_uri()}", highlight=False, soft_wrap=True)
+    if summary.site_error:
+        console.print(f"[yellow]Warning[/yellow] catalog site could not be written: {escape(summary.site_error)}",
+                      highlight=False)
+
+
+def _console() -> Console:
     # Logs and CI captures have no terminal width; keep the table readable there too.
-    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
+def print_summary(summary: RunSummary, console: Console | None = None) -> None:
+    console = console or _console()
     console.print(summary_table(summary))
     _print_rebuild_and_publish(summary, console)
+    _print_pii(summary, console)
     for result in summary.freshness:
         if result.status == "warn":
             console.print(f"[yellow]Stale data[/yellow] {result.message()}", highlight=False)
@@ -164,4 +213,5 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     else:
         console.print(f"[red]Run failed[/red] in {summary.seconds:.1f}s:")
         for line in summary.failures:
-            console.print(f"  - {line}")
+            console.print(f"  - {escape(line)}")
+    print_site(summary, console)

@@ -174,3 +174,37 @@ def _summarize_failures(failed: list[DbtNodeResult]) -> str:
         return ""
     noun = "node" if len(lines) == 1 else "nodes"
     return f"{len(lines)} dbt {noun} failed:\n" + "\n".join(lines)
+
+
+def docs_target_dir(state_dir: Path) -> Path:
+    """Where `dbt docs generate` (lineage, catalog) writes manifest.json and catalog.json.
+
+    Apart from the build's target (dbt_state_dirs): the docs are compiled for the published schemas,
+    while a daily build compiles marts into their audit schema; sharing one folder would mix the two
+    and make each invocation re-parse the whole project.
+    """
+    return Path(state_dir).resolve() / "dbt" / "docs"
+
+
+def generate_docs(*, project_dir: Path, state_dir: Path, address: PostgresAddress) -> DbtRunResult:
+    """`dbt docs generate` into docs_target_dir: manifest.json with compiled SQL, catalog.json with column types.
+
+    No audit-schema var, so refs render the published schemas (`marts`, not `marts__audit`).
+    Never raises for dbt's own failures, like run_dbt.
+    """
+    quiet_telemetry()
+    from dbt.cli.main import dbtRunner
+
+    args = build_dbt_args(["docs", "generate"], project_dir=project_dir, state_dir=state_dir)
+    args[args.index("--target-path") + 1] = str(docs_target_dir(state_dir))
+    with scoped_environ(address.tool_env()):
+        try:
+            outcome = dbtRunner().invoke(args)
+        except Exception as exc:  # dbtRunner catches most errors itself; this is the safety net
+            return DbtRunResult(success=False, error=f"dbt raised {type(exc).__name__}: {exc}")
+    result = DbtRunResult(success=bool(outcome.success))
+    if outcome.exception is not None:
+        result.error = str(outcome.exception).strip() or type(outcome.exception).__name__
+    elif not outcome.success:
+        result.error = "dbt docs generate reported failure; see the dbt log"
+    return result

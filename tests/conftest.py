@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -27,15 +28,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@contextmanager
+def fresh_database(prefix: str = "hw_test"):
+    """A new, empty database on the test server, dropped on exit; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{TEST_SERVER_URL}/{name}"
+    finally:
+        with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def database_url():
     """A fresh, empty database on the test server, dropped afterwards."""
-    name = f"hw_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"{TEST_SERVER_URL}/{name}"
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        yield url
 
 
 def query(url: str, sql: str, *params) -> list[tuple]:

@@ -32,6 +32,8 @@ def test_bundled_config_loads_with_every_source_and_table():
     assert customers.effective_write_disposition == "merge"
     assert project.example == "shop"
     assert project.transform_dir == REPO / "transform"
+    assert customers.pii == ("name", "email")
+    assert (project.catalog.pii_exposure, project.catalog.site_after_run) == ("warn", False)
 
 
 @pytest.mark.parametrize(
@@ -152,9 +154,24 @@ def test_bundled_config_loads_with_every_source_and_table():
             10,
             ["sources.db.tables.customers.steps.0.rename.updated_at", "primary key or cursor and must keep its name"],
         ),
+        (
+            """\
+            sources:
+              files:
+                connector: filesystem
+                settings: {bucket_url: /data, files: {orders: "*.csv"}}
+                tables:
+                  orders: {pii: {email: true}}
+            catalog: {pii_exposure: block}
+            """,
+            6,
+            ["sources.files.tables.orders.pii", "must be a list of column names",
+             ":7: catalog.pii_exposure", "unknown action 'block'; allowed: warn, fail"],
+        ),
     ],
     ids=["unknown-connector", "missing-setting", "wrong-type", "literal-secret", "unset-reference",
-         "bad-write-disposition", "misspelt-key", "bad-source-name", "cursor-on-api-table", "renamed-cursor"],
+         "bad-write-disposition", "misspelt-key", "bad-source-name", "cursor-on-api-table", "renamed-cursor",
+         "bad-pii-and-catalog"],
 )
 def test_broken_config_names_the_key_and_line(tmp_path, monkeypatch, body, expected_line, expected_fragments):
     monkeypatch.setenv("DB_URL", "postgresql://localhost/app")

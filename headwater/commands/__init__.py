@@ -1,0 +1,25 @@
+"""Subcommands of `headwater`, one module per area; shared helpers below."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from headwater.config import ProjectConfig
+
+
+def read_project_or_report() -> "ProjectConfig | None":
+    """The project of HEADWATER_CONFIG / ./headwater.yaml; None after printing why it cannot be read.
+
+    Imported lazily: the config pulls in dlt through the connector plugins, which not every command needs.
+    """
+    from headwater.config import ConfigError, load_project
+    from headwater.plugins import connector_registry
+    from headwater.runtime import config_path
+
+    try:
+        return load_project(config_path(), connector_registry())
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return None

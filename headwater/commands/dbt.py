@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.commands import read_project_or_report
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("dbt", help="Helpers for the project's dbt models.", description=__doc__)
@@ -29,16 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_sources(args: argparse.Namespace) -> int:
     # Imported here: the config pulls in dlt through the connector plugins, which other commands need not pay for.
-    from headwater.config import ConfigError, load_project
     from headwater.destination import resolve_destination
-    from headwater.plugins import connector_registry
-    from headwater.runtime import config_path
     from headwater.source_definitions import SourceChanges, merged_text, read_raw_tables, sources_file, unified_diff
 
-    try:
-        project = load_project(config_path(), connector_registry())
-    except ConfigError as error:
-        print(error, file=sys.stderr)
+    project = read_project_or_report()
+    if project is None:
         return 2
     if project.transform_dir is None:
         print("error: no dbt project (`transform:` is disabled or its folder is missing)", file=sys.stderr)

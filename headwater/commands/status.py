@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.commands import read_project_or_report
+
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "pass": "green", "warn": "yellow",
                 "error": "red"}
 
@@ -24,15 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from headwater.config import ConfigError, load_project
     from headwater.destination import resolve_destination
-    from headwater.plugins import connector_registry
-    from headwater.runtime import config_path
 
-    try:
-        project = load_project(config_path(), connector_registry())
-    except ConfigError as error:
-        print(error, file=sys.stderr)
+    project = read_project_or_report()
+    if project is None:
         return 2
     address = resolve_destination(project.state_dir)
     console = Console(width=None if sys.stdout.isatty() else 140)

@@ -52,6 +52,19 @@ def test_full_refresh_of_a_table_reloads_only_that_table(project, source_url, da
     assert {(t.table, t.rows) for t in again.tables} == {("items", 0), ("logs", 0)}
 
 
+def test_full_refresh_keeps_views_built_on_the_raw_tables_working(project, source_url, database_url):
+    # dbt's staging models are views on raw tables: a refresh must not need to drop them.
+    execute(database_url, "create schema staging; create view staging.items as select id, name from raw_src.items")
+    execute(source_url, "update items set name = 'v2' where id <= 4")
+    for refreshed in (["src.items"], ["src"]):
+        result = load(project, database_url, "src", plan_reload(read(project), refreshed))
+        assert result.ok, result.error
+        assert {(t.table, t.rows) for t in result.tables} >= {("items", 10)}
+        assert query(database_url, "select count(*), count(*) filter (where name = 'v2') from staging.items") == [
+            (10, 4)]
+    assert load(project, database_url, "src").rows == 0  # the cursor was set again by the reload
+
+
 def test_full_refresh_of_a_source_reloads_every_table_without_duplicates(project, source_url, database_url):
     execute(source_url, "insert into logs values (11, 'line 11')")
     load(project, database_url, "src", plan_reload(read(project), ["src"]))
