@@ -38,6 +38,7 @@ class Settings:
     work: Path  # scratch folder: data files, projects, state
     profile: bool = True  # re-run cases that miss their target under cProfile (off for --quick: sizes too small)
     flow_warmup: bool = True  # time the second flow run against the server, not the one that registers the flow
+    repeats: int = 3  # full loads and COPY run this many times, each from scratch; the median run is reported
 
 
 def append_rows(url: str, frame, csv_path: Path) -> None:
@@ -48,6 +49,12 @@ def append_rows(url: str, frame, csv_path: Path) -> None:
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         with cursor.copy(f"COPY {TABLE} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
             copy.write(csv_path.read_bytes())
+
+
+def median_run(runs: list[tuple]) -> tuple:
+    """Of (config, url, result) runs of one case, the one with the median seconds (lower middle if even)."""
+    ordered = sorted(runs, key=lambda run: run[2]["seconds"])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def stages_note(result: dict) -> str:
@@ -109,13 +116,15 @@ class Benchmark:
 
     def headwater(self, name: str, sources: dict, profile: bool = False,
                   secrets: dict[str, str] | None = None) -> tuple[Path, str, dict]:
-        """A fresh project and database, and one Headwater load of its source."""
-        config = write_project(self.settings.work / "projects" / name, sources, secrets)
-        url = self.database(name.replace("-", "_")[:30])
-        source = next(iter(sources))
-        result = self.measure(f"{name}", work.headwater_load, profile=profile,
-                              config_path=str(config), source=source, url=url)
-        return config, url, result
+        """A full Headwater load of the source, each repeat with a fresh project and database; the median run."""
+        runs = []
+        for attempt in range(1 if profile else self.settings.repeats):
+            config = write_project(self.settings.work / "projects" / f"{name}-{attempt}", sources, secrets)
+            url = self.database(name.replace("-", "_")[:30])
+            result = self.measure(f"{name}", work.headwater_load, profile=profile,
+                                  config_path=str(config), source=next(iter(sources)), url=url)
+            runs.append((config, url, result))
+        return median_run(runs)
 
     # -- cases ---------------------------------------------------------------------------------------------------
 
@@ -136,7 +145,9 @@ class Benchmark:
         self.say("Reference: raw COPY ... FROM STDIN (psycopg)")
         for size in self.settings.sizes:
             csv_path, _ = self.data(size)
-            result = self.measure(f"COPY {size:,}", work.raw_copy, url=self.database("copy"), csv_path=str(csv_path))
+            result = median_run([(None, None, self.measure(f"COPY {size:,}", work.raw_copy, url=self.database("copy"),
+                                                           csv_path=str(csv_path)))
+                                 for _ in range(self.settings.repeats)])[2]
             self.copy_rate[size] = result["rows"] / result["seconds"]
             self.add(f"raw COPY, CSV {size:,}", result, 1.0, COPY_BASIS, "reference")
 

@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes for CI; writes to a temporary file unless --out is given")
     parser.add_argument("--out", type=Path, help=f"results file (default {DEFAULT_OUT})")
+    parser.add_argument("--repeats", type=int, help="runs of each full load and COPY; the median is reported "
+                                                  "(default 3, 1 with --quick)")
     return parser.parse_args(argv)
 
 
@@ -65,15 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         say(f"Headwater benchmarks: sizes {', '.join(f'{size:,}' for size in sizes)}, "
             f"{api_records:,} API records; results to {out}")
         started = time.perf_counter()
-        Benchmark(Settings(sizes=sizes, api_records=api_records, work=Path(scratch),
-                                   profile=not args.quick, flow_warmup=not args.quick), report, say).run()
+        repeats = args.repeats or (1 if args.quick else 3)
+        Benchmark(Settings(sizes=sizes, api_records=api_records, work=Path(scratch), profile=not args.quick,
+                           flow_warmup=not args.quick, repeats=repeats), report, say).run()
         report.total_seconds = time.perf_counter() - started
         # Other work on the machine (a CI run, say) slows every case; the load averages show whether there was any.
         report.machine["Load average at end (1, 5, 15 min)"] = ", ".join(f"{value:.2f}" for value in os.getloadavg())
         report.notes += [
             "Every case runs in a child process forked from one that has imported dlt and Headwater, so seconds "
             "exclude interpreter start and imports (the fixed start-up row measures them). Each case starts after "
-            "a CHECKPOINT, so WAL an earlier case wrote is not flushed in the middle of it.",
+            "a CHECKPOINT, so WAL an earlier case wrote is not flushed in the middle of it. Raw COPY and every "
+            f"full Headwater load ran {repeats} time(s), each from scratch; the table shows the median run.",
             "Raw COPY hands the server a CSV it parses in one pass. Headwater reads the same file on the client "
             "(Arrow's CSV reader, one block ahead in a second thread), types it, runs the three steps, writes a "
             "Parquet load file (dlt's extract step), then streams that file to the server as binary COPY through "

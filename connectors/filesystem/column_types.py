@@ -19,6 +19,8 @@ from headwater.timestamps import iso_timestamp
 
 # A text column takes a type when at least this share of its non-empty values parse; the rest are quarantined.
 TYPED_SHARE = 0.9
+# The type is read from this many first rows of the first block that has the column; every row is then cast.
+INFERENCE_ROWS = 10_000
 ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
@@ -50,7 +52,7 @@ class FileTypes:
             return parsed
         for name, dtype in frame.schema.items():
             if name != LINE_COLUMN and name not in self.kinds and name not in self.dtypes and dtype == pl.String:
-                self.kinds[name] = infer_kind(frame[name], self.numbers)
+                self.kinds[name] = infer_kind(frame[name].head(INFERENCE_ROWS), self.numbers)
                 if self.kinds[name] == "timestamp":
                     self.offsets[name] = bool(frame[name].drop_nulls().str.strip_chars().str.contains(OFFSET).all())
         typed, failures = self._typed(frame)
