@@ -14,11 +14,12 @@ The windows a kill can leave, and what happens to each here:
   load id sits in both folders and dlt fails every later run with "Directory not empty". The
   extracted copy is deleted (the normalized one is complete), then loading proceeds.
 - **load, before a job's COMMIT**: the job's transaction rolled back; dlt re-runs it.
-- **load, after a job's COMMIT but before dlt marked it completed**: dlt re-runs the job and, for a
-  copy job, inserts its rows a second time. Before loading, the rows of that load id are deleted
+- **load, after a job's COMMIT, before its pending-transition marker is written**: dlt re-runs the
+  job and, for a copy job, inserts its rows a second time. Before loading, the rows of that load id are deleted
   from the table the job writes to (the final table of an append table; the staging table of a
   merge, scd2 or replace table), but only when no job of that table in the package is completed,
   because then every row of that load id in that table comes from a job that runs again.
+  A job that committed and wrote its marker is completed by dlt without running again: its rows stay.
   Residual limit: a table split into several job files, some completed and some not, cannot be
   told apart row by row; it is logged and left to the replay (merge tables are still deduplicated
   by key, append tables may then hold duplicates). Arrow batches give one file per table.
@@ -35,6 +36,7 @@ failing package is instead reported on every run until it is fixed, or dropped w
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import dlt
@@ -99,6 +101,9 @@ def _repair_stuck_normalize(pipeline: dlt.Pipeline) -> list[str]:
 def _remove_replayed_rows(pipeline: dlt.Pipeline, load_id: str) -> list[tuple[str, str, int]]:
     """Delete rows that started, unfinished copy jobs of ``load_id`` may already have committed."""
     package = pipeline.get_load_package_info(load_id)
+    # A job whose copy committed leaves a pending-transition marker before it is moved to completed;
+    # dlt then completes it without running it again, so its rows are final and must stay.
+    committed = set(pipeline._get_load_storage().normalized_packages.list_pending_transitions(load_id))
     started: set[str] = set()
     completed: set[str] = set()
     for state, jobs in package.jobs.items():
@@ -106,9 +111,9 @@ def _remove_replayed_rows(pipeline: dlt.Pipeline, load_id: str) -> list[tuple[st
             parsed = job.job_file_info
             if parsed.file_format not in _COPY_FORMATS or parsed.table_name.startswith("_dlt"):
                 continue
-            if state == "started_jobs":
+            if state == "started_jobs" and os.path.basename(job.file_path) not in committed:
                 started.add(parsed.table_name)
-            elif state == "completed_jobs":
+            elif state in ("started_jobs", "completed_jobs"):
                 completed.add(parsed.table_name)
     cleaned = []
     for table in sorted(started):

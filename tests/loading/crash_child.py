@@ -8,6 +8,8 @@ The kill points wrap dlt internals here, in the test process, so the product car
   normalize_committed  package committed to load/, its extracted copy not yet deleted
   load_before_commit   a copy job's rows ingested, before its transaction commits
   load_after_commit:T  table T's copy job committed, before dlt marks the job completed
+  load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
+                       before the job file moved to completed (dlt completes it without re-running)
 """
 
 from __future__ import annotations
@@ -69,6 +71,17 @@ def arm(kill_point: str) -> None:
                 die()
 
         StreamingParquetCopyJob.run = run_then_die
+    elif kill_point.startswith("load_after_marker:"):
+        from dlt.common.storages.load_package import PackageStorage
+
+        table, save = kill_point.split(":", 1)[1], PackageStorage.save_pending_transition
+
+        def save_then_die(self, load_id, file_name, *args, **kwargs):
+            save(self, load_id, file_name, *args, **kwargs)
+            if file_name.split(".", 1)[0] == table:
+                die()
+
+        PackageStorage.save_pending_transition = save_then_die
     else:
         raise SystemExit(f"unknown kill point {kill_point!r}")
 

@@ -46,7 +46,7 @@ def assert_destination_equals_source(source_url: str, destination_url: str) -> N
 
 @pytest.mark.parametrize("kill_point", [
     "extract", "normalize", "normalize_committed", "load_before_commit",
-    "load_after_commit:events", "load_after_commit:accounts",
+    "load_after_commit:events", "load_after_commit:accounts", "load_after_marker:events",
 ])
 def test_a_killed_load_is_completed_by_the_next_run(kill_point, tmp_path, source_url, database_url):
     execute(source_url, """
