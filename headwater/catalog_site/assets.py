@@ -82,6 +82,8 @@ svg.lineage .column.exposed .row { fill: var(--bad-bg); stroke: var(--bad); }
 svg.lineage .column.exposed .tag { fill: var(--bad); }
 svg.lineage .edge { fill: none; stroke: #7f93ad; stroke-width: 1.3; }
 svg.lineage .edge.indirect { stroke-dasharray: 4 3; stroke: #a7b4c6; }
+.hide-indirect:checked + .toggle + .diagram svg.lineage .edge.indirect { display: none; }
+.toggle { font-size: 0.85rem; color: #4a5568; margin-left: 0.3rem; cursor: pointer; }
 svg.lineage .edge.masking { stroke: var(--ok); }
 svg.lineage .edge:hover { stroke: var(--accent); stroke-width: 2.5; }
 

@@ -302,7 +302,10 @@ def _lineage(data: SiteData, table: TableInfo) -> str:
               f'{badge("PII", "pii-pii")} declared {badge("from PII", "pii-derived")} carries it '
               f'{badge("masked", "pii-masked")} hashed or masked {badge("exposed", "exposed")} published unmasked'
               " · click a table name to open its page</p>")
-    return f'<div class="diagram">{svg}</div>{legend}'
+    # A checkbox before the diagram hides the dashed edges through CSS alone: the site runs no script.
+    toggle = ('<input type="checkbox" id="hide-indirect" class="hide-indirect">'
+              '<label for="hide-indirect" class="toggle">hide indirect edges</label>')
+    return f'{toggle}<div class="diagram">{svg}</div>{legend}'
 
 
 def _check_results(data: SiteData, checks) -> str:

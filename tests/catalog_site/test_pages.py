@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from headwater.catalog_site import render_site
+from headwater.catalog_site.assets import STYLESHEET
 from headwater.catalog_site.collect import History
 from headwater.lineage.model import Lineage
 from tests.catalog_site.dom import Page
@@ -61,6 +62,10 @@ def test_a_mart_page_flags_exposed_columns_and_draws_its_lineage(tmp_path):
     assert {"raw_shop_db.customers", "staging.stg_shop_db__customers", "source:shop_db.customers"} <= boxes
     assert 'id="unresolved"' in html and "count(*) has no input column" in html
     assert "Fix: hash it in the model" in html  # the exposure box says how to stop it
+    # The indirect-edge switch is a checkbox right before the diagram; the stylesheet hides dashed edges from it.
+    assert re.search(r'<input type="checkbox" id="hide-indirect"[^>]*><label for="hide-indirect"[^>]*>'
+                     r'hide indirect edges</label><div class="diagram"><svg', html)
+    assert ".hide-indirect:checked + .toggle + .diagram svg.lineage .edge.indirect { display: none; }" in STYLESHEET
     assert re.search(r'badge failed">missing<', html)  # the column's check, as the last run saw it
 
 
