@@ -81,7 +81,11 @@ def lineage_task(project: ProjectConfig, address: PostgresAddress):
 
 @task(name="catalog-site", cache_policy=NO_CACHE)
 def catalog_site_task(project: ProjectConfig, address: PostgresAddress, lineage=None):
-    """Write the static catalog site; returns the path of its index.html."""
+    """Write the static catalog site; returns the path of its index.html.
+
+    Without a lineage (its task failed this run) the site reuses the last dbt artifacts rather than
+    running `dbt docs generate` a second time, and falls back to the raw tables when there are none.
+    """
     from headwater.catalog_site import write_site  # imported lazily: the site is optional
 
-    return write_site(project, address, lineage=lineage)
+    return write_site(project, address, lineage=lineage, refresh=lineage is not None)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,21 +107,10 @@ def read_raw_tables(connection, schema: str) -> list[RawTable] | None:
 
 def _add_dlt_hints(connection, schema: str, tables: dict[str, RawTable]) -> None:
     """Descriptions and parent tables from the newest schema dlt stored in `_dlt_version`."""
-    exists = connection.execute(
-        "select 1 from information_schema.tables where table_schema = %s and table_name = '_dlt_version'",
-        (schema,),
-    ).fetchone()
-    if exists is None:
-        return
-    row = connection.execute(
-        f'select schema from "{schema}"._dlt_version order by inserted_at desc limit 1'
-    ).fetchone()
-    if row is None:
-        return
-    try:
-        stored = json.loads(row[0]).get("tables", {})
-    except (TypeError, ValueError):  # a schema dlt stored compressed: descriptions are optional, skip them
-        return
+    from headwater.lineage.raw_tables import stored_schemas
+
+    stored = {name: hints for schema_json in stored_schemas(connection, schema)
+              for name, hints in (schema_json.get("tables") or {}).items()}
     for table in tables.values():
         hints = stored.get(table.name) or {}
         table.description = hints.get("description") or None

@@ -214,4 +214,3 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         console.print(f"[red]Run failed[/red] in {summary.seconds:.1f}s:")
         for line in summary.failures:
             console.print(f"  - {escape(line)}")
-    print_site(summary, console)

@@ -75,12 +75,17 @@ def build_dbt_args(
     state_dir: Path,
     select: list[str] | None = None,
     full_refresh: bool = False,
+    target_path: Path | None = None,
 ) -> list[str]:
-    """The dbt CLI arguments for one invocation (without the leading ``dbt``)."""
+    """The dbt CLI arguments for one invocation (without the leading ``dbt``).
+
+    ``target_path``: where artifacts go instead of the build's target (dbt_state_dirs).
+    """
     # dbt resolves a relative --target-path against the project, not the working
     # directory, so every path is made absolute here.
     project_dir = Path(project_dir).resolve()
-    target_path, log_path = dbt_state_dirs(Path(state_dir).resolve())
+    build_target, log_path = dbt_state_dirs(Path(state_dir).resolve())
+    target_path = Path(target_path).resolve() if target_path else build_target
     args = [
         *command,
         "--project-dir", str(project_dir),
@@ -108,6 +113,7 @@ def run_dbt(
     address: PostgresAddress,
     select: list[str] | None = None,
     full_refresh: bool = False,
+    target_path: Path | None = None,
 ) -> DbtRunResult:
     """Run a dbt command (e.g. ``["build"]``) against ``address`` and collect node results.
 
@@ -125,6 +131,7 @@ def run_dbt(
         state_dir=state_dir,
         select=select,
         full_refresh=full_refresh,
+        target_path=target_path,
     )
     with scoped_environ(address.tool_env()):
         try:
@@ -192,19 +199,5 @@ def generate_docs(*, project_dir: Path, state_dir: Path, address: PostgresAddres
     No audit-schema var, so refs render the published schemas (`marts`, not `marts__audit`).
     Never raises for dbt's own failures, like run_dbt.
     """
-    quiet_telemetry()
-    from dbt.cli.main import dbtRunner
-
-    args = build_dbt_args(["docs", "generate"], project_dir=project_dir, state_dir=state_dir)
-    args[args.index("--target-path") + 1] = str(docs_target_dir(state_dir))
-    with scoped_environ(address.tool_env()):
-        try:
-            outcome = dbtRunner().invoke(args)
-        except Exception as exc:  # dbtRunner catches most errors itself; this is the safety net
-            return DbtRunResult(success=False, error=f"dbt raised {type(exc).__name__}: {exc}")
-    result = DbtRunResult(success=bool(outcome.success))
-    if outcome.exception is not None:
-        result.error = str(outcome.exception).strip() or type(outcome.exception).__name__
-    elif not outcome.success:
-        result.error = "dbt docs generate reported failure; see the dbt log"
-    return result
+    return run_dbt(["docs", "generate"], project_dir=project_dir, state_dir=state_dir, address=address,
+                   target_path=docs_target_dir(state_dir))

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from headwater.lineage.model import ColumnRef
 from headwater.lineage.pii import PiiExposure
-from headwater.summary import RunSummary, print_summary
+from headwater.summary import RunSummary, print_site, print_summary
 from tests.conftest import query
 from tests.ops.test_alerts import add_alerts, webhook  # noqa: F401 (webhook is a fixture)
 
@@ -34,6 +34,7 @@ def exposure(column: str, source: str) -> PiiExposure:
 def printed(summary: RunSummary) -> str:
     console = Console(width=120, record=True, file=io.StringIO())
     print_summary(summary, console)
+    print_site(summary, console)  # the flow prints it last, once the site is written
     return console.export_text()
 
 

@@ -17,14 +17,13 @@ from psycopg.rows import dict_row
 from headwater.lineage.build import build_lineage
 from headwater.lineage.model import ColumnInfo, ColumnRef, Lineage, TableInfo
 from headwater.lineage.pii import PiiExposure, pii_exposures, pii_tags
+from headwater.row_counts import RowCount, count_rows
 
 if TYPE_CHECKING:
     from headwater.config import ProjectConfig
     from headwater.destination import PostgresAddress
 
 MAX_RUNS = 30  # the dashboard covers this many recent runs
-EXACT_COUNT_BELOW = 1_000_000  # estimated rows (pg_class.reltuples) above which a table is not counted exactly
-COUNT_TIMEOUT_MS = 5000
 OPS = "headwater_ops"
 
 
@@ -169,12 +168,6 @@ class History:
         return [row for row in self.exposures if last and row.run_id == last.run_id]
 
 
-@dataclass(frozen=True)
-class RowCount:
-    rows: int | None
-    estimated: bool = False
-
-
 @dataclass
 class SiteData:
     project: "ProjectConfig"
@@ -294,44 +287,16 @@ def read_history(address: "PostgresAddress", max_runs: int = MAX_RUNS) -> Histor
 
 
 def row_counts(address: "PostgresAddress", tables: list[TableInfo]) -> dict[str, RowCount]:
-    """Rows per relation: exact below EXACT_COUNT_BELOW estimated rows, else the planner's estimate.
-
-    A table the lineage builder counted already keeps its count; a relation that does not exist (a
-    model never built) is left out.
-    """
-    counts = {table.key: RowCount(table.row_count) for table in tables if table.row_count is not None}
-    wanted = [table for table in tables if table.key not in counts]
-    if not wanted:
-        return counts
-    with address.connect(autocommit=True, connect_timeout=10) as connection:
-        found = {
-            (schema, name): (kind, estimate)
-            for schema, name, kind, estimate in connection.execute(
-                "select n.nspname, c.relname, c.relkind, c.reltuples from pg_class c "
-                "join pg_namespace n on n.oid = c.relnamespace where n.nspname = any(%s) and c.relkind in "
-                "('r', 'p', 'v', 'm', 'f')",
-                (sorted({table.schema for table in wanted}),),
-            )
-        }
-        connection.execute(f"set statement_timeout = {COUNT_TIMEOUT_MS}")
-        for table in wanted:
-            if (table.schema, table.name) not in found:
-                continue
-            kind, estimate = found[(table.schema, table.name)]
-            if kind in ("r", "p", "m") and estimate is not None and estimate >= EXACT_COUNT_BELOW:
-                counts[table.key] = RowCount(int(estimate), estimated=True)
-                continue
-            try:
-                rows = connection.execute(f'select count(*) from "{_quote(table.schema)}"."{_quote(table.name)}"')
-                counts[table.key] = RowCount(rows.fetchone()[0])
-            except Exception:  # timed out or not readable: an estimate when there is one
-                counts[table.key] = RowCount(int(estimate), estimated=True) if estimate and estimate > 0 \
-                    else RowCount(None)
+    """Rows per relation (headwater.row_counts); a table the lineage builder counted already keeps its count."""
+    counts = {table.key: RowCount(table.row_count, table.row_count_estimated)
+              for table in tables if table.row_count is not None}
+    wanted = [(table.schema, table.name) for table in tables if table.key not in counts]
+    if wanted:
+        with address.connect(autocommit=True, connect_timeout=10) as connection:
+            found = count_rows(connection, wanted)
+        counts.update({f"{schema}.{name}": count for (schema, name), count in found.items()})
     return counts
 
-
-def _quote(identifier: str) -> str:
-    return identifier.replace('"', '""')
 
 
 def _plain(value: Any, separator: str = ", ") -> str:

@@ -56,29 +56,23 @@ class DbtArtifacts:
     nodes: list[DbtNode]  # in dependency order: every node after the nodes it reads
     sources: list[DbtSource]
     columns: dict[tuple[str, str], dict[str, str]]  # (schema, relation) -> {column: type}, from the catalog
-    generated: bool  # False: artifacts of an earlier run were reused
-    target: Path
 
 
 def load_artifacts(
     project_dir: Path, state_dir: Path, address: PostgresAddress, *, refresh: bool = True
 ) -> DbtArtifacts:
     """Run ``dbt docs generate`` (unless ``refresh`` is False and artifacts exist) and read what it wrote."""
-    from headwater.runtime import quiet_telemetry
     from headwater.transform import docs_target_dir, generate_docs
 
     target = docs_target_dir(state_dir)
-    generated = False
     if refresh or not ((target / MANIFEST).is_file() and (target / CATALOG).is_file()):
-        quiet_telemetry()
         result = generate_docs(project_dir=project_dir, state_dir=state_dir, address=address)
         if not result.success:
             raise LineageError(f"dbt docs generate failed: {result.error}")
-        generated = True
-    return read_artifacts(target, generated=generated)
+    return read_artifacts(target)
 
 
-def read_artifacts(target: Path, *, generated: bool = False) -> DbtArtifacts:
+def read_artifacts(target: Path) -> DbtArtifacts:
     manifest = json.loads((target / MANIFEST).read_text())
     catalog = json.loads((target / CATALOG).read_text())
     tests = _tests(manifest)
@@ -119,7 +113,7 @@ def read_artifacts(target: Path, *, generated: bool = False) -> DbtArtifacts:
         ordered = sorted((entry.get("columns") or {}).values(), key=lambda column: column.get("index") or 0)
         columns[(metadata.get("schema"), metadata.get("name"))] = {column["name"]: column.get("type")
                                                                    for column in ordered}
-    return DbtArtifacts(_in_dependency_order(nodes), sources, columns, generated, target)
+    return DbtArtifacts(_in_dependency_order(nodes), sources, columns)
 
 
 def _descriptions(node: dict) -> dict[str, str]:

@@ -65,7 +65,8 @@ class TableInfo:
     source: str | None = None  # the Headwater source a resource or raw table belongs to
     resource: str | None = None  # raw tables: the connector resource that produced it (the root's, for nested)
     parent: str | None = None  # nested raw tables: the parent table's name
-    row_count: int | None = None
+    row_count: int | None = None  # exact, or the planner's estimate for a big table (headwater.row_counts)
+    row_count_estimated: bool = False
     sql: str | None = None  # dbt models: the compiled SQL lineage was read from
     checks: list[str] = field(default_factory=list)  # table-level quality checks, e.g. "row_count"
     quarantine_of: str | None = None  # raw `<table>__quarantine` tables: the table whose rejected rows it holds
@@ -104,6 +105,9 @@ class Lineage:
     tables: dict[str, TableInfo] = field(default_factory=dict)  # by schema.table
     edges: list[Edge] = field(default_factory=list)
     unresolved: list[Unresolved] = field(default_factory=list)
+    _by_source: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _by_target: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _indexed_edges: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def add_table(self, table: TableInfo) -> TableInfo:
         return self.tables.setdefault(table.key, table)
@@ -113,10 +117,22 @@ class Lineage:
         return table.columns.get(ref.column) if table else None
 
     def inputs(self, ref: ColumnRef, kinds: tuple[str, ...] = (DIRECT, INDIRECT)) -> list[Edge]:
-        return [edge for edge in self.edges if edge.target == ref and edge.kind in kinds]
+        return [edge for edge in self._index()[1].get(ref, ()) if edge.kind in kinds]
 
     def outputs(self, ref: ColumnRef, kinds: tuple[str, ...] = (DIRECT, INDIRECT)) -> list[Edge]:
-        return [edge for edge in self.edges if edge.source == ref and edge.kind in kinds]
+        return [edge for edge in self._index()[0].get(ref, ()) if edge.kind in kinds]
+
+    def _index(self) -> tuple[dict[ColumnRef, list[Edge]], dict[ColumnRef, list[Edge]]]:
+        """Edges by source and by target column, rebuilt when edges were added or replaced (builders append)."""
+        if self._indexed_edges != (id(self.edges), len(self.edges)):
+            by_source: dict[ColumnRef, list[Edge]] = {}
+            by_target: dict[ColumnRef, list[Edge]] = {}
+            for edge in self.edges:
+                by_source.setdefault(edge.source, []).append(edge)
+                by_target.setdefault(edge.target, []).append(edge)
+            self._by_source, self._by_target = by_source, by_target
+            self._indexed_edges = (id(self.edges), len(self.edges))
+        return self._by_source, self._by_target
 
     def upstream(self, ref: ColumnRef, kinds: tuple[str, ...] = (DIRECT, INDIRECT)) -> list[Edge]:
         """Every edge on a path into ``ref``, nearest first (breadth first)."""

@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from headwater.lineage.model import DIRECT, RESOURCE_PREFIX, ColumnRef, Edge, Lineage
+from headwater.lineage.model import DIRECT, RESOURCE_PREFIX, ColumnRef, Lineage
 
 PII, DERIVED, MASKED = "pii", "derived", "masked"
-PUBLISHED_SCHEMAS = ("marts",)
 
 
 @dataclass
@@ -36,13 +35,13 @@ class PiiExposure:
         sources, path = ", ".join(map(str, self.sources)), " -> ".join(map(str, self.path))
         return f"{self.column} carries {sources} unmasked via {path}"
 
-    def as_dict(self) -> dict:
-        return {"column": str(self.column), "sources": [str(s) for s in self.sources],
-                "path": [str(step) for step in self.path], "fix": self.fix}
 
-
-def pii_exposures(lineage: Lineage, published_schemas: tuple[str, ...] = PUBLISHED_SCHEMAS) -> list[PiiExposure]:
+def pii_exposures(lineage: Lineage, published_schemas: tuple[str, ...] | None = None) -> list[PiiExposure]:
     """Every published column reached from a declared PII column by unmasked DIRECT edges, sorted by column."""
+    if published_schemas is None:
+        from headwater.publish import PUBLISHED_SCHEMAS  # what the run publishes; imported late: it pulls in dbt
+
+        published_schemas = PUBLISHED_SCHEMAS
     graph = _Graph(lineage)
     origins = [ref for ref in graph.declared if not graph.masked_at_load(ref)]
     reached = {origin: graph.reach([origin], through_masking=False) for origin in origins}
@@ -78,14 +77,10 @@ def pii_tags(lineage: Lineage) -> dict[ColumnRef, str]:
 
 
 class _Graph:
-    """DIRECT edges by source column, and the columns' declarations, read once."""
+    """The lineage with its columns' PII declarations, read once."""
 
     def __init__(self, lineage: Lineage):
         self.lineage = lineage
-        self.outputs: dict[ColumnRef, list[Edge]] = {}
-        for edge in lineage.edges:
-            if edge.kind == DIRECT:
-                self.outputs.setdefault(edge.source, []).append(edge)
         self.columns = [info.ref for table in lineage.tables.values() for info in table.columns.values()]
         self.declared = sorted(ref for ref in self.columns if lineage.column(ref).pii)
 
@@ -102,7 +97,7 @@ class _Graph:
         queue = deque(starts)
         while queue:
             ref = queue.popleft()
-            for edge in self.outputs.get(ref, ()):
+            for edge in self.lineage.outputs(ref, (DIRECT,)):
                 if edge.target in parents:
                     continue
                 if not through_masking and (edge.masking or self.masked_at_load(edge.target)):

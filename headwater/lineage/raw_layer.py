@@ -34,15 +34,12 @@ from headwater.lineage.model import (
     TableInfo,
     Unresolved,
 )
-from headwater.lineage.raw_tables import DLT_PREFIX, StoredTable, row_counts, stored_tables
+from headwater.lineage.raw_tables import DLT_PREFIX, StoredTable, stored_tables
 from headwater.quarantine.naming import table_of
-from headwater.quarantine.records import FILE_COLUMN, ID, LINE_COLUMN
+from headwater.quarantine.records import FILE_COLUMN, LINE_COLUMN, OWN_COLUMNS, RECORD
+from headwater.row_counts import RowCount, count_rows
 
 LOADER_COLUMNS = frozenset({FILE_COLUMN, LINE_COLUMN})  # added by the filesystem connector, not a source field
-QUARANTINE_RECORD = "record"
-# The quarantine table's own columns (headwater.quarantine.records); any other column is a key or cursor of the row.
-QUARANTINE_COLUMNS = frozenset({ID, QUARANTINE_RECORD, "rule", "reason", "location", "status", "quarantined_at",
-                                "replayed_at", "attempts"})
 TEXT_TYPES = frozenset({"text"})
 
 
@@ -58,7 +55,7 @@ def add_raw_layers(lineage: Lineage, project: ProjectConfig, connection, registr
 def _add_source(lineage: Lineage, project: ProjectConfig, source: SourceConfig, connection,
                 connector_pii: dict[str, list[str]]) -> None:
     tables = stored_tables(connection, source.dataset)
-    counts = row_counts(connection, source.dataset, [table.name for table in tables])
+    counts = count_rows(connection, [(source.dataset, table.name) for table in tables])
     configs = {table.name: table for table in source.tables}
     traces: dict[str, StepTrace] = {}
     for stored in tables:
@@ -68,10 +65,12 @@ def _add_source(lineage: Lineage, project: ProjectConfig, source: SourceConfig, 
             for problem in traces[stored.resource].problems:
                 lineage.unresolved.append(Unresolved(f"{source.dataset}.{stored.resource}", None, problem))
         resource = _resource_table(lineage, source, stored.resource)
+        count = counts.get((source.dataset, stored.name), RowCount(None))
         raw = lineage.add_table(TableInfo(
             schema=source.dataset, name=stored.name, layer="raw", description=stored.description,
             materialized="table", source=source.name, resource=stored.resource, parent=stored.parent,
-            row_count=counts.get(stored.name), quarantine_of=table_of(stored.name) if stored.is_quarantine else None,
+            row_count=count.rows, row_count_estimated=count.estimated,
+            quarantine_of=table_of(stored.name) if stored.is_quarantine else None,
         ))
         for name, hints in stored.columns.items():
             raw.columns[name] = ColumnInfo(ColumnRef(raw.schema, raw.name, name), data_type=hints.get("data_type"),
@@ -146,12 +145,12 @@ def _link_quarantine(lineage: Lineage, quarantine: TableInfo, stored: StoredTabl
     fields = sorted(resource.columns)
     for name in stored.columns:
         target = quarantine.columns[name].ref
-        if name == QUARANTINE_RECORD:
+        if name == RECORD:
             for field in fields:
                 lineage.edges.append(Edge(resource.columns[field].ref, target, DIRECT,
                                           transformation="the rejected row as JSON, before any step",
                                           subtype="TRANSFORMATION"))
-        elif name not in QUARANTINE_COLUMNS and name in resource.columns:  # key and cursor columns, as it arrived
+        elif name not in OWN_COLUMNS and name in resource.columns:  # key and cursor columns, as it arrived
             lineage.edges.append(Edge(resource.columns[name].ref, target, DIRECT, subtype="IDENTITY"))
 
 
@@ -166,7 +165,7 @@ def _tag_pii(lineage: Lineage, source: SourceConfig, stored: StoredTable, declar
     for name, info in raw.columns.items():
         fields = {edge.source.column for edge in lineage.inputs(info.ref, (DIRECT,))}
         if raw.quarantine_of:  # the record holds every field as it arrived
-            info.pii = info.pii or bool(fields & personal and name in (QUARANTINE_RECORD, *personal))
+            info.pii = info.pii or bool(fields & personal and name in (RECORD, *personal))
             continue
         origin = None if stored.parent else trace.origin(name)
         copied = len(fields) == 1 and not (origin and origin.derived)

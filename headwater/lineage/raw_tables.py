@@ -22,13 +22,11 @@ DLT_PREFIX = "_dlt"
 class StoredTable:
     """One table of a dlt schema, as stored in the destination."""
 
-    dataset: str  # raw_<source>
     name: str
     resource: str  # the resource that produced it (the root table's, for nested tables)
     parent: str | None = None
     columns: dict[str, dict] = field(default_factory=dict)  # dlt column schemas, in table order
     description: str = ""
-    write_disposition: str | None = None
     # Nested tables: the field path below the root table, ``customers__addresses__tags`` -> [addresses, tags].
     path: list[str] = field(default_factory=list)
 
@@ -46,7 +44,14 @@ def stored_schemas(connection, dataset: str) -> list[dict]:
         sql.SQL("select distinct on (schema_name) schema from {}._dlt_version "
                 "order by schema_name, inserted_at desc").format(sql.Identifier(dataset))
     ).fetchall()
-    return sorted((json.loads(row[0]) for row in rows), key=lambda schema: schema.get("name", ""))
+    return sorted(filter(None, (_decoded(row[0]) for row in rows)), key=lambda schema: schema.get("name", ""))
+
+
+def _decoded(stored: str) -> dict | None:
+    try:
+        return json.loads(stored)
+    except (TypeError, ValueError):  # a schema dlt stored compressed: left out, the tables still show in the database
+        return None
 
 
 def existing_tables(connection, dataset: str) -> set[str]:
@@ -66,26 +71,15 @@ def stored_tables(connection, dataset: str) -> list[StoredTable]:
             if name.startswith(DLT_PREFIX) or name not in existing:
                 continue
             found[name] = StoredTable(
-                dataset=dataset,
                 name=name,
                 resource=_resource(tables, name),
                 parent=table.get("parent"),
                 columns={column: hints for column, hints in (table.get("columns") or {}).items()
                          if hints.get("data_type")},  # columns without a type were never created
                 description=table.get("description") or "",
-                write_disposition=_root(tables, name).get("write_disposition"),
                 path=_path(tables, name),
             )
     return sorted(found.values(), key=lambda table: (table.name.count("__"), table.name))
-
-
-def row_counts(connection, dataset: str, names: list[str]) -> dict[str, int]:
-    """Exact ``count(*)`` of each table."""
-    counts = {}
-    for name in names:
-        query = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(dataset), sql.Identifier(name))
-        counts[name] = connection.execute(query).fetchone()[0]
-    return counts
 
 
 def _root(tables: dict, name: str) -> dict:

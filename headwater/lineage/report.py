@@ -26,12 +26,8 @@ class Step:
     repeated: bool = False  # shown earlier in the tree; its own links are not repeated
 
     @property
-    def kinds(self) -> list[str]:
-        return sorted({edge.kind for edge in self.edges})
-
-    @property
     def indirect_only(self) -> bool:
-        return bool(self.edges) and all(edge.kind == INDIRECT for edge in self.edges)
+        return bool(self.edges) and _all_indirect(self.edges)
 
 
 def column_tree(lineage: Lineage, ref: ColumnRef, direction: str = UPSTREAM, *, direct_only: bool = False) -> Step:

@@ -44,7 +44,7 @@ JOIN, GROUP_BY, FILTER, SORT, WINDOW, CONDITIONAL = "JOIN", "GROUP_BY", "FILTER"
 MAX_TRANSFORMATION = 600
 
 InputKey = tuple[str, str, str]  # schema, table, column of a model input
-_LEAF, _UNRESOLVED, _SUBQUERY = "headwater_leaf", "headwater_unresolved", "headwater_subquery"
+_LEAF, _SUBQUERY = "headwater_leaf", "headwater_subquery"
 _WRAPPER = "headwater_wrapper"
 
 
@@ -210,9 +210,7 @@ class _Tracer:
                 column.meta[_LEAF] = key
                 return column
             if reason or isinstance(node.expression, exp.Table):
-                column = exp.column(_column_name(node.name) or "?")
-                column.meta[_UNRESOLVED] = reason
-                return column
+                return exp.column(_column_name(node.name) or "?")
             return _unalias(node.expression).copy()  # count(*), a literal: no input column
         if isinstance(node.source, exp.SetOperation) and node.name == type(node.source).__name__.upper():
             return _wrapper(node.name.lower(), [self.inline(child) for child in node.downstream])

@@ -139,7 +139,7 @@ def _replay_table(config, source, pipeline, table: str):
     items = []
     if good is not None and good.height:
         items.append(dlt.mark.with_hints(good.to_arrow(), dlt.mark.make_hints(table_name=table, **hints)))
-    keys = [name for name in pending[0] if name not in _QUARANTINE_COLUMNS and not name.startswith("_dlt")]
+    keys = [name for name in pending[0] if name not in records.OWN_COLUMNS and not name.startswith("_dlt")]
     items.append(records.mark(records.build_rows(table, updates, {name: None for name in keys}), table))
     # Named like the table's own resource so the schema keeps attributing the table to it; no
     # incremental is attached, so the table's cursor state is left as it is.
@@ -148,11 +148,6 @@ def _replay_table(config, source, pipeline, table: str):
         yield from items
 
     return result, [dlt.resource(batches, name=table, table_name=table, **hints)]
-
-
-_QUARANTINE_COLUMNS = {
-    records.ID, "record", "rule", "reason", "location", "status", "quarantined_at", "replayed_at", "attempts",
-}
 
 
 def _pending(pipeline, quarantine: str) -> list[dict]:
@@ -178,7 +173,7 @@ def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: s
         "quarantined_at": entry["quarantined_at"] if replayed else now,
         "replayed_at": now if replayed else None,
         "attempts": (entry.get("attempts") or 0) + 1,
-        "keys": {name: value for name, value in entry.items() if name not in _QUARANTINE_COLUMNS},
+        "keys": {name: value for name, value in entry.items() if name not in records.OWN_COLUMNS},
     }
 
 
