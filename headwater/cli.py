@@ -10,7 +10,7 @@ from headwater.runtime import quiet_telemetry
 
 # Each module exposes add_parser(subparsers); the parser it adds sets `run(args) -> int`.
 COMMAND_MODULES = ("db", "stack", "example", "run", "connectors", "check", "new", "quarantine", "dbt", "status",
-                   "lineage", "docs")
+                   "lineage", "docs", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:

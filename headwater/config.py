@@ -25,7 +25,14 @@ from headwater.yaml_source import KeyPath, YamlDocument, YamlSyntaxError, read_y
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog"}
-SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness"}
+SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness", "naming"}
+# dlt naming conventions a source may choose: how source names become table and column names.
+NAMING_CONVENTIONS = {
+    "snake_case": "lower case, non-alphanumerics as _ (the default: ProductType -> product_type)",
+    "sql_cs_v1": "names kept as the source writes them, case included (ProductType stays ProductType)",
+    "sql_ci_v1": "lower case, otherwise as the source writes them",
+    "direct": "every character kept as it is, spaces and punctuation included",
+}
 TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by", "deleted_flag", "steps", "rules",
               "freshness", "pii"}
 CATALOG_KEYS = {"pii_exposure", "site_after_run", "site_dir"}
@@ -71,6 +78,7 @@ class SourceConfig:
     tables: tuple[TableConfig, ...] = ()
     enabled: bool = True
     freshness: FreshnessSLA | None = None  # applies to every table that sets none of its own
+    naming: str = "snake_case"  # dlt naming convention for table and column names (NAMING_CONVENTIONS)
 
     @property
     def dataset(self) -> str:
@@ -303,7 +311,16 @@ def _parse_source(
         tables=tables,
         enabled=bool(raw.get("enabled", True)),
         freshness=parse_freshness(raw["freshness"], (*where, "freshness"), problems) if "freshness" in raw else None,
+        naming=_naming(raw.get("naming", "snake_case"), (*where, "naming"), problems),
     )
+
+
+def _naming(value: Any, where: KeyPath, problems: list[Problem]) -> str:
+    if value in NAMING_CONVENTIONS:
+        return value
+    allowed = "; ".join(f"{name} ({meaning})" for name, meaning in NAMING_CONVENTIONS.items())
+    problems.append(Problem(where, f"unknown naming {value!r}; allowed: {allowed}"))
+    return "snake_case"
 
 
 def _check_settings(

@@ -67,6 +67,17 @@ class PostgresAddress:
             **options,
         )
 
+    def column_types(self, schema: str) -> dict[tuple[str, str], str]:
+        """(table, column) -> the column's SQL type, for every table of ``schema`` (empty if it does not exist)."""
+        with self.connect(connect_timeout=10) as connection:
+            rows = connection.execute(
+                "select c.relname, a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+                "join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = %s and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped",
+                (schema,),
+            ).fetchall()
+        return {(table, column): sql_type for table, column, sql_type in rows}
+
     def relations(self, schemas: set[str]) -> set[tuple[str, str]]:
         """(schema, name) of every table and view in the given schemas."""
         with self.connect(connect_timeout=10) as connection:

@@ -112,6 +112,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     create index pii_exposures_run on headwater_ops.pii_exposures (run_id)
     """,
+    """
+    -- Every landing file a run read, with its line accounting (headwater.file_rows), and every column
+    -- whose type a load widened (headwater.widening).
+    create table headwater_ops.file_loads (
+        run_id text not null references headwater_ops.runs on delete cascade,
+        source text not null,
+        table_name text not null,
+        file_name text not null,
+        modified_at timestamptz,
+        format text,
+        status text not null,                -- loaded | empty | header only | unreadable
+        lines bigint,                        -- lines in the file (Parquet: rows)
+        rows_read bigint,                    -- records handed on to the table
+        rows_rejected bigint,                -- records the reader quarantined
+        lines_skipped bigint,                -- preamble, header, blank and comment lines
+        rows_padded bigint,                  -- records shorter than the header, completed with nulls
+        dialect text,
+        reason text,
+        notes jsonb not null default '[]'
+    );
+    create index file_loads_run on headwater_ops.file_loads (run_id);
+    create table headwater_ops.column_widenings (
+        run_id text not null references headwater_ops.runs on delete cascade,
+        source text not null,
+        table_name text not null,
+        column_name text not null,
+        type_before text not null,
+        type_after text not null
+    );
+    create index column_widenings_run on headwater_ops.column_widenings (run_id)
+    """,
 )
 
 
@@ -189,7 +220,8 @@ def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, 
             (run.run_id, run.flow_name, _json(run.parameters), run.started_at, status, run.started_by, run.version,
              summary.seconds, rows, _json(summary.failures)),
         )
-        for table in ("table_loads", "check_results", "dbt_nodes", "freshness", "pii_exposures"):
+        for table in ("table_loads", "check_results", "dbt_nodes", "freshness", "pii_exposures", "file_loads",
+                      "column_widenings"):
             cursor.execute(f"delete from {SCHEMA}.{table} where run_id = %s", (run.run_id,))
         cursor.executemany(
             f"insert into {SCHEMA}.table_loads values (%s, %s, %s, %s, %s, %s, %s, %s, %s)", _load_rows(run, summary)
@@ -197,6 +229,15 @@ def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, 
         cursor.executemany(
             f"insert into {SCHEMA}.check_results values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             _check_rows(run, summary),
+        )
+        cursor.executemany(
+            f"insert into {SCHEMA}.file_loads values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            _file_rows(run, summary),
+        )
+        cursor.executemany(
+            f"insert into {SCHEMA}.column_widenings values (%s, %s, %s, %s, %s, %s)",
+            [(run.run_id, load.source, table.table, w.column, w.before, w.after)
+             for load in summary.loads for table in load.tables for w in table.widened],
         )
         if summary.dbt is not None:
             cursor.executemany(
@@ -225,6 +266,17 @@ def _load_rows(run: RunInfo, summary: "RunSummary") -> list[tuple]:
         for table in load.tables:
             rows.append((run.run_id, load.source, table.table, table.read, table.loaded, table.quarantined,
                          load.load_ids, load.seconds, load.error))
+    return rows
+
+
+def _file_rows(run: RunInfo, summary: "RunSummary") -> list[tuple]:
+    rows = []
+    for load in summary.loads:
+        for table in load.tables:
+            for f in table.files:
+                rows.append((run.run_id, load.source, table.table, f.get("file"), f.get("modified_at"), f.get("format"),
+                             f.get("status"), f.get("lines"), f.get("rows"), f.get("rejected"), f.get("skipped"),
+                             f.get("padded"), f.get("dialect"), f.get("reason"), _json(f.get("notes") or [])))
     return rows
 
 

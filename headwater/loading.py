@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dlt
@@ -16,9 +17,12 @@ from dlt.extract import DltResource, DltSource
 from headwater.config import ProjectConfig, SourceConfig
 from headwater.connectors import Connector
 from headwater.destination import PostgresAddress
+from headwater.file_rows import files_read
 from headwater.postgres_loader import postgres
 from headwater.quarantine import is_quarantine_table, table_of
+from headwater.quarantine.naming import quarantine_table_name
 from headwater.recovery import recover
+from headwater.refusals import run_setting_aside
 from headwater.reload import Reload, ReloadError
 from headwater.table_processor import attach_processors
 from headwater.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
@@ -59,10 +63,19 @@ _ARROW_HINT_NOISE = _ArrowHintNoise()
 
 
 @dataclass
+class Widening:
+    column: str
+    before: str  # the SQL type the column had
+    after: str  # the SQL type it has now
+
+
+@dataclass
 class TableLoad:
     table: str
     rows: int  # rows loaded into the table
     quarantined: int = 0  # rows set aside in <table>__quarantine by the same run
+    files: list[dict] = field(default_factory=list)  # landing files read, one report each (headwater.file_rows)
+    widened: list[Widening] = field(default_factory=list)  # columns whose type this run widened
 
     @property
     def loaded(self) -> int:
@@ -72,6 +85,16 @@ class TableLoad:
     def read(self) -> int:
         """Every row the run took from the source: it was either loaded or quarantined."""
         return self.rows + self.quarantined
+
+    @property
+    def skipped_lines(self) -> int:
+        """Lines of the landing files read that hold no row: preamble, header, blank and comment lines."""
+        return sum(report.get("skipped", 0) for report in self.files)
+
+    @property
+    def problem_files(self) -> list[dict]:
+        """Files that gave no row: unreadable, empty or only a header."""
+        return [report for report in self.files if report.get("status") != "loaded"]
 
 
 def table_loads(row_counts: dict[str, int]) -> list[TableLoad]:
@@ -97,6 +120,7 @@ class SourceLoad:
     tables: list[TableLoad] = field(default_factory=list)
     load_ids: list[str] = field(default_factory=list)
     error: str | None = None
+    set_aside: list = field(default_factory=list)  # headwater.refusals.SetAside: rows Postgres refused, quarantined
 
     @property
     def ok(self) -> bool:
@@ -125,7 +149,8 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
     logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
     return dlt.pipeline(
         pipeline_name=f"headwater_{source.name}",
-        destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY),
+        destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY,
+                             naming_convention=source.naming),
         dataset_name=source.dataset,
         pipelines_dir=str(pipelines_dir(config.state_dir, address)),
     )
@@ -163,29 +188,61 @@ def load_source(
     is extracted as usual, or reloaded as ``reload`` asks (headwater.reload).
     """
     started = time.perf_counter()
+    started_at = datetime.now(timezone.utc)
     pipeline = open_pipeline(config, source, address)
     result = SourceLoad(source=source.name, dataset=source.dataset, seconds=0.0)
+    types_before = address.column_types(source.dataset)
     try:
         # A whole-source refresh drops the data anyway, so a pending (perhaps failing) package is abandoned.
         abandon = bool(reload and reload.refreshes_source(source.name))
-        recovered = recover(pipeline, LOADER_FILE_FORMAT, abandon_pending=abandon)
+        refreshed = reload.refreshed_tables(source.name) if reload else frozenset()
+        recovered = recover(pipeline, LOADER_FILE_FORMAT, abandon_pending=abandon, abandon_tables=refreshed)
         result.load_ids = list(recovered.load_ids)
         row_counts = dict(recovered.row_counts)
+        result.set_aside = list(recovered.set_aside)
         for dlt_source, refresh in _runs(build_source(config, source, connector, reload), source, reload):
-            info = pipeline.run(dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
-            info.raise_on_failed_jobs()
-            result.load_ids += list(info.loads_ids)
-            normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
-            for name, count in (normalized.row_counts if normalized else {}).items():
+            infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, lambda: pipeline.run(
+                dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh))
+            for info in infos:
+                info.raise_on_failed_jobs()
+                result.load_ids += list(info.loads_ids)
+            for name, count in counts.items():
                 row_counts[name] = row_counts.get(name, 0) + count
+            result.set_aside += set_aside
+        for refused in result.set_aside:  # rows normalized for the table that went to its quarantine instead
+            row_counts[refused.table] = row_counts.get(refused.table, 0) - refused.rows
+            quarantine = quarantine_table_name(refused.table)
+            row_counts[quarantine] = row_counts.get(quarantine, 0) + refused.rows
         result.tables = table_loads(row_counts)
         for table in source.tables:  # tables with nothing new still appear, with 0 rows
             if table.name not in {load.table for load in result.tables}:
                 result.tables.append(TableLoad(table=table.name, rows=0))
+        _add_file_reports(result, pipeline, started_at)
+        _add_widenings(result, types_before, address.column_types(source.dataset))
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _add_file_reports(result: SourceLoad, pipeline: dlt.Pipeline, since: datetime) -> None:
+    """Each table's landing files read by this run, as its connector logged them in the resource state."""
+    reports = files_read(pipeline.state, since)
+    loads = {load.table: load for load in result.tables}
+    for table, files in reports.items():
+        load = loads.get(table)
+        if load is None:  # a table whose files gave no row at all still shows, with its files
+            load = TableLoad(table=table, rows=0)
+            result.tables.append(load)
+        load.files = files
+
+
+def _add_widenings(result: SourceLoad, before: dict, after: dict) -> None:
+    loads = {load.table: load for load in result.tables}
+    for (table, column), sql_type in sorted(after.items()):
+        previous = before.get((table, column))
+        if previous is not None and previous != sql_type and table in loads:
+            loads[table].widened.append(Widening(column, previous, sql_type))
 
 
 def _runs(dlt_source: DltSource, source: SourceConfig, reload: Reload | None):
@@ -220,4 +277,6 @@ def _describe(error: BaseException) -> str:
     # error below those wrappers is the one that says what went wrong.
     while error.__cause__ is not None and type(error).__module__.startswith("dlt."):
         error = error.__cause__
+    if type(error).__name__ == "DestinationTerminalException":  # Headwater's loader wrote the message for people
+        return str(error)
     return f"{type(error).__name__}: {error}"

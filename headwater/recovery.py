@@ -30,7 +30,10 @@ reads state whose load is recorded in ``_dlt_loads``.
 ``LOAD__AUTO_ABORT_ON_TERMINAL_ERROR`` is left to dlt's default (off). Aborting a package whose
 other tables already committed, then extracting again, would duplicate those append tables; a
 failing package is instead reported on every run until it is fixed, or dropped with
-``--full-refresh SOURCE`` (``abandon_pending=True`` here), which reloads the source anyway.
+``--full-refresh SOURCE`` (``abandon_pending=True`` here), which reloads the source anyway. A
+``--full-refresh SOURCE.TABLE`` takes only that table's jobs out of the pending packages
+(``abandon_tables``) and loads the rest: the table is emptied and read again from the start in the
+same run, so its jobs are not needed, and the source's other tables keep their rows.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import os
 from dataclasses import dataclass, field
 
 import dlt
+
+from headwater.refusals import run_setting_aside
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +62,22 @@ class Recovery:
     abandoned: bool = False
     # (load id, qualified table, rows deleted) for each table cleaned before its job was replayed.
     cleaned: list[tuple[str, str, int]] = field(default_factory=list)
+    abandoned_jobs: list[str] = field(default_factory=list)  # job files of refreshed tables dropped from packages
+    set_aside: list = field(default_factory=list)  # headwater.refusals.SetAside: refused rows now in quarantine
 
 
-def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bool = False) -> Recovery:
-    """Load (or, with ``abandon_pending``, abort) packages a previous run left pending."""
+def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bool = False,
+            abandon_tables: frozenset[str] = frozenset()) -> Recovery:
+    """Load (or, with ``abandon_pending``, abort) packages a previous run left pending.
+
+    ``abandon_tables``: tables about to be refreshed; their jobs are dropped from the pending packages.
+    """
     recovery = Recovery()
     recovery.stuck_packages = _repair_stuck_normalize(pipeline)
     if not pipeline.has_pending_data:
         return recovery
+    if abandon_tables and not abandon_pending:
+        recovery.abandoned_jobs = _drop_table_jobs(pipeline, abandon_tables)
     if abandon_pending:
         # The source is about to be dropped and reloaded: the pending data is obsolete.
         pipeline.abort_packages()
@@ -75,15 +88,37 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
         return recovery
     for load_id in pipeline.list_normalized_load_packages():
         recovery.cleaned.extend(_remove_replayed_rows(pipeline, load_id))
-    info = pipeline.run(loader_file_format=loader_file_format)  # no data: normalize and load what is pending
-    info.raise_on_failed_jobs()
-    recovery.load_ids = list(info.loads_ids)
-    normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
-    if normalize_info is not None:
-        recovery.row_counts = {n: c for n, c in normalize_info.row_counts.items() if not n.startswith("_dlt")}
+    # No data: normalize and load what is pending; rows Postgres refuses go to quarantine (headwater.refusals).
+    infos, recovery.set_aside, counts = run_setting_aside(
+        pipeline, loader_file_format, lambda: pipeline.run(loader_file_format=loader_file_format))
+    for info in infos:
+        info.raise_on_failed_jobs()
+        recovery.load_ids += list(info.loads_ids)
+    recovery.row_counts = {name: count for name, count in counts.items() if not name.startswith("_dlt")}
     log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
                 ", ".join(recovery.load_ids))
     return recovery
+
+
+def _drop_table_jobs(pipeline: dlt.Pipeline, tables: frozenset[str]) -> list[str]:
+    """Delete the jobs of ``tables`` (with their nested and quarantine tables) from every pending package."""
+    dropped = []
+    storages = (pipeline._get_normalize_storage().extracted_packages,
+                pipeline._get_load_storage().normalized_packages)
+    for packages in storages:
+        for load_id in packages.list_packages():
+            for state, job in packages.list_all_jobs_with_states(load_id):
+                if not any(job.table_name == table or job.table_name.startswith(f"{table}__") for table in tables):
+                    continue
+                path = packages.get_job_file_path(load_id, state, job.file_name())
+                for leftover in (path, f"{path}.exception"):
+                    if packages.storage.has_file(leftover):
+                        packages.storage.delete(leftover)
+                dropped.append(f"{load_id}/{job.file_name()}")
+    if dropped:
+        log.warning("%s: dropped %d pending job(s) of %s before refreshing them", pipeline.pipeline_name,
+                    len(dropped), ", ".join(sorted(tables)))
+    return dropped
 
 
 def _repair_stuck_normalize(pipeline: dlt.Pipeline) -> list[str]:

@@ -146,6 +146,27 @@ def summary_table(summary: RunSummary) -> Table:
     return table
 
 
+def _print_file_problems(summary: RunSummary, console: Console) -> None:
+    """Rows Postgres refused, landing files that gave no row, columns a load widened: each named, with what to do."""
+    for load in summary.loads:
+        for refused in load.set_aside:
+            console.print(f"[yellow]Quarantined[/yellow] {refused.rows:,} rows of {load.dataset}.{refused.table} that "
+                          f"Postgres refused: {escape(refused.reason)}", highlight=False)
+        for table in load.tables:
+            where = f"{load.dataset}.{table.table}"
+            for report in table.problem_files:
+                status = report.get("status")
+                detail = {"empty": "the file is empty", "header only": "the file has a header and no rows"}.get(
+                    status, f"{status}: {report.get('reason')}; quarantined as a whole")
+                console.print(f"[yellow]No rows[/yellow] from {escape(report['file'])} ({where}): {escape(detail)}",
+                              highlight=False)
+            for widening in table.widened:
+                console.print(
+                    f"[yellow]Widened[/yellow] {where}.{widening.column}: {widening.before} -> {widening.after}, "
+                    "to hold values the old type could not; declare the column's type in the connector's settings "
+                    "to quarantine such values instead", highlight=False)
+
+
 def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
     """Warn-severity misses, what dbt skipped, and what reached the published schema."""
     for contract in summary.contracts:
@@ -198,6 +219,7 @@ def _console() -> Console:
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console = console or _console()
     console.print(summary_table(summary))
+    _print_file_problems(summary, console)
     _print_rebuild_and_publish(summary, console)
     _print_pii(summary, console)
     for result in summary.freshness:

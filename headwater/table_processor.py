@@ -4,6 +4,11 @@ The processor is a step on the dlt resource. Each batch is split into the rows t
 the rows that do not; both leave in the same load package (the rejected ones marked for the
 table's `__quarantine` table), so a run records both or neither. Rows a connector already
 rejected (landing-file lines it could not read) arrive marked and are given the same columns.
+
+The rows that load are then given the table's column types (headwater.widening): a batch narrower
+than a column is cast up to it, one that needs a wider type widens the column in dlt's schema, so
+files and extracts whose types drift land in one table. A batch of a landing file loaded before
+(headwater.file_rows) makes a keyless table replace that file's earlier rows in this load.
 """
 
 from __future__ import annotations
@@ -11,14 +16,21 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
+import dlt
 import polars as pl
 import pyarrow as pa
 from dlt.extract import DltResource
 from dlt.extract.items import DataItemWithMeta
 from dlt.extract.items_transform import YieldMapItem
 
+from headwater.file_rows import FILE_COLUMN, is_reread
 from headwater.quarantine import records
 from headwater.quarantine.naming import is_quarantine_table
+from headwater.widening import conform_batch
+
+# A keyless table that gets a file again: that file's earlier rows are replaced in the same load.
+FILE_SCOPED_REPLACE = {"write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+                       "merge_key": FILE_COLUMN}
 
 
 class _BatchYieldMap(YieldMapItem):
@@ -48,16 +60,38 @@ class TableProcessor:
                                self.table)
             return
         if self.plan is None or _empty(item):
-            yield _with_meta(item, meta)
+            yield self._typed(item, meta)
             return
         from headwater.processing import apply_plan
 
         frame, back = _to_frame(item)
         result = apply_plan(frame, self.plan)
         if result.good.height or not result.rejected.height:
-            yield _with_meta(back(result.good), meta)
+            good = back(result.good)
+            if isinstance(good, pa.Table) and isinstance(item, pa.Table) and item.schema.metadata:
+                good = good.replace_schema_metadata(item.schema.metadata)  # keeps the re-read mark
+            yield self._typed(good, meta)
         if result.rejected.height:
             yield records.mark(self._from_rejected(result.rejected), self.table)
+
+    def _typed(self, item: Any, meta: Any) -> Any:
+        """The batch in the table's column types, with the hints that change them or its write mode."""
+        if isinstance(item, pa.RecordBatch):
+            item = pa.Table.from_batches([item])
+        if not isinstance(item, pa.Table) or _names_another_table(meta):
+            return _with_meta(item, meta)
+        hints: dict = {}
+        schema = _live_schema()
+        if schema is not None:
+            columns = schema.get_table_columns(self.table) if self.table in schema.tables else {}
+            item, widened = conform_batch(item, columns, _capabilities(), schema.naming.normalize_identifier)
+            if widened:
+                hints["columns"] = widened
+        if is_reread(item) and self.resource.write_disposition == "append":
+            hints.update(FILE_SCOPED_REPLACE)
+        if not hints or meta is not None:  # a connector's own hints on the batch stay as they are
+            return _with_meta(item, meta)
+        return dlt.mark.with_hints(item, dlt.mark.make_hints(**hints))
 
     def key_columns(self) -> list[str]:
         """Primary-key and cursor columns, when the resource is incremental (dlt's step needs them)."""
@@ -109,6 +143,26 @@ def attach_processor(resource: DltResource, table: str, plan=None) -> TableProce
     processor = TableProcessor(table, resource, plan)
     processor.attach()
     return processor
+
+
+def _live_schema():
+    """The schema dlt is extracting into: the stored types plus this run's changes (None outside an extract)."""
+    try:
+        return dlt.current.source_schema()
+    except Exception:  # a direct call, e.g. in a test: no types to conform to
+        return None
+
+
+def _capabilities():
+    from dlt.common.configuration.container import Container
+    from dlt.common.destination import DestinationCapabilitiesContext
+
+    return Container().get(DestinationCapabilitiesContext) or DestinationCapabilitiesContext.generic_capabilities()
+
+
+def _names_another_table(meta: Any) -> bool:
+    hints = getattr(meta, "hints", None)
+    return isinstance(hints, dict) and bool(hints.get("table_name"))
 
 
 def _quarantine_mark(meta: Any) -> bool:

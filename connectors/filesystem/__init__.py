@@ -7,46 +7,75 @@ from typing import Literal
 import dlt
 from dlt.sources.filesystem import filesystem as list_files
 
-from connectors.filesystem.helpers import read_landing_batches
+from connectors.filesystem.file_log import FileLog
+from connectors.filesystem.helpers import FileReport, TableReading, read_landing_file
+from connectors.filesystem.settings import CsvSettings, FileTable
+from connectors.filesystem.table_options import table_reading
 from headwater.quarantine.naming import quarantine_table_name
 from headwater.read_ahead import read_ahead
 
 
 @dlt.source(name="filesystem")
 def filesystem(
-    bucket_url: str, files: dict[str, str], file_format: Literal["csv", "jsonl", "parquet"] | None = None
+    bucket_url: str,
+    files: dict[str, str | FileTable],
+    file_format: Literal["csv", "jsonl", "parquet"] | None = None,
+    csv: CsvSettings | None = None,
+    null_values: list[str] | None = None,
 ):
     """Load CSV, JSONL and Parquet files into one table per glob, taking only files new or changed since the last run.
 
     Args:
         bucket_url: Folder path or fsspec URL (file://, s3://, gs://, ...) the globs are relative to.
-        files: Table name -> glob, e.g. {"orders": "orders/*"}.
+        files: Table name -> glob, e.g. {"orders": "orders/*"}, or -> {glob, format, csv, null_values, columns}
+            to say how that table's files are written.
         file_format: csv, jsonl or parquet for every file; by default taken from each file's extension.
+        csv: The CSV dialect of every file (delimiter, quote, escape, encoding, header, skip_lines, comment,
+            decimal, ...); what is not given is detected per file.
+        null_values: The values that mean "missing" in CSV files; by default NA, N/A, NULL, NaN, \\N, ... and empty.
     """
-    for table, glob in files.items():
+    for table, spec in files.items():
+        glob = spec if isinstance(spec, str) else spec["glob"]
         # Incremental on modification time: a run reads only files that appeared or changed since the last one.
         listing = list_files(
             bucket_url=bucket_url,
             file_glob=glob,
             incremental=dlt.sources.incremental("modification_date"),
         ).with_name(f"{table}_files")
-        yield (listing | _read_files(table, file_format)).with_name(table)
+        reading = table_reading(table, spec, file_format, csv, null_values)
+        yield (listing | _read_files(reading)).with_name(table)
 
 
-def _read_files(table: str, file_format: str | None):
+def _read_files(reading: TableReading):
     quarantine = dlt.mark.make_hints(
-        table_name=quarantine_table_name(table), write_disposition="append", primary_key=[]
+        table_name=quarantine_table_name(reading.table), write_disposition="append", primary_key=[]
     )
 
     @dlt.transformer(name="read_files")
     def read_files(items):
+        log = FileLog.of_current_resource()
+        reading.kinds.start_from(*_known_columns(reading.table))
         for item in items:
             # The next block is read while dlt writes this one.
-            for landing in read_ahead(read_landing_batches(item, file_format)):
-                if landing.good.num_rows:
-                    yield landing.good
+            for piece in read_ahead(read_landing_file(item, reading, reread=log.was_loaded(item))):
+                if isinstance(piece, FileReport):
+                    log.record(piece)
+                    continue
+                if piece.good.num_rows:
+                    yield piece.good
                 # Malformed lines go to the table's quarantine in the same load, each with its file and line.
-                if landing.rejected is not None:
-                    yield dlt.mark.with_hints(landing.rejected, quarantine, create_table_variant=True)
+                if piece.rejected is not None:
+                    yield dlt.mark.with_hints(piece.rejected, quarantine, create_table_variant=True)
 
     return read_files
+
+
+def _known_columns(table: str):
+    """The table's columns as the destination has them (dlt's schema of this source), and how dlt names
+    a file's column in it."""
+    try:
+        schema = dlt.current.source_schema()
+    except Exception:  # not inside a pipeline run (e.g. `headwater inspect`): nothing is known
+        return {}, str
+    columns = dict(schema.get_table_columns(table)) if table in schema.tables else {}
+    return columns, schema.naming.normalize_identifier

@@ -1,8 +1,11 @@
 """Cut a landing file into blocks of whole records, so a file of any size is read in bounded memory.
 
-A block always ends at the end of a line, and for CSV never inside a double-quoted field (a quoted
-field may hold line breaks). Each block knows the file line it starts on, so every row read from it
-can still say which line of the file it came from.
+A block always ends at the end of a line, and for CSV never inside a quoted field (a quoted field
+may hold line breaks) nor after an escaped line break (database dumps write a line break inside a
+value as a backslash and the break). Each block knows the file line it starts on, so every row read
+from it can still say which line of the file it came from.
+
+The input is UTF-8 with LF or CRLF line breaks (connectors.filesystem.text_stream).
 """
 
 from __future__ import annotations
@@ -17,7 +20,30 @@ import pyarrow.compute as pc
 # About 100,000 rows of a typical ten-column file: large enough for vectorised parsing to pay off,
 # small enough that peak memory does not depend on the file's size.
 BLOCK_BYTES = 16 << 20
-NEWLINE, QUOTE = 10, 34
+# A quote left open this long is a stray quote, not a field: the block is cut at a line break anyway
+# and the parser reports the line.
+MAX_OPEN_QUOTE_BYTES = 4 * BLOCK_BYTES
+NEWLINE, CR, BACKSLASH = 10, 13, 92
+
+
+@dataclass(frozen=True)
+class Framing:
+    """What can keep a line break from ending a record: an open quote, or an escape before it."""
+
+    quote: bytes | None = b'"'
+    escape: bytes | None = None
+
+    def quotes_before(self, data: bytes, end: int, start: int = 0) -> int:
+        if not self.quote:
+            return 0
+        count = data.count(self.quote, start, end)
+        if self.escape:
+            count -= data.count(self.escape + self.quote, start, end)
+        return count
+
+
+CSV = Framing()
+LINES = Framing(quote=None)
 
 
 @dataclass
@@ -32,11 +58,8 @@ class Block:
         return breaks + (not self.data.endswith(b"\n"))
 
 
-def record_blocks(stream: BinaryIO, quoted: bool, first_line: int = 1) -> Iterator[Block]:
-    """Blocks of about BLOCK_BYTES from ``stream``, each ending at a record boundary.
-
-    ``quoted``: records are CSV, where a line break inside double quotes does not end a record.
-    """
+def record_blocks(stream: BinaryIO, framing: Framing = CSV, first_line: int = 1) -> Iterator[Block]:
+    """Blocks of about BLOCK_BYTES from ``stream``, each ending at a record boundary."""
     block_bytes, carry, line = BLOCK_BYTES, b"", first_line
     while True:
         chunk = stream.read(block_bytes)
@@ -45,7 +68,9 @@ def record_blocks(stream: BinaryIO, quoted: bool, first_line: int = 1) -> Iterat
             if data:
                 yield Block(data, line)
             return
-        cut = last_record_end(data, quoted)
+        cut = last_record_end(data, framing)
+        if cut == 0 and len(data) > MAX_OPEN_QUOTE_BYTES:
+            cut = data.rfind(b"\n") + 1
         if cut == 0:  # a single record longer than a block: read on until it ends
             carry = data
             continue
@@ -55,43 +80,93 @@ def record_blocks(stream: BinaryIO, quoted: bool, first_line: int = 1) -> Iterat
         line += breaks
 
 
-def last_record_end(data: bytes, quoted: bool) -> int:
+def last_record_end(data: bytes, framing: Framing = CSV) -> int:
     """The offset just after the last line break that ends a record, or 0 when there is none."""
     end = data.rfind(b"\n")
-    if not quoted:
+    if framing.escape:
+        while end > 0 and _escaped(data, end, framing.escape):
+            end = data.rfind(b"\n", 0, end)
+    if not framing.quote:
         return end + 1
     # Doubled quotes ("") inside a field count twice, so an odd count means "inside a field".
-    quotes = data.count(b'"', 0, end) if end >= 0 else 0
-    while end >= 0 and quotes % 2:
+    quotes = framing.quotes_before(data, end) if end >= 0 else 0
+    while end >= 0 and (quotes % 2 or (framing.escape and end > 0 and _escaped(data, end, framing.escape))):
         previous = data.rfind(b"\n", 0, end)
-        quotes -= data.count(b'"', previous + 1, end)
+        quotes -= framing.quotes_before(data, end, previous + 1)
         end = previous
     return end + 1
 
 
-def record_lines(block: Block) -> pl.Series:
-    """The file line on which each non-blank record of a CSV block starts, computed without a Python loop."""
+def _escaped(data: bytes, position: int, escape: bytes) -> bool:
+    """The byte at ``position`` follows an escape character that is not itself escaped."""
+    before = position - 1
+    if before >= 0 and data[before:before + 1] == b"\r":
+        before -= 1
+    run = 0
+    while before >= 0 and data[before:before + 1] == escape:
+        run += 1
+        before -= 1
+    return run % 2 == 1
+
+
+def record_lines(block: Block, framing: Framing = CSV) -> tuple[pl.Series, int]:
+    """The file line on which each non-blank record of a block starts, and how many blank lines it has.
+
+    Computed without a Python loop: line breaks inside quotes or after an escape do not end a record.
+    """
     data = block.data
     size = len(data)
     if size == 0:
-        return pl.Series([], dtype=pl.Int64)
-    raw = pa.Array.from_buffers(pa.uint8(), size, [None, pa.py_buffer(data)])
-    newlines = pl.Series(pc.indices_nonzero(pc.equal(raw, NEWLINE))).cast(pl.Int64)
-    quotes = pl.Series(pc.indices_nonzero(pc.equal(raw, QUOTE))).cast(pl.Int64)
+        return pl.Series([], dtype=pl.Int64), 0
+    raw = byte_array(data)
+    newlines = positions_of(raw, NEWLINE)
     ends = newlines
-    if quotes.len():
-        ends = newlines.filter(quotes.search_sorted(newlines, side="left") % 2 == 0)
+    if framing.escape:
+        ends = unescaped(data, raw, ends, framing.escape)
+    if framing.quote:
+        quotes = positions_of(raw, framing.quote[0])
+        if framing.escape and quotes.len():
+            quotes = unescaped(data, raw, quotes, framing.escape)
+        if quotes.len():
+            ends = ends.filter(quotes.search_sorted(ends, side="left") % 2 == 0)
     if ends.len() == 0 or ends[-1] != size - 1:  # a last record without a line break
         ends = pl.concat([ends, pl.Series([size], dtype=pl.Int64)])
     starts = pl.concat([pl.Series([0], dtype=pl.Int64), ends.head(-1) + 1])
     frame = pl.DataFrame({"start": starts, "end": ends})
     # A blank record is empty or a lone carriage return; CSV readers skip it, so it has no row.
     lengths = frame["end"] - frame["start"]
-    blank = (lengths == 0) | ((lengths == 1) & _byte_at(raw, frame["start"], size).eq(13))
+    blank = (lengths == 0) | ((lengths == 1) & byte_at(raw, frame["start"]).eq(CR))
     kept = frame.filter(~blank)["start"]
-    return (newlines.search_sorted(kept, side="left") + block.first_line).cast(pl.Int64)
+    return (newlines.search_sorted(kept, side="left") + block.first_line).cast(pl.Int64), int(blank.sum())
 
 
-def _byte_at(raw: pa.Array, positions: pl.Series, size: int) -> pl.Series:
-    inside = positions.clip(0, size - 1)
+def byte_array(data: bytes) -> pa.Array:
+    """The bytes as an Arrow uint8 array, without copying them."""
+    return pa.Array.from_buffers(pa.uint8(), len(data), [None, pa.py_buffer(data)])
+
+
+def positions_of(raw: pa.Array, value: int) -> pl.Series:
+    return pl.Series(pc.indices_nonzero(pc.equal(raw, value))).cast(pl.Int64)
+
+
+def unescaped(data: bytes, raw: pa.Array, positions: pl.Series, escape: bytes) -> pl.Series:
+    """``positions`` without those an escape character makes part of a value."""
+    suspects = _after_byte(raw, positions, escape[0]) | (
+        _after_byte(raw, positions, CR) & _after_byte(raw, positions - 1, escape[0]))
+    if not suspects.any():
+        return positions
+    # Few line breaks follow a backslash: count the run before each of those ("\\\\" is an escaped backslash).
+    escaped = {p for p in positions.filter(suspects).to_list() if _escaped(data, p, escape)}
+    return positions.filter(~positions.is_in(list(escaped))) if escaped else positions
+
+
+def _after_byte(raw: pa.Array, positions: pl.Series, value: int) -> pl.Series:
+    """For each position, whether the byte just before it is ``value``."""
+    before = positions - 1
+    return (before >= 0) & byte_at(raw, before).eq(value)
+
+
+def byte_at(raw: pa.Array, positions: pl.Series) -> pl.Series:
+    """The byte at each position (positions outside the data read as its first or last byte)."""
+    inside = positions.clip(0, len(raw) - 1)
     return pl.Series(pc.take(raw, pa.array(inside.to_arrow()))).cast(pl.Int64)

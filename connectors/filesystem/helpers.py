@@ -1,50 +1,78 @@
-"""Turn one landing file into Arrow batches with consistent types whatever its format and size."""
+"""Turn one landing file into Arrow batches with its table's types, and an account of what was read."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Iterator
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.filesystem import tolerant
-from connectors.filesystem.column_types import FileTypes
-from connectors.filesystem.tolerant import LINE_COLUMN
+from connectors.filesystem.column_types import NullTokens, TableKinds
+from connectors.filesystem.csv_reader import CsvReader
+from connectors.filesystem.dialect import SAMPLE_BYTES, CsvDialect, sniff
+from connectors.filesystem.jsonl_reader import jsonl_blocks
+from connectors.filesystem.parsed import LINE_COLUMN, ParsedFile, Rejection
+from connectors.filesystem.settings import format_of
+from connectors.filesystem.text_stream import Utf8Stream
+from headwater.file_rows import FILE_COLUMN as SOURCE_FILE_COLUMN
+from headwater.file_rows import MODIFIED_COLUMN, REREAD_METADATA
 
-FORMATS = ("csv", "jsonl", "parquet")
-SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-SOURCE_FILE_COLUMN = "_file_name"
 # Rows per Parquet batch: bounded memory whatever the row group size of the file.
 PARQUET_BATCH_ROWS = 100_000
 
 
-def file_format_of(file_name: str, declared: str | None) -> str:
-    if declared:
-        if declared not in FORMATS:
-            raise ValueError(f"file_format must be one of {', '.join(FORMATS)}, got {declared!r}")
-        return declared
-    suffix = "." + file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
-    if suffix not in SUFFIXES:
-        raise ValueError(
-            f"cannot tell the format of {file_name!r} from its extension; "
-            f"set file_format to one of {', '.join(FORMATS)}"
-        )
-    return SUFFIXES[suffix]
+@dataclass
+class TableReading:
+    """How the files of one table are read in this run: format, dialect settings, null tokens, types."""
 
-
-class MalformedFileError(ValueError):
-    """A landing file could not be read at all (e.g. a corrupt Parquet file); the message names the file."""
+    table: str
+    file_format: str | None = None
+    csv: dict | None = None  # a `csv:` settings block: pinned dialect keys
+    nulls: NullTokens = field(default_factory=NullTokens)
+    kinds: TableKinds = field(default_factory=TableKinds)
 
 
 @dataclass
 class LandingFile:
-    """One batch of a landing file read tolerantly: the rows that load, and the lines set aside with why."""
+    """One batch of a landing file: the rows that load, and the lines set aside with why."""
 
     good: pa.Table
     rejected: pa.Table | None  # REJECTED_SCHEMA, or None when every line was good
+
+
+@dataclass
+class FileReport:
+    """What reading one file came to: lines = records + skipped lines (+ the extra lines of multi-line records)."""
+
+    file: str
+    modified_at: str
+    size: int
+    format: str
+    status: str = "loaded"  # loaded | empty | header only | unreadable
+    lines: int = 0  # lines in the file (Parquet: rows)
+    rows: int = 0  # records handed on to the table
+    rejected: int = 0  # records set aside by the reader (quarantined)
+    skipped: int = 0  # lines that hold no record: preamble, header, blank, comment
+    padded: int = 0  # records shorter than the header, completed with nulls
+    dialect: str | None = None
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    read_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def records(self) -> int:
+        return self.rows + self.rejected
+
+
+class UnreadableFile(ValueError):
+    """A landing file could not be read at all (e.g. a corrupt Parquet file); the message names the file."""
 
 
 # Rejected lines as the connector hands them on: the headwater quarantine adds its bookkeeping columns.
@@ -60,32 +88,101 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 
-def read_landing_batches(item, declared_format: str | None = None) -> Iterator[LandingFile]:
-    """Read a dlt FileItem into Arrow batches of bounded size, every batch of a file with the same types.
+def read_landing_file(item, reading: TableReading, reread: bool = False) -> Iterator[LandingFile | FileReport]:
+    """A dlt FileItem as Arrow batches of bounded size, then its FileReport (always last).
 
-    CSV and JSONL lines that are malformed (wrong field count, not UTF-8, not JSON) or hold a value
-    that does not fit its column's type are returned as rejected, with file and line; the other
-    rows load. Rows are never dropped silently. ISO timestamp text becomes UTC timestamps, so CSV,
-    JSONL and Parquet agree.
+    CSV and JSONL lines that are malformed (wrong field count, not UTF-8, a stray quote, not JSON)
+    or hold a value that breaks a declared column type are returned as rejected, with file and
+    line; the other rows load. A file that cannot be read at all is one rejected entry naming the
+    file. Rows are never dropped silently. ``reread``: the file was loaded before, so its batches
+    are marked to replace the rows it gave then.
     """
     # The path below bucket_url, so files of the same name in different folders stay apart.
     file_name = item.get("relative_path") or item["file_name"]
-    file_format = file_format_of(file_name, declared_format)
-    types = FileTypes(numbers=file_format == "csv")
-    with item.open(mode="rb") as stream:
-        if file_format == "parquet":
-            parsed_blocks = _parquet_batches(stream, file_name)
-        elif file_format == "csv":
-            parsed_blocks = tolerant.csv_blocks(stream, types.arrow_types)
-        else:
-            parsed_blocks = tolerant.jsonl_blocks(stream)
-        for parsed in parsed_blocks:
-            typed = types.apply(parsed)
-            good = typed.frame.with_columns(pl.lit(file_name).alias(SOURCE_FILE_COLUMN)).to_arrow()
-            yield LandingFile(good=good, rejected=_rejected_table(file_name, typed.rejections))
+    modified = _modified_at(item.get("modification_date"))
+    report = FileReport(file=file_name, modified_at=modified.isoformat(), size=int(item.get("size_in_bytes") or 0),
+                        format="?")
+    try:
+        report.format = format_of(file_name, reading.file_format)
+        with item.open(mode="rb") as stream:
+            for parsed in _parsed_blocks(stream, report, reading):
+                report.lines += parsed.lines
+                report.skipped += parsed.skipped
+                report.padded += parsed.padded
+                report.notes.extend(note for note in parsed.notes if note not in report.notes)
+                report.rows += parsed.frame.height
+                report.rejected += len(parsed.rejections)
+                good = parsed.frame.with_columns(
+                    pl.lit(file_name).alias(SOURCE_FILE_COLUMN), pl.lit(modified).alias(MODIFIED_COLUMN),
+                ).to_arrow()
+                if reread:
+                    good = good.replace_schema_metadata({**(good.schema.metadata or {}), REREAD_METADATA: b"1"})
+                yield LandingFile(good=good if parsed.frame.height else _empty(good),
+                                  rejected=_rejected_table(file_name, parsed.rejections))
+    except (UnreadableFile, ValueError, OSError, pa.ArrowException) as error:
+        report.status, report.reason = "unreadable", _first_line(error)
+        yield LandingFile(good=pa.table({}), rejected=_whole_file_rejected(file_name, report.reason))
+    else:
+        if report.status == "loaded" and not report.records:
+            report.status = "header only" if report.skipped or report.lines else "empty"
+    yield report
 
 
-def _parquet_batches(stream, file_name: str) -> Iterator[tolerant.ParsedFile]:
+def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterator[ParsedFile]:
+    kinds = reading.kinds
+    if report.format == "parquet":
+        for parsed in _parquet_batches(stream, report.file):
+            yield kinds.apply(parsed)
+        return
+    if report.format == "jsonl":
+        for parsed in jsonl_blocks(Utf8Stream(stream, "utf-8", bom=True)):
+            yield kinds.apply(parsed)
+        return
+    sample = stream.read(SAMPLE_BYTES)
+    if not sample.strip():
+        report.lines = sample.count(b"\n")
+        report.skipped = report.lines
+        return
+    sniffed = sniff(sample, reading.csv, reading.nulls.default, complete=len(sample) < SAMPLE_BYTES)
+    dialect = sniffed.dialect
+    report.dialect = dialect.describe()
+    report.notes.extend(sniffed.notes)
+    text = Utf8Stream(_Prefixed(sample, stream), dialect.encoding, dialect.bom)
+    reader = CsvReader(dialect, reading.nulls.parsed)
+    header_counted = False
+    for parsed in reader.blocks(text, kinds.arrow_types):
+        if not header_counted and reader.header is not None:
+            parsed.lines += reader.header.lines
+            parsed.skipped += reader.header.lines
+            parsed.notes.extend(reader.header.notes)
+            header_counted = True
+        yield kinds.apply(parsed, reading.nulls, decimal_comma=dialect.decimal == ",")
+    if not header_counted and reader.header is not None:  # a file with a header and nothing else
+        report.lines += reader.header.lines
+        report.skipped += reader.header.lines
+    if text.switched_to:
+        report.notes.append(f"read as {text.switched_to}: the file is not UTF-8 past its first bytes")
+        report.dialect = CsvDialect(**{**dialect.__dict__, "encoding": text.switched_to}).describe()
+
+
+class _Prefixed:
+    """The bytes already read for sniffing, then the rest of the stream."""
+
+    def __init__(self, prefix: bytes, stream):
+        self._prefix = prefix
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            if size is None or size < 0 or size >= len(self._prefix):
+                data, self._prefix = self._prefix, b""
+                return data
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            return data
+        return self._stream.read(size)
+
+
+def _parquet_batches(stream, file_name: str) -> Iterator[ParsedFile]:
     """Row groups in batches; a row's line is its 1-based row number in the file."""
     try:
         # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
@@ -94,15 +191,29 @@ def _parquet_batches(stream, file_name: str) -> Iterator[tolerant.ParsedFile]:
         for batch in batches:
             frame = pl.from_arrow(batch).with_row_index(LINE_COLUMN, offset=first_row)
             first_row += frame.height
-            yield tolerant.ParsedFile(frame.with_columns(pl.col(LINE_COLUMN).cast(pl.Int64)), [])
+            yield ParsedFile(frame.with_columns(pl.col(LINE_COLUMN).cast(pl.Int64)), [], lines=frame.height)
     except (pa.ArrowException, OSError) as error:  # a binary file cannot be split into good and bad rows
-        raise MalformedFileError(
-            f"{file_name}: cannot be read as parquet ({str(error).splitlines()[0]}); "
-            "fix or remove the file, then run again"
-        ) from error
+        raise UnreadableFile(f"cannot be read as parquet ({_first_line(error)})") from error
 
 
-def _rejected_table(file_name: str, rejections: list[tolerant.Rejection]) -> pa.Table | None:
+def _modified_at(value) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _empty(table: pa.Table) -> pa.Table:
+    return table.slice(0, 0)
+
+
+def _rejected_table(file_name: str, rejections: list[Rejection]) -> pa.Table | None:
     if not rejections:
         return None
     rejections = sorted(rejections, key=lambda rejection: rejection.line)
@@ -123,5 +234,15 @@ def _rejected_table(file_name: str, rejections: list[tolerant.Rejection]) -> pa.
             }
             for rejection in rejections
         ],
+        schema=REJECTED_SCHEMA,
+    )
+
+
+def _whole_file_rejected(file_name: str, reason: str) -> pa.Table:
+    """A file no row of which could be read: one quarantine entry for the whole file."""
+    record = json.dumps({SOURCE_FILE_COLUMN: file_name, "_raw_line": None}, ensure_ascii=False)
+    return pa.Table.from_pylist(
+        [{SOURCE_FILE_COLUMN: file_name, LINE_COLUMN: None, "record": record, "rule": "file",
+          "reason": f"{reason}; fix or replace the file: it is read again when it changes", "location": file_name}],
         schema=REJECTED_SCHEMA,
     )

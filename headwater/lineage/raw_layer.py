@@ -7,8 +7,8 @@ headwater.yaml rename, derive, look it up, mask, hash or drop it (headwater.line
 Naming of resource fields: top-level fields by their name; fields inside nested data by their path
 joined with ``__`` as dlt names them (``customers__addresses.city`` <- ``source:shop_db.customers``
 field ``addresses__city``; a list of scalars, dlt's ``value`` column, is ``addresses__tags__value``).
-dlt's own columns (``_dlt_*``) and the filesystem connector's ``_file_name``/``_line`` have no
-resource field.
+dlt's own columns (``_dlt_*``) and the columns a file connector adds (``_file_name``,
+``_file_modified_at``, ``_line``) have no resource field.
 
 Quarantine tables (``<table>__quarantine``) are kept, marked with ``quarantine_of``: their
 ``record`` column holds the rejected row as it arrived, before any step, so every field of the
@@ -22,6 +22,7 @@ it is set on the resource field and on the raw columns that carry it.
 from __future__ import annotations
 
 from headwater.config import ProjectConfig, SourceConfig
+from headwater.file_rows import FILE_ROW_COLUMNS
 from headwater.lineage.load_steps import Origin, StepTrace, trace_steps
 from headwater.lineage.model import (
     DIRECT,
@@ -36,10 +37,10 @@ from headwater.lineage.model import (
 )
 from headwater.lineage.raw_tables import DLT_PREFIX, StoredTable, stored_tables
 from headwater.quarantine.naming import table_of
-from headwater.quarantine.records import FILE_COLUMN, LINE_COLUMN, OWN_COLUMNS, RECORD
+from headwater.quarantine.records import OWN_COLUMNS, RECORD
 from headwater.row_counts import RowCount, count_rows
 
-LOADER_COLUMNS = frozenset({FILE_COLUMN, LINE_COLUMN})  # added by the filesystem connector, not a source field
+LOADER_COLUMNS = FILE_ROW_COLUMNS  # added by the filesystem connector, not a source field
 TEXT_TYPES = frozenset({"text"})
 
 

@@ -31,6 +31,7 @@ import dlt
 import polars as pl
 import pyarrow as pa
 
+from headwater.file_rows import FILE_COLUMN, LINE_COLUMN
 from headwater.quarantine.naming import quarantine_table_name
 
 QUARANTINED, REPLAYED = "quarantined", "replayed"
@@ -39,8 +40,6 @@ RECORD = "record"
 # The quarantine table's own columns; any other column is a key or cursor column of the rejected row.
 OWN_COLUMNS = frozenset({ID, RECORD, "rule", "reason", "location", "status", "quarantined_at", "replayed_at",
                          "attempts"})
-# Columns of the landing-file reader that say where a row came from.
-FILE_COLUMN, LINE_COLUMN = "_file_name", "_line"
 # apply_plan marks each rejected row with these.
 RULE_COLUMN, REASON_COLUMN = "_rule", "_reason"
 

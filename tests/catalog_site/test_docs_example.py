@@ -38,8 +38,10 @@ class Chromium:
         self.executable, self.profile = executable, profile
 
     def _run(self, url: str, *options: str) -> subprocess.CompletedProcess:
+        # No background networking: this machine's network is closed, and Chromium would wait on it.
         command = [self.executable, "--headless", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-                   f"--user-data-dir={self.profile}", *options, url]
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--disable-quic", f"--user-data-dir={self.profile}", *options, url]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
         result = subprocess.run(command, capture_output=True, text=True, timeout=90)

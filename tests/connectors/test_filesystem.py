@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -22,7 +23,9 @@ def utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=timezone.utc)
 
 
-def project_with(tmp_path, bucket_url: str, files: str, primary_key: str = "id"):
+def project_with(tmp_path, bucket_url: str, files: str, primary_key: str = "id", columns: dict | None = None):
+    """One filesystem source `drops` with table `items`; ``columns`` declares column types (strict)."""
+    spec = f'"{files}"' if not columns else json.dumps({"glob": files, "columns": columns})
     path = tmp_path / "headwater.yaml"
     path.write_text(textwrap.dedent(f"""\
         sources:
@@ -30,7 +33,7 @@ def project_with(tmp_path, bucket_url: str, files: str, primary_key: str = "id")
             connector: filesystem
             settings:
               bucket_url: "{bucket_url}"
-              files: {{items: "{files}"}}
+              files: {{items: {spec}}}
             tables:
               items: {{primary_key: {primary_key}}}
         """))
@@ -105,7 +108,9 @@ def test_only_new_or_modified_files_are_read_on_the_next_run(tmp_path, database_
     [
         ("bad.csv", "id,v\n1,a\n2,b,extra\n3,c\n", "columns", "3 fields, the header has 2", "bad.csv:3"),
         ("bad.jsonl", '{"id": 1}\n{"id": 2,\n{"id": 3}\n', "json", "not a JSON object", "bad.jsonl:2"),
-        ("bad.csv", b"id,v\n1,a\n2,\xff\xfe\n3,c\n", "encoding", "not valid UTF-8 in v", "bad.csv:3"),
+        # UTF-8 text (the é) and then bytes that are not UTF-8: that line alone is set aside.
+        ("bad.csv", "id,v\n1,café\n2,".encode() + b"\xff\xfe\n3,c\n", "encoding", "not valid UTF-8 in v",
+         "bad.csv:3"),
     ],
     ids=["csv-extra-field", "jsonl-broken-line", "csv-bad-encoding"],
 )
@@ -131,10 +136,21 @@ def test_a_malformed_line_is_quarantined_by_name_and_line_and_the_rest_of_the_fi
     assert got_reason.startswith(reason)
 
 
-def test_a_corrupt_parquet_file_fails_the_load_by_name(tmp_path, database_url):
+def test_a_corrupt_file_is_quarantined_by_name_and_the_other_files_of_the_source_load(tmp_path, database_url):
     landing = tmp_path / "landing"
+    write(landing / "a.csv", "id,v\n1,x\n2,y\n")
     write(landing / "broken.parquet", b"PAR1 not really parquet")
-    failed = load(project_with(tmp_path, str(landing), "*"), database_url)
-    assert not failed.ok
-    assert "broken.parquet: cannot be read as parquet" in failed.error
-    assert "fix or remove the file" in failed.error
+    write(landing / "empty.csv", b"")
+    write(landing / "header_only.csv", "id,v\n")
+    result = load(project_with(tmp_path, str(landing), "*"), database_url)
+    assert result.ok, result.error
+    [items] = result.tables
+    assert (items.read, items.loaded, items.quarantined) == (3, 2, 1)
+    assert query(database_url, "select id, v from raw_drops.items order by id") == [(1, "x"), (2, "y")]
+    [(rule, reason, location)] = query(database_url, "select rule, reason, location from raw_drops.items__quarantine")
+    assert (rule, location) == ("file", "broken.parquet")
+    assert reason.startswith("cannot be read as parquet")
+    statuses = {report["file"]: (report["status"], report["rows"]) for report in items.files}
+    assert statuses == {"a.csv": ("loaded", 2), "broken.parquet": ("unreadable", 0), "empty.csv": ("empty", 0),
+                        "header_only.csv": ("header only", 0)}
+    assert [report["file"] for report in items.problem_files] == ["broken.parquet", "empty.csv", "header_only.csv"]

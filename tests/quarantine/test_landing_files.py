@@ -15,6 +15,7 @@ from tests.conftest import query
 
 HEADER = "id,item,ordered_at"
 GOOD = {i: f"{i},item{i},2026-11-{i:02d}T10:00:00Z" for i in range(1, 11)}
+GOOD[2] = "2,crème,2026-11-02T10:00:00Z"  # UTF-8 text: the file is UTF-8, so a byte that is not is an error
 LINES = [
     HEADER,
     GOOD[1],
@@ -39,11 +40,14 @@ def project_in(tmp_path):
     landing.mkdir()
     content = ("\n".join(LINES) + "\n").encode("utf-8").replace("\xff".encode(), b"\xff")
     (landing / "orders.csv").write_bytes(content)
+    # ordered_at is declared a timestamp: a value that is not one is quarantined instead of widening the column.
     (tmp_path / "headwater.yaml").write_text(textwrap.dedent(f"""\
         sources:
           drops:
             connector: filesystem
-            settings: {{bucket_url: "{landing}", files: {{orders: "*.csv"}}}}
+            settings:
+              bucket_url: "{landing}"
+              files: {{orders: {{glob: "*.csv", columns: {{ordered_at: timestamp}}}}}}
             tables:
               orders: {{primary_key: id}}
         """))
@@ -59,7 +63,7 @@ def test_malformed_lines_are_quarantined_by_line_and_replayed_exactly_once(tmp_p
     assert (orders.table, orders.read, orders.loaded, orders.quarantined) == ("orders", 10, 7, 3)
 
     assert query(database_url, "select id, item, ordered_at, _file_name, _line from raw_drops.orders order by id") == [
-        (i, f"item{i}", utc(i), "orders.csv", i + 1) for i in (1, 2, 4, 6, 8, 9, 10)
+        (i, "crème" if i == 2 else f"item{i}", utc(i), "orders.csv", i + 1) for i in (1, 2, 4, 6, 8, 9, 10)
     ]
     quarantined = query(
         database_url,
