@@ -31,7 +31,7 @@ from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
 from headwater.column_migrations import ColumnChange, change_column_types, holds_only_nulls
 from headwater.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN
-from headwater.widening import ALL_NULL_HINT, LATTICE, is_widening
+from headwater.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
 
 # Rows per batch handed to the driver: each becomes one chunk of COPY data.
 COPY_BATCH_ROWS = 64 * 1024
@@ -82,7 +82,7 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
             column = columns.get(field.name)
             if column and column.get("data_type") in LATTICE:
                 wanted = get_py_arrow_datatype(column, caps, "UTC")
-                if wanted != field.type:
+                if wanted != field.type and not (column["data_type"] == "text" and is_text(field.type)):
                     field = pa.field(field.name, wanted, nullable=field.nullable)
             fields.append(field)
         return pa.schema(fields)

@@ -120,12 +120,16 @@ def _conform_column(field: pa.Field, array, column: dict, caps: Any):
     return _cast(array, target, caps), target
 
 
+def is_text(arrow_type) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type)
+
+
 def _cast(array, column: dict, caps: Any):
     if column.get("data_type") not in LATTICE:
         return array
     target = get_py_arrow_datatype(column, caps, "UTC")
-    if array.type == target:
-        return array
+    if array.type == target or (is_text(array.type) and is_text(target)):
+        return array  # string, large_string and string_view are one type to dlt and Postgres
     if pa.types.is_timestamp(array.type) and pa.types.is_timestamp(target) and array.type.tz is None and target.tz:
         # Timestamps without a zone are taken as UTC, the policy for every source.
         array = pc.assume_timezone(array, "UTC")
