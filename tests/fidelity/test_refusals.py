@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import load_source
-from headwater.plugins import connector_registry
 from tests.conftest import query
+from tests.landing_project import landing_project, load_drops
 
 
 def test_a_batch_postgres_refuses_is_quarantined_and_the_other_tables_load(tmp_path, database_url):
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    (tmp_path / "headwater.yaml").write_text(textwrap.dedent(f"""\
-        sources:
-          drops:
-            connector: filesystem
-            settings: {{bucket_url: "{landing}", files: {{events: "e*.parquet", other: "o*.csv"}}}}
-        """))
+    landing, project = landing_project(tmp_path, {"events": "e*.parquet", "other": "o*.csv"})
     # 285,000 BC fits an Arrow timestamp but not a Postgres one (4713 BC at the earliest): the batch is refused.
     table = pa.table({"id": [1, 2], "at": pa.array([-9_000_000_000_000_000_000, 0], pa.int64()).cast(
         pa.timestamp("us"))})
     pq.write_table(table, landing / "e1.parquet")
     (landing / "o1.csv").write_text("id\n1\n2\n")
-    project = load_project(tmp_path / "headwater.yaml", connector_registry())
-    address = PostgresAddress.from_url(database_url)
-
     def load():
-        result = load_source(project, project.source("drops"), connector_registry().get("filesystem"), address)
-        assert result.ok, result.error
-        return result
+        return load_drops(project, database_url)
 
     first = load()
     [refused] = first.set_aside

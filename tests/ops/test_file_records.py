@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import io
-import textwrap
 
 from rich.console import Console
 
-from headwater.config import load_project
 from headwater.destination import PostgresAddress
 from headwater.history import RunInfo, record_run
-from headwater.loading import load_source
-from headwater.plugins import connector_registry
 from headwater.summary import RunSummary, print_summary
 from tests.conftest import query
+from tests.landing_project import landing_project, load_drops
 
 
 def test_files_and_widenings_reach_the_summary_and_headwater_ops(tmp_path, database_url):
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    (tmp_path / "headwater.yaml").write_text(textwrap.dedent(f"""\
-        sources:
-          drops:
-            connector: filesystem
-            settings: {{bucket_url: "{landing}", files: {{items: "*.csv"}}}}
-        """))
-    project = load_project(tmp_path / "headwater.yaml", connector_registry())
+    landing, project = landing_project(tmp_path, {"items": "*.csv"})
     address = PostgresAddress.from_url(database_url)
 
     def run(run_id: str) -> RunSummary:
-        load = load_source(project, project.source("drops"), connector_registry().get("filesystem"), address)
-        assert load.ok, load.error
-        summary = RunSummary(loads=[load])
+        summary = RunSummary(loads=[load_drops(project, database_url)])
         record_run(address, summary, RunInfo(run_id=run_id, flow_name="daily"))
         return summary
 
