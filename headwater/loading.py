@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -201,8 +202,8 @@ def load_source(
         row_counts = dict(recovered.row_counts)
         result.set_aside = list(recovered.set_aside)
         for dlt_source, refresh in _runs(build_source(config, source, connector, reload), source, reload):
-            infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, lambda: pipeline.run(
-                dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh))
+            run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
+            infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run)
             for info in infos:
                 info.raise_on_failed_jobs()
                 result.load_ids += list(info.loads_ids)

@@ -53,7 +53,7 @@ def set_aside_refused_jobs(pipeline: dlt.Pipeline, loader_file_format: str) -> l
     packages = pipeline._get_load_storage().normalized_packages
     refused = []
     for load_id in packages.list_packages():
-        for state, job in _refused_jobs(packages, load_id):
+        for _, job in _refused_jobs(packages, load_id):
             if job.file_format != "parquet" or job.table_name.startswith("_dlt"):
                 return []  # a failed SQL job (a merge, say) has no rows to set aside
             refused.append((load_id, job))

@@ -14,6 +14,7 @@ files and extracts whose types drift land in one table. A batch of a landing fil
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import dlt
@@ -127,15 +128,19 @@ class TableProcessor:
     def _from_connector(self, table: pa.Table) -> pa.Table:
         keys = self.key_columns()
         entries = []
+        now = datetime.now(timezone.utc)
         for row in table.to_pylist():
             record = json.loads(row["record"])
-            entries.append({
+            entry = {
                 "record": row["record"],
                 "rule": row["rule"],
                 "reason": row["reason"],
                 "location": row.get("location") or self.resource.name,
                 "keys": {name: record.get(name) for name in keys},
-            })
+            }
+            if row.get("status") == records.REPLAYED:  # an earlier rejection the connector now read cleanly
+                entry.update(status=records.REPLAYED, replayed_at=now)
+            entries.append(entry)
         return records.build_rows(self.table, entries, {name: None for name in keys})
 
 

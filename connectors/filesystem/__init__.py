@@ -57,7 +57,9 @@ def _read_files(reading: TableReading):
         reading.kinds.start_from(*_known_columns(reading.table))
         for item in items:
             # The next block is read while dlt writes this one.
-            for piece in read_ahead(read_landing_file(item, reading, reread=log.was_loaded(item))):
+            pieces = read_landing_file(item, reading, reread=log.was_loaded(item),
+                                       was_unreadable=log.was_unreadable(item))
+            for piece in read_ahead(pieces):
                 if isinstance(piece, FileReport):
                     log.record(piece)
                     continue

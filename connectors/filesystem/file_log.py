@@ -32,5 +32,10 @@ class FileLog:
         previous = self._files.get(item.get("relative_path") or item["file_name"])
         return bool(previous and previous.get("rows"))
 
+    def was_unreadable(self, item) -> bool:
+        """The file's last read found it unreadable (it is in the quarantine as a whole)."""
+        previous = self._files.get(item.get("relative_path") or item["file_name"])
+        return bool(previous and previous.get("status") == "unreadable")
+
     def record(self, report: FileReport) -> None:
         self._files[report.file] = report.as_dict()

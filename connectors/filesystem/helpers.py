@@ -84,11 +84,13 @@ REJECTED_SCHEMA = pa.schema(
         ("rule", pa.string()),
         ("reason", pa.string()),
         ("location", pa.string()),
+        ("status", pa.string()),  # null: quarantined; "replayed": an earlier rejection now read cleanly
     ]
 )
 
 
-def read_landing_file(item, reading: TableReading, reread: bool = False) -> Iterator[LandingFile | FileReport]:
+def read_landing_file(item, reading: TableReading, reread: bool = False,
+                      was_unreadable: bool = False) -> Iterator[LandingFile | FileReport]:
     """A dlt FileItem as Arrow batches of bounded size, then its FileReport (always last).
 
     CSV and JSONL lines that are malformed (wrong field count, not UTF-8, a stray quote, not JSON)
@@ -125,6 +127,8 @@ def read_landing_file(item, reading: TableReading, reread: bool = False) -> Iter
     else:
         if report.status == "loaded" and not report.records:
             report.status = "header only" if report.skipped or report.lines else "empty"
+        if was_unreadable:
+            yield LandingFile(good=pa.table({}), rejected=_whole_file_rejected(file_name, "", resolved=True))
     yield report
 
 
@@ -238,11 +242,14 @@ def _rejected_table(file_name: str, rejections: list[Rejection]) -> pa.Table | N
     )
 
 
-def _whole_file_rejected(file_name: str, reason: str) -> pa.Table:
-    """A file no row of which could be read: one quarantine entry for the whole file."""
+def _whole_file_rejected(file_name: str, reason: str, resolved: bool = False) -> pa.Table:
+    """A file no row of which could be read: one quarantine entry for the whole file (the same entry,
+    marked replayed, once the file reads)."""
     record = json.dumps({SOURCE_FILE_COLUMN: file_name, "_raw_line": None}, ensure_ascii=False)
+    reason = "read cleanly after it changed" if resolved else (
+        f"{reason}; fix or replace the file: it is read again when it changes")
     return pa.Table.from_pylist(
-        [{SOURCE_FILE_COLUMN: file_name, LINE_COLUMN: None, "record": record, "rule": "file",
-          "reason": f"{reason}; fix or replace the file: it is read again when it changes", "location": file_name}],
+        [{SOURCE_FILE_COLUMN: file_name, LINE_COLUMN: None, "record": record, "rule": "file", "reason": reason,
+          "location": file_name, "status": "replayed" if resolved else None}],
         schema=REJECTED_SCHEMA,
     )

@@ -154,3 +154,11 @@ def test_a_corrupt_file_is_quarantined_by_name_and_the_other_files_of_the_source
     assert statuses == {"a.csv": ("loaded", 2), "broken.parquet": ("unreadable", 0), "empty.csv": ("empty", 0),
                         "header_only.csv": ("header only", 0)}
     assert [report["file"] for report in items.problem_files] == ["broken.parquet", "empty.csv", "header_only.csv"]
+
+    # The file is replaced by a good one: it loads, and its quarantine entry is marked replayed.
+    pq.write_table(pa.table({"id": [3], "v": ["z"]}), landing / "broken.parquet")
+    os.utime(landing / "broken.parquet", (time.time() + 60, time.time() + 60))
+    assert load(project_with(tmp_path, str(landing), "*"), database_url).ok
+    assert query(database_url, "select id, v from raw_drops.items order by id") == [(1, "x"), (2, "y"), (3, "z")]
+    assert query(database_url, "select location, status from raw_drops.items__quarantine") == [
+        ("broken.parquet", "replayed")]
