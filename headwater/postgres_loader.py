@@ -112,19 +112,25 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
 
 
 class FileOrderedMergeJob(SqlMergeFollowupJob):
-    """dlt's merge, deduplicating landing-file rows by file modification time, then line (newest wins)."""
+    """dlt's merge for rows read from landing files: a file read again replaces its own earlier rows (also
+    those whose key it no longer holds), and of several versions of a key the newest file's, then the
+    latest line's, wins."""
 
     version_order: str | None = None  # set on a per-table subclass (the SQL generators are classmethods)
 
     @classmethod
     def generate_sql(cls, table_chain, sql_client):
-        columns = table_chain[0].get("columns", {})
-        if cls.version_order is None and MODIFIED_COLUMN in columns and LINE_COLUMN in columns:
-            order = (f"{sql_client.escape_column_name(MODIFIED_COLUMN)} DESC, "
-                     f"{sql_client.escape_column_name(LINE_COLUMN)} DESC")
-            ordered = type(cls.__name__, (cls,), {"version_order": order})
-            return ordered.generate_sql(table_chain, sql_client)
-        return super().generate_sql(table_chain, sql_client)
+        root = table_chain[0]
+        columns = root.get("columns", {})
+        if cls.version_order is not None or not {FILE_COLUMN, MODIFIED_COLUMN, LINE_COLUMN} <= set(columns):
+            return super().generate_sql(table_chain, sql_client)
+        order = (f"{sql_client.escape_column_name(MODIFIED_COLUMN)} DESC, "
+                 f"{sql_client.escape_column_name(LINE_COLUMN)} DESC")
+        ordered = type(cls.__name__, (cls,), {"version_order": order})
+        statements = ordered.generate_sql(table_chain, sql_client)
+        if root.get("x-merge-strategy", "delete-insert") != "delete-insert":
+            return statements
+        return _file_scoped_deletes(table_chain, sql_client) + statements
 
     @classmethod
     def gen_select_from_dedup_sql(cls, table_name, primary_keys, columns, dedup_sort=None, condition=None,
@@ -135,6 +141,22 @@ class FileOrderedMergeJob(SqlMergeFollowupJob):
             dedup_sort = (f"{first}{cls.version_order}", "")
         return super().gen_select_from_dedup_sql(table_name, primary_keys, columns, dedup_sort, condition,
                                                  condition_columns, skip_dedup)
+
+
+def _file_scoped_deletes(table_chain, sql_client) -> list[str]:
+    """Delete the rows of the files this load holds, before the merge inserts the files' rows again."""
+    file_column = sql_client.escape_column_name(FILE_COLUMN)
+    root = sql_client.make_qualified_table_name(table_chain[0]["name"])
+    with sql_client.with_staging_dataset():
+        staged = sql_client.make_qualified_table_name(table_chain[0]["name"])
+    files = f"SELECT DISTINCT {file_column} FROM {staged}"
+    statements = []
+    root_id, row_id = sql_client.escape_column_name("_dlt_root_id"), sql_client.escape_column_name("_dlt_id")
+    for nested in table_chain[1:]:  # nested rows first: they are found through their root row
+        statements.append(f"DELETE FROM {sql_client.make_qualified_table_name(nested['name'])} WHERE {root_id} IN "
+                          f"(SELECT {row_id} FROM {root} WHERE {file_column} IN ({files}));")
+    statements.append(f"DELETE FROM {root} WHERE {file_column} IN ({files});")
+    return statements
 
 
 class StreamingPostgresClient(PostgresClient):

@@ -160,6 +160,13 @@ def test_the_version_from_the_latest_file_then_the_latest_line_wins(tmp_path, da
     assert query(database_url, "select id, status, _file_name from raw_drops.items order by id") == expected
     landing.load(database_url, full_refresh=["drops.items"])  # everything read again in one load
     assert query(database_url, "select id, status, _file_name from raw_drops.items order by id") == expected
+    landing.write("monday.csv", "id,status\n2,cancelled\n3,placed\n")  # rewritten: key 1's old row there is gone
+    landing.load(database_url)
+    assert query(database_url, "select id, status, _file_name from raw_drops.items order by id") == [
+        (1, "shipped", "tuesday.csv"), (2, "cancelled", "monday.csv"), (3, "placed", "monday.csv")]
+    landing.write("tuesday.csv", "id,status\n4,placed\n")  # key 1 is in no file any more
+    landing.load(database_url)
+    assert [row[0] for row in query(database_url, "select id from raw_drops.items order by id")] == [2, 3, 4]
 
 
 def test_declared_types_quarantine_what_does_not_fit_and_a_column_keeps_its_own_null_tokens(tmp_path, database_url):
