@@ -16,6 +16,8 @@ from dlt.common.utils import without_none
 from dlt.destinations import postgres as dlt_postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParquetCopyJob
 
+from headwater.postgres_types import copy_into, with_exact_types
+
 # Rows per batch handed to the driver: each becomes one chunk of COPY data.
 COPY_BATCH_ROWS = 64 * 1024
 
@@ -29,8 +31,9 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
                 batches = pa.RecordBatchReader.from_batches(
                     parquet.schema_arrow, parquet.iter_batches(batch_size=COPY_BATCH_ROWS)
                 )
-                cursor.adbc_ingest(self.load_table_name, batches, mode="append",
-                                   **without_none({"catalog_name": catalog_name, "db_schema_name": schema_name}))
+                # copy_into: adbc_ingest, with jsonb and text-carried numeric columns made copyable (postgres_types)
+                copy_into(cursor, self.load_table_name, batches,
+                          **without_none({"catalog_name": catalog_name, "db_schema_name": schema_name}))
             connection.commit()
 
 
@@ -43,7 +46,13 @@ class StreamingPostgresClient(PostgresClient):
 
 
 class postgres(dlt_postgres):  # noqa: N801 - dlt names a destination after its factory class
-    """Postgres as dlt knows it, loading Parquet files with StreamingParquetCopyJob."""
+    """Postgres as dlt knows it, loading Parquet files with StreamingParquetCopyJob.
+
+    Columns get headwater.postgres_types' mapping: JSON as jsonb, unconstrained decimals as bare numeric.
+    """
+
+    def _raw_capabilities(self):
+        return with_exact_types(super()._raw_capabilities())
 
     @property
     def client_class(self) -> Type[PostgresClient]:
