@@ -59,7 +59,10 @@ class ExactArrowLoader(TableLoader):
                 self.landing_types[name] = pa.string()
             else:
                 self.landing_types[name] = get_py_arrow_datatype(column, caps, TIMEZONE)
-        self.text_columns = [name for name, column in self.columns.items() if column.get("data_type") == "text"]
+        # PostgreSQL text cannot hold NUL, its json can (as \u0000): only MariaDB and SQLite text is searched.
+        self.text_columns = [] if self.dialect == "postgresql" else [
+            name for name, column in self.columns.items() if column.get("data_type") == "text"
+        ]
         self.json_columns = [name for name, column in self.columns.items() if column.get("data_type") == "json"]
         self.key_columns = [column.name for column in self.table.primary_key]
 

@@ -125,9 +125,9 @@ def read_expression(column: sa.Column, dialect: str) -> Any:
         expression = sa.cast(column, sa.Text()) if dialect == "postgresql" else sa.type_coerce(column, sa.Text())
     elif isinstance(sql_type, (sqltypes.Enum, mysql.SET)):
         expression = sa.cast(column, sa.Text()) if dialect == "postgresql" else sa.type_coerce(column, sa.Text())
-    elif isinstance(sql_type, (sqltypes.Uuid, sqltypes.Time)) and dialect != "sqlite" and (
-        isinstance(sql_type, sqltypes.Uuid) or isinstance(hint_type(sql_type), sa.Text)
-    ):
+    elif isinstance(sql_type, sqltypes.Uuid) or (isinstance(sql_type, sqltypes.Time) and sql_type.timezone):
+        expression = sa.cast(column, sa.Text())
+    elif isinstance(sql_type, mysql.TIME):  # [-]HHH:MM:SS.ffffff, as MariaDB prints it
         expression = sa.cast(column, sa.Text())
     elif dialect == "postgresql" and not isinstance(sql_type, DLT_MAPPED_TYPES):
         expression = sa.cast(column, sa.Text())
