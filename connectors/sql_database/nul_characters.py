@@ -54,6 +54,7 @@ def handle_nul_characters(
     Rejected rows keep their key and cursor columns, typed, for dlt's incremental step and the quarantine.
     """
     found = {}
+    text_columns = [name for name in text_columns if _may_hold_nul(batch.column(name))]
     for name, needle in [(name, NUL) for name in text_columns] + [(name, JSON_NUL) for name in json_columns]:
         hits = pc.fill_null(pc.match_substring(batch.column(name), needle), False)
         if pc.any(hits).as_py():
@@ -75,6 +76,17 @@ def handle_nul_characters(
             batch = batch.set_column(index, batch.schema.field(index), column)
         return Checked(batch)
     return _reject(batch, found, table, key_columns, cursor_column)
+
+
+def _may_hold_nul(column: pa.ChunkedArray) -> bool:
+    """Whether a zero byte is anywhere in the column's character data: one scan of the buffer, not per value."""
+    for chunk in column.chunks:
+        data = chunk.buffers()[2] if chunk.type in (pa.string(), pa.large_string()) else None
+        if data is None:
+            return True
+        if data.size and pc.min(pa.Array.from_buffers(pa.uint8(), data.size, [None, data])).as_py() == 0:
+            return True
+    return False
 
 
 def _reject(batch: pa.Table, found: dict[str, pa.ChunkedArray], table: str, key_columns: list[str],
