@@ -31,6 +31,7 @@ from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
 from headwater.column_migrations import ColumnChange, change_column_types, holds_only_nulls
 from headwater.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN
+from headwater.postgres_types import copy_into, with_exact_types
 from headwater.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
 
 # Rows per batch handed to the driver: each becomes one chunk of COPY data.
@@ -48,9 +49,9 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
                 if not target.equals(parquet.schema_arrow):
                     batches = (self._cast(batch, target) for batch in batches)
                 try:
-                    cursor.adbc_ingest(self.load_table_name, pa.RecordBatchReader.from_batches(target, batches),
-                                       mode="append",
-                                       **without_none({"catalog_name": catalog_name, "db_schema_name": schema_name}))
+                    # copy_into: adbc_ingest, with jsonb and text-carried numeric columns made copyable (postgres_types)
+                    copy_into(cursor, self.load_table_name, pa.RecordBatchReader.from_batches(target, batches),
+                              **without_none({"catalog_name": catalog_name, "db_schema_name": schema_name}))
                 except DatabaseError as error:  # the rows themselves are refused: loading them again cannot help
                     raise DestinationTerminalException(self._refused(error, schema_name)) from None
             connection.commit()
@@ -80,9 +81,11 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         fields = []
         for field in file_schema:
             column = columns.get(field.name)
-            if column and column.get("data_type") in LATTICE:
+            # Text stays text: for a text column any string type will do, and text bound for another type is
+            # a value Postgres converts itself (decimals wider than Arrow's, see postgres_types).
+            if column and column.get("data_type") in LATTICE and not is_text(field.type):
                 wanted = get_py_arrow_datatype(column, caps, "UTC")
-                if wanted != field.type and not (column["data_type"] == "text" and is_text(field.type)):
+                if wanted != field.type:
                     field = pa.field(field.name, wanted, nullable=field.nullable)
             fields.append(field)
         return pa.schema(fields)
@@ -197,7 +200,13 @@ class StreamingPostgresClient(PostgresClient):
 
 
 class postgres(dlt_postgres):  # noqa: N801 - dlt names a destination after its factory class
-    """Postgres as dlt knows it, with Headwater's copy job, column widening and file-ordered merges."""
+    """Postgres as dlt knows it, with Headwater's copy job, column widening and file-ordered merges.
+
+    Columns get headwater.postgres_types' mapping: JSON as jsonb, unconstrained decimals as bare numeric.
+    """
+
+    def _raw_capabilities(self):
+        return with_exact_types(super()._raw_capabilities())
 
     @property
     def client_class(self) -> Type[PostgresClient]:

@@ -136,7 +136,8 @@ class TableProcessor:
                 "rule": row["rule"],
                 "reason": row["reason"],
                 "location": row.get("location") or self.resource.name,
-                "keys": {name: record.get(name) for name in keys},
+                # a connector may send the key and cursor columns typed; the record holds them as JSON
+                "keys": {name: row[name] if name in row else record.get(name) for name in keys},
             }
             if row.get("status") == records.REPLAYED:  # an earlier rejection the connector now read cleanly
                 entry.update(status=records.REPLAYED, replayed_at=now)

@@ -1,13 +1,12 @@
 """A dlt table loader that reads through connectorx and yields the same Arrow tables as the pyarrow backend.
 
 connectorx runs the query in native code (PostgreSQL's binary COPY, MySQL's binary protocol) and streams
-Arrow record batches of ``chunk_size`` rows, so memory stays bounded on big tables. Its Arrow types are
-not dlt's (decimal128(38, 10) for every numeric, int8 for MySQL booleans, large_binary, "+00:00"
-timezones): each batch is cast to the type the pyarrow backend gives the column, with dlt's own cast,
-so a table lands with the same columns, types and values whichever backend read it. A decimal column
-decimal128(38, 10) cannot hold exactly (an unconstrained NUMERIC, say) is selected as text and cast to
-its decimal type the same way, so a value that does not fit fails the load as it does with pyarrow
-instead of being rounded.
+Arrow record batches of ``chunk_size`` rows, so memory stays bounded on big tables. It selects the same
+columns as the pyarrow backend (column_types.read_expression) and casts each batch to the same landing
+types (arrow_loader.ExactArrowLoader), so a table lands with the same columns, types and values whichever
+backend read it. connectorx reads every DECIMAL/NUMERIC as decimal128(38, 10); a decimal column that
+cannot hold exactly is selected as text and cast to its decimal type, so a value that does not fit fails
+the load as it does with pyarrow instead of being rounded.
 
 Tables with a column connectorx cannot read faithfully go through the pyarrow backend instead, and so
 does a table connectorx fails on before its first batch (an unsupported type, a connection parameter
@@ -22,22 +21,19 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from dlt.common.configuration.container import Container
-from dlt.common.destination import DestinationCapabilitiesContext
-from dlt.common.libs.pyarrow import cast_arrow_array_as_column_schema, get_py_arrow_datatype
-from dlt.sources.sql_database import TableLoader
-from sqlalchemy.dialects import mysql
 from sqlalchemy.sql import sqltypes
 
+from connectors.sql_database.arrow_loader import ExactArrowLoader
 from connectors.sql_database.backends import connectorx_url, hide_password
+from connectors.sql_database.column_types import is_exact_decimal
+from connectors.sql_database.sessions import session_statements
 
 logger = logging.getLogger(__name__)
 
-# The pyarrow backend's default: timestamps with a time zone become UTC.
-TIMEZONE = "UTC"
 # connectorx reads every DECIMAL/NUMERIC as decimal128(38, 10), rounding extra decimals.
 CONNECTORX_DECIMAL_SCALE = 10
-CONNECTORX_DECIMAL_INTEGER_DIGITS = 28
+# It holds them in 28 significant digits (rust_decimal), 10 of which are always decimals.
+CONNECTORX_DECIMAL_INTEGER_DIGITS = 28 - CONNECTORX_DECIMAL_SCALE
 READABLE_TYPES = (
     sqltypes.Integer,
     sqltypes.Numeric,
@@ -52,11 +48,11 @@ READABLE_TYPES = (
 )
 
 
-class ConnectorXArrowLoader(TableLoader):
+class ConnectorXArrowLoader(ExactArrowLoader):
     """Reads a table through connectorx when it can, otherwise through the pyarrow backend (TableLoader)."""
 
     def load_rows(self, backend_kwargs: dict[str, Any] | None = None) -> Iterator[pa.Table]:
-        reason = connectorx_cannot_read(self.table, self.columns)
+        reason = self._cannot_read()
         if reason is None:
             batches = self._connectorx_tables()
             try:
@@ -78,75 +74,40 @@ class ConnectorXArrowLoader(TableLoader):
     def _connectorx_tables(self) -> Iterator[pa.Table]:
         import connectorx
 
-        query = self.compile_query(self._connectorx_query())
+        query = self.compile_query(self.make_query())
         logger.debug("sql_database: connectorx query for table %s: %s", self.table.name, query)
+        statements = session_statements(self.dialect)
         reader = connectorx.read_sql(
             connectorx_url(self.engine.url),
             query,
             return_type="arrow_stream",
             batch_size=self.chunk_size,
             protocol="binary",
+            **({"pre_execution_query": list(statements)} if statements else {}),
         )
         rows = 0
         for batch in reader:
             if batch.num_rows:  # the pyarrow backend yields nothing for an empty result, not an empty table
                 rows += batch.num_rows
-                yield self._as_pyarrow_backend_table(batch)
+                yield from self.landed(pa.Table.from_batches([batch]))
         logger.info("sql_database: table %s: %d rows read with connectorx", self.table.name, rows)
 
-    def _connectorx_query(self) -> Any:
-        query = self.make_query()
-        if not isinstance(query, sa.Select):
-            return query
-        return query.with_only_columns(*(_selected(column) for column in query.selected_columns))
+    def read_column(self, column: Any) -> Any:
+        """The pyarrow backend's expression, and decimals as text where decimal128(38, 10) would round them."""
+        expression = super().read_column(column)
+        if expression is column and is_exact_decimal(column.type) and not _fits_connectorx_decimal(column.type):
+            return sa.cast(column, sa.Text).label(column.name)
+        return expression
 
-    def _as_pyarrow_backend_table(self, batch: pa.RecordBatch) -> pa.Table:
-        caps = Container().get(DestinationCapabilitiesContext) or DestinationCapabilitiesContext.generic_capabilities()
-        arrays, fields = [], []
-        for field, array in zip(batch.schema, batch.columns, strict=True):
-            column = self.columns[field.name]
-            if array.type != get_py_arrow_datatype(column, caps, TIMEZONE):
-                # The cast the pyarrow backend falls back to for values that arrive in another type.
-                array = cast_arrow_array_as_column_schema(array, caps, column, TIMEZONE, True)
-            arrays.append(array)
-            fields.append(pa.field(field.name, array.type, nullable=column.get("nullable", True)))
-        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def connectorx_cannot_read(table: sa.Table, columns: dict[str, dict]) -> str | None:
-    """Why connectorx would not give ``table`` the values the pyarrow backend gives it; None when it would."""
-    for column in table.columns:
-        if not columns.get(column.name, {}).get("data_type"):
-            return f"column {column.name} has no dlt data type ({column.type})"
-        problem = _type_problem(column.type)
-        if problem:
-            return f"column {column.name}: {problem}"
-    return None
-
-
-def _type_problem(sql_type: sa.types.TypeEngine) -> str | None:
-    if isinstance(sql_type, sqltypes.Float) and not isinstance(sql_type, sqltypes.Double):
-        # The pyarrow backend gets the digits the server prints; connectorx widens the 4-byte value
-        # (0.1 becomes 0.10000000149011612).
-        return f"4-byte float {sql_type}"
-    if isinstance(sql_type, sqltypes.Time) and sql_type.timezone:
-        return "time with time zone"
-    if isinstance(sql_type, mysql.SET):
-        return "MySQL SET"  # SQLAlchemy turns SET values into Python sets, connectorx into text
-    if not isinstance(sql_type, READABLE_TYPES):
-        return f"type {sql_type}"
-    return None
-
-
-def _selected(column: Any) -> Any:
-    """The column as connectorx should select it: as text when its decimals would not survive decimal128(38, 10)."""
-    if _is_exact_decimal(column.type) and not _fits_connectorx_decimal(column.type):
-        return sa.cast(column, sa.Text).label(column.name)
-    return column
-
-
-def _is_exact_decimal(sql_type: Any) -> bool:
-    return isinstance(sql_type, sqltypes.Numeric) and not isinstance(sql_type, sqltypes.Float)
+    def _cannot_read(self) -> str | None:
+        """Why connectorx would not give this table the values the pyarrow backend gives it; None when it would."""
+        for column in self.table.columns:
+            if not self.columns.get(column.name, {}).get("data_type"):
+                return f"column {column.name} has no dlt data type ({column.type})"
+            selected = self.read_column(column)
+            if not isinstance(selected.type, READABLE_TYPES):
+                return f"column {column.name}: type {column.type}"
+        return None
 
 
 def _fits_connectorx_decimal(sql_type: sqltypes.Numeric) -> bool:

@@ -45,8 +45,10 @@ RULE_COLUMN, REASON_COLUMN = "_rule", "_reason"
 
 
 def quarantine_hints(table: str) -> dict:
+    # columns={}: a table variant starts from a copy of the resource's hints; without this the quarantine
+    # table would take the source table's columns, NOT NULL ones included, which its rows do not carry.
     return dlt.mark.make_hints(
-        table_name=quarantine_table_name(table), write_disposition="merge", primary_key=ID
+        table_name=quarantine_table_name(table), write_disposition="merge", primary_key=ID, columns={}
     )
 
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
-import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
-import pymysql
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -24,14 +21,12 @@ from connectors.sql_database.backends import choose_backend, connectorx_url
 from headwater.config import load_project
 from headwater.destination import PostgresAddress
 from headwater.loading import SourceLoad, load_source
-from tests.conftest import TEST_SERVER_URL, query
+from tests.conftest import query
+from tests.connectors.conftest import PASSWORD
 from tests.loading.helpers import registry
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 LOADER_LOGGER = "connectors.sql_database"
 CONNECTORX_READ = "read with connectorx"
-# Postgres trusts local connections whatever the password, so a URL can carry one that must never be logged.
-PASSWORD = "s3cret-Pa55word"
 
 
 # -- the choice ----------------------------------------------------------------------------------------------
@@ -74,28 +69,6 @@ def test_without_connectorx_postgres_is_read_with_pyarrow_and_the_log_says_why(m
 
 
 # -- real sources --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def postgres_source():
-    """A fresh source database on the test server; its SQLAlchemy URL carries a (trusted, ignored) password."""
-    name = f"hw_src_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    server = sa.make_url(TEST_SERVER_URL)
-    yield str(server.set(drivername="postgresql+psycopg", password=PASSWORD, database=name).render_as_string(False))
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def mariadb_source():
-    name = f"hw_src_{uuid.uuid4().hex[:10]}"
-    with pymysql.connect(**MARIADB, connect_timeout=5) as admin, admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}`")
-    yield f"mysql+pymysql://{MARIADB['user']}:@{MARIADB['host']}:{MARIADB['port']}/{name}"
-    with pymysql.connect(**MARIADB, connect_timeout=5) as admin, admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def run_sql(url: str, *statements: str) -> None:
@@ -201,17 +174,19 @@ def test_a_postgres_table_lands_the_same_through_connectorx_as_through_pyarrow(
     types, loaded = load_items_both_ways(tmp_path, monkeypatch, caplog, postgres_source, database_url, ITEM_COLUMNS)
     assert types == [
         ("id", "bigint", 64, 0), ("happened_at", "timestamp with time zone", None, None),
-        ("local_at", "timestamp without time zone", None, None), ("active", "boolean", None, None),
-        ("price", "numeric", 10, 2), ("ratio", "numeric", 38, 9), ("score", "double precision", 53, None),
+        ("local_at", "timestamp with time zone", None, None), ("active", "boolean", None, None),
+        ("price", "numeric", 10, 2), ("ratio", "numeric", None, None), ("score", "double precision", 53, None),
         ("label", "character varying", None, None), ("code", "character varying", None, None),
-        ("day", "date", None, None), ("payload", "json", None, None), ("wide", "numeric", 40, 2),
+        ("day", "date", None, None), ("payload", "jsonb", None, None), ("wide", "numeric", 40, 2),
     ]
     assert loaded == [
-        (1, datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc), datetime(2024, 3, 1, 10, 0), True, Decimal("12.34"),
+        (1, datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc), datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc), True,
+         Decimal("12.34"),
          Decimal("0.123456789"), 1.5, "héllo", "A1", date(2024, 3, 1), {"k": [1, 2], "b": None},
          Decimal("123456789012345678901234567890123456.78")),
-        (2, datetime(2024, 3, 2, 23, 59, 59, 123456, tzinfo=timezone.utc), datetime(2024, 3, 2, 23, 59, 59, 500000),
-         False, Decimal("-0.01"), Decimal("42.000000000"), -2.25, "", "B2", date(2024, 3, 2), [], Decimal("-1.05")),
+        (2, datetime(2024, 3, 2, 23, 59, 59, 123456, tzinfo=timezone.utc),
+         datetime(2024, 3, 2, 23, 59, 59, 500000, tzinfo=timezone.utc), False, Decimal("-0.01"), Decimal("42"), -2.25,
+         "", "B2", date(2024, 3, 2), [], Decimal("-1.05")),
         (3, None, None, None, None, None, None, None, None, None, None, None),
     ]
 
@@ -237,31 +212,29 @@ def test_a_mariadb_table_lands_the_same_through_connectorx_as_through_pyarrow(
 
     types, loaded = load_items_both_ways(tmp_path, monkeypatch, caplog, mariadb_source, database_url,
                                          MARIADB_COLUMNS)
-    # SQLAlchemy reflects BOOLEAN as TINYINT(1) and DOUBLE as a decimal: both backends land them so.
+    # BOOLEAN is TINYINT(1) and lands as the integer; DATETIME is taken as UTC; DOUBLE lands bit-exact.
     assert types == [
-        ("id", "bigint", 64, 0), ("happened_at", "timestamp without time zone", None, None),
+        ("id", "bigint", 64, 0), ("happened_at", "timestamp with time zone", None, None),
         ("active", "bigint", 64, 0), ("price", "numeric", 10, 2), ("wide", "numeric", 40, 20),
-        ("score", "numeric", 38, 9), ("label", "character varying", None, None),
+        ("score", "double precision", 53, None), ("label", "character varying", None, None),
         ("notes", "character varying", None, None), ("day", "date", None, None), ("flags", "bytea", None, None),
     ]
     assert loaded == [
-        (1, datetime(2024, 3, 1, 10, 0, 0, 250000), 1, Decimal("12.34"), Decimal("0.00000000000000000001"),
-         Decimal("1.500000000"), "héllo", "long text", date(2024, 3, 1), b"\x01\x02"),
-        (2, datetime(2024, 3, 2, 23, 59, 59), 0, Decimal("-0.01"), Decimal("12345678901234567890.50000000000000000000"),
-         Decimal("-2.250000000"), "", "", date(2024, 3, 2), b"\xff\x00"),
+        (1, datetime(2024, 3, 1, 10, 0, 0, 250000, tzinfo=timezone.utc), 1, Decimal("12.34"),
+         Decimal("0.00000000000000000001"), 1.5, "héllo", "long text", date(2024, 3, 1), b"\x01\x02"),
+        (2, datetime(2024, 3, 2, 23, 59, 59, tzinfo=timezone.utc), 0, Decimal("-0.01"),
+         Decimal("12345678901234567890.50000000000000000000"), -2.25, "", "", date(2024, 3, 2), b"\xff\x00"),
         (3, None, None, None, None, None, None, None, None, None),
     ]
 
 
-def test_tables_connectorx_cannot_read_faithfully_are_read_with_pyarrow(
-    tmp_path, monkeypatch, caplog, postgres_source, database_url
-):
+def test_tables_connectorx_fails_on_are_read_with_pyarrow(tmp_path, monkeypatch, caplog, postgres_source, database_url):
     run_sql(
         postgres_source,
-        # connectorx widens a real (0.1 would become 0.10000000149011612) ...
+        # Both backends read a real widened to double (0.1 is 0.10000000149011612), so connectorx reads it ...
         "create table readings (id int primary key, value real)",
         "insert into readings values (1, 0.1), (2, 3.3333333), (3, null)",
-        # ... and fails on the one-byte "char" once it meets a value.
+        # ... but fails on the one-byte "char" once it meets a value.
         'create table grades (id int primary key, grade "char")',
         "insert into grades values (1, 'a'), (2, null)",
     )
@@ -269,14 +242,16 @@ def test_tables_connectorx_cannot_read_faithfully_are_read_with_pyarrow(
     logs = load_with_both_backends(tmp_path, monkeypatch, caplog, postgres_source, database_url,
                                    {"readings": {"primary_key": "id"}, "grades": {"primary_key": "id"}})
 
-    assert "table readings is read with pyarrow: column value: 4-byte float REAL" in logs["auto"]
+    assert "readings: 3 rows read with connectorx" in logs["auto"]
     assert "table grades is read with pyarrow: connectorx failed" in logs["auto"]
-    assert CONNECTORX_READ not in logs["auto"]
+    assert "grades: 2 rows read with connectorx" not in logs["auto"]
     assert PASSWORD not in logs["auto"]
     for table, columns in (("readings", "id, value"), ("grades", "id, grade")):
         assert column_types(database_url, "raw_auto", table) == column_types(database_url, "raw_arrow", table)
         assert rows(database_url, f"raw_auto.{table}", columns) == rows(database_url, f"raw_arrow.{table}", columns)
-    assert rows(database_url, "raw_auto.readings", "id, value") == [(1, 0.1), (2, 3.3333333), (3, None)]
+    assert rows(database_url, "raw_auto.readings", "id, value") == [
+        (1, 0.10000000149011612), (2, 3.3333332538604736), (3, None)
+    ]
     assert rows(database_url, "raw_auto.grades", "id, grade") == [(1, "a"), (2, None)]
 
 

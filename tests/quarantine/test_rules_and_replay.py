@@ -70,7 +70,8 @@ def test_rules_quarantine_database_rows_and_a_config_fix_replays_them_once(tmp_p
         (2, "required", "quarantined"), (3, "allowed", "quarantined"),
         (4, "range", "quarantined"), (5, "pattern", "quarantined"),
     ]
-    assert quarantined[0][2] == "orders[id=2, updated_at=2026-11-01 11:00:00]"
+    # the SQLite timestamp is taken as UTC
+    assert quarantined[0][2] == "orders[id=2, updated_at=2026-11-01 11:00:00+00:00]"
     reasons = dict(query(database_url, "select rule, reason from raw_shop.orders__quarantine"))
     assert "lost" in reasons["allowed"] and "5000" in reasons["range"] and "not-an-email" in reasons["pattern"]
 
