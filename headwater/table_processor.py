@@ -49,11 +49,13 @@ class TableProcessor:
         self.resource = resource
         self.plan = plan if plan is not None and not getattr(plan, "empty", False) else None
         self._key_columns: list[str] | None = None
+        self._typed_by_source: frozenset[str] | None = None
 
     def attach(self) -> None:
         # Placed like add_yield_map: before dlt's incremental step, which therefore also sees the
         # quarantine rows; they carry the key and cursor columns it needs (see key_columns).
         self.resource.add_step(_BatchYieldMap(self))
+        self.typed_by_source()
 
     def __call__(self, item: Any, meta: Any = None) -> Iterator[Any]:
         if _quarantine_mark(meta):  # lines the connector could not read
@@ -85,7 +87,8 @@ class TableProcessor:
         schema = _live_schema()
         if schema is not None:
             columns = schema.get_table_columns(self.table) if self.table in schema.tables else {}
-            item, widened = conform_batch(item, columns, _capabilities(), schema.naming.normalize_identifier)
+            item, widened = conform_batch(item, columns, _capabilities(), schema.naming.normalize_identifier,
+                                          self.typed_by_source())
             if widened:
                 hints["columns"] = widened
         if is_reread(item) and self.resource.write_disposition == "append":
@@ -93,6 +96,17 @@ class TableProcessor:
         if not hints or meta is not None:  # a connector's own hints on the batch stay as they are
             return _with_meta(item, meta)
         return dlt.mark.with_hints(item, dlt.mark.make_hints(**hints))
+
+    def typed_by_source(self) -> frozenset[str]:
+        """Columns the connector gives a type (a database column's): their batches are not re-typed.
+
+        Read when the processor is attached, before any batch: the hints that widen a column are merged
+        into the resource's hints later, and must not count as the connector's.
+        """
+        if self._typed_by_source is None:
+            hinted = self.resource.columns if isinstance(self.resource.columns, dict) else {}
+            self._typed_by_source = frozenset(name for name, hint in hinted.items() if hint.get("data_type"))
+        return self._typed_by_source
 
     def key_columns(self) -> list[str]:
         """Primary-key and cursor columns, when the resource is incremental (dlt's step needs them)."""

@@ -71,21 +71,29 @@ def _decimal_for(a: dict, b: dict) -> dict:
 
 
 def _type_only(column: dict) -> dict:
-    return {key: column[key] for key in ("data_type", "precision", "scale", "timezone") if key in column}
+    return {key: column[key] for key in ("data_type", "precision", "scale", "timezone")
+            if column.get(key) is not None}
 
 
 def conform_batch(batch: pa.Table, columns: dict[str, dict], caps: Any,
-                  normalize: Callable[[str], str] = str) -> tuple[pa.Table, dict[str, dict]]:
+                  normalize: Callable[[str], str] = str,
+                  typed_by_source: frozenset[str] = frozenset()) -> tuple[pa.Table, dict[str, dict]]:
     """``batch`` cast to its table's column types, and the column hints dlt needs where the batch widens one.
 
     ``columns``: the table's columns as dlt's schema has them so far (the destination's types, and
     what earlier batches of this run made them), named as the schema's naming convention
-    (``normalize``) names the batch's columns. Returns the batch and {column: hint} for each column
-    whose type changes (widened, created from nulls, or typed after being all nulls).
+    (``normalize``) names the batch's columns. ``typed_by_source``: columns whose type the connector
+    declares (a database column's type): they are left as the connector sends them. Returns the
+    batch and {column: hint} for each column whose type changes (widened, created from nulls, or
+    typed after being all nulls).
     """
     hints: dict[str, dict] = {}
     arrays, fields, changed = [], [], False
     for field, array in zip(batch.schema, batch.columns, strict=True):
+        if field.name in typed_by_source:
+            arrays.append(array)
+            fields.append(field)
+            continue
         column = columns.get(normalize(field.name)) or {}
         array, hint = _conform_column(field, array, column, caps)
         if hint is not None:
@@ -113,11 +121,18 @@ def _conform_column(field: pa.Field, array, column: dict, caps: Any):
     if not stored.get("data_type"):
         return array, None
     if column.get(ALL_NULL_HINT):  # the column had only nulls: it takes this batch's type
-        return array, {**_type_only(arriving), ALL_NULL_HINT: False}
+        return array, {**_hint(arriving), ALL_NULL_HINT: False}
     target = widest(stored, arriving)
     if target == stored:
         return _cast(array, stored, caps), None
-    return _cast(array, target, caps), target
+    return _cast(array, target, caps), _hint(target)
+
+
+def _hint(column_type: dict) -> dict:
+    """A dlt column hint that sets the type whole: a precision or scale the old type had does not stay."""
+    return {"data_type": column_type["data_type"], "precision": column_type.get("precision"),
+            "scale": column_type.get("scale"), **({"timezone": column_type["timezone"]}
+                                                  if "timezone" in column_type else {})}
 
 
 def is_text(arrow_type) -> bool:
