@@ -22,6 +22,9 @@ LINE_COLUMN = "_line"
 FILE_ROW_COLUMNS = frozenset({FILE_COLUMN, MODIFIED_COLUMN, LINE_COLUMN})
 # Arrow schema metadata on the batches of a file that was loaded before.
 REREAD_METADATA = b"headwater.reread_file"
+# dlt table hint: this load reads files whole, so each file's earlier rows are replaced. A replay, which
+# loads a few rows of a file, sets it false.
+REPLACES_FILES_HINT = "x-headwater-replaces-files"
 
 
 FILES_STATE_KEY = "files"

@@ -30,7 +30,7 @@ from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParq
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
 from headwater.column_migrations import ColumnChange, change_column_types, holds_only_nulls
-from headwater.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN
+from headwater.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN, REPLACES_FILES_HINT
 from headwater.postgres_types import copy_into, with_exact_types
 from headwater.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
 
@@ -131,7 +131,7 @@ class FileOrderedMergeJob(SqlMergeFollowupJob):
                  f"{sql_client.escape_column_name(LINE_COLUMN)} DESC")
         ordered = type(cls.__name__, (cls,), {"version_order": order})
         statements = ordered.generate_sql(table_chain, sql_client)
-        if root.get("x-merge-strategy", "delete-insert") != "delete-insert":
+        if root.get("x-merge-strategy", "delete-insert") != "delete-insert" or not root.get(REPLACES_FILES_HINT):
             return statements
         return _file_scoped_deletes(table_chain, sql_client) + statements
 

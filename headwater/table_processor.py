@@ -24,7 +24,7 @@ from dlt.extract import DltResource
 from dlt.extract.items import DataItemWithMeta
 from dlt.extract.items_transform import YieldMapItem
 
-from headwater.file_rows import FILE_COLUMN, is_reread
+from headwater.file_rows import FILE_COLUMN, REPLACES_FILES_HINT, is_reread
 from headwater.quarantine import records
 from headwater.quarantine.naming import is_quarantine_table
 from headwater.widening import conform_batch
@@ -91,8 +91,11 @@ class TableProcessor:
                                           self.typed_by_source())
             if widened:
                 hints["columns"] = widened
-        if is_reread(item) and self.resource.write_disposition == "append":
-            hints.update(FILE_SCOPED_REPLACE)
+        if is_reread(item):
+            if self.resource.write_disposition == "append":
+                hints.update(FILE_SCOPED_REPLACE)
+            else:  # a keyed table: the merge deletes the file's earlier rows first (headwater.postgres_loader)
+                hints["additional_table_hints"] = {REPLACES_FILES_HINT: True}
         if not hints or meta is not None:  # a connector's own hints on the batch stay as they are
             return _with_meta(item, meta)
         return dlt.mark.with_hints(item, dlt.mark.make_hints(**hints))

@@ -26,6 +26,7 @@ import polars as pl
 
 from headwater.config import ProjectConfig, SourceConfig
 from headwater.destination import PostgresAddress
+from headwater.file_rows import FILE_COLUMN, REPLACES_FILES_HINT
 from headwater.quarantine import records
 from headwater.quarantine.naming import QUARANTINE_SUFFIX, quarantine_table_name
 from headwater.timestamps import iso_timestamp
@@ -147,7 +148,8 @@ def _replay_table(config, source, pipeline, table: str):
     def batches():  # a generator, so dlt unwraps each marked batch to its own table
         yield from items
 
-    return result, [dlt.resource(batches, name=table, table_name=table, **hints)]
+    resource_hints = {name: hints[name] for name in ("write_disposition", "primary_key", "columns") if name in hints}
+    return result, [dlt.resource(batches, name=table, table_name=table, **resource_hints)]
 
 
 def _pending(pipeline, quarantine: str) -> list[dict]:
@@ -178,14 +180,23 @@ def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: s
 
 
 def _table_hints(target: dict) -> dict:
-    """The table's own write disposition and key, as stored in the pipeline's schema."""
+    """The table's own write disposition and key, as stored in the pipeline's schema.
+
+    A replay loads a few rows of a landing file, not the whole file: the hints that make a load replace
+    a file's earlier rows (headwater.file_rows) are switched off, and a keyless table is appended to.
+    """
     disposition = target.get("write_disposition", "append")
     strategy = target.get("x-merge-strategy")
+    key = [name for name, column in target.get("columns", {}).items() if column.get("primary_key")]
     hints: dict = {"write_disposition": {"disposition": "merge", "strategy": strategy} if strategy else disposition}
     # Column types are not repeated as hints: the stored schema passed to the run already has them.
-    key = [name for name, column in target.get("columns", {}).items() if column.get("primary_key")]
     if key:
         hints["primary_key"] = key
+    else:
+        hints["write_disposition"] = "append"
+    if FILE_COLUMN in target.get("columns", {}):
+        hints["columns"] = {FILE_COLUMN: {"name": FILE_COLUMN, "merge_key": False}}
+        hints["additional_table_hints"] = {REPLACES_FILES_HINT: False}
     return hints
 
 
