@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from headwater.connectors import Connector, ConnectorRegistry
+from headwater.deletes import check_connector_lists_keys, parse_deletes
 from headwater.freshness import FreshnessSLA, parse_freshness
 from headwater.interpolation import SECRETS_FILE, Variables
 from headwater.problems import Problem
@@ -27,7 +28,7 @@ SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog"}
 SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness"}
 TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by", "deleted_flag", "steps", "rules",
-              "freshness", "pii"}
+              "freshness", "pii", "deletes"}
 CATALOG_KEYS = {"pii_exposure", "site_after_run", "site_dir"}
 PII_EXPOSURE_ACTIONS = ("warn", "fail")
 WRITE_DISPOSITIONS = ("append", "merge", "replace", "scd2")
@@ -54,6 +55,8 @@ class TableConfig:
     freshness: FreshnessSLA | None = None
     # Columns holding personal data: lineage follows them to the marts (headwater.lineage.pii).
     pii: tuple[str, ...] = ()
+    # Rows whose key is gone from the source: detect (remove) or flag them after each load (headwater.deletes).
+    deletes: str | None = None
 
     @property
     def effective_write_disposition(self) -> str:
@@ -296,6 +299,8 @@ def _parse_source(
                         "(for rest_api: an endpoint param with `type: incremental`); remove `cursor:` here",
                     )
                 )
+    if connector is not None:
+        check_connector_lists_keys(connector, tables, (*where, "tables"), problems)
     return SourceConfig(
         name=name,
         connector=str(connector_name),
@@ -430,6 +435,7 @@ def _parse_tables(
         if options.get("deleted_flag") and effective not in ("merge", "scd2"):  # append/replace cannot delete a row
             problems.append(Problem((*where, name, "deleted_flag"),
                                     f"deleted_flag needs write_disposition merge or scd2, not {effective}"))
+        deletes = parse_deletes(options, effective, (*where, name), problems)
         pii = options.get("pii") or []
         if isinstance(pii, str):
             pii = [pii]
@@ -457,6 +463,7 @@ def _parse_tables(
                 freshness=parse_freshness(options["freshness"], (*where, name, "freshness"), problems)
                 if "freshness" in options else None,
                 pii=tuple(pii),
+                deletes=deletes,
             )
         )
     return tuple(tables)

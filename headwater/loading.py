@@ -15,6 +15,7 @@ from dlt.extract import DltResource, DltSource
 
 from headwater.config import ProjectConfig, SourceConfig
 from headwater.connectors import Connector
+from headwater.deletes import DeleteResult, detect_deletes
 from headwater.destination import PostgresAddress
 from headwater.postgres_loader import postgres
 from headwater.quarantine import is_quarantine_table, table_of
@@ -63,10 +64,16 @@ class TableLoad:
     table: str
     rows: int  # rows loaded into the table
     quarantined: int = 0  # rows set aside in <table>__quarantine by the same run
+    deletes: DeleteResult | None = None  # rows gone from the source, for tables with `deletes:`
 
     @property
     def loaded(self) -> int:
         return self.rows
+
+    @property
+    def changed(self) -> bool:
+        """The raw table changed: rows loaded, or rows removed or flagged because the source deleted them."""
+        return self.loaded > 0 or bool(self.deletes and self.deletes.changed)
 
     @property
     def read(self) -> int:
@@ -182,6 +189,12 @@ def load_source(
         for table in source.tables:  # tables with nothing new still appear, with 0 rows
             if table.name not in {load.table for load in result.tables}:
                 result.tables.append(TableLoad(table=table.name, rows=0))
+        # Only here, after the whole source loaded: a failed load raised above and compares nothing.
+        if any(table.deletes for table in source.tables):
+            found = detect_deletes(source, connector, config.resolved_settings(source), address,
+                                   pipeline.default_schema.naming)
+            for table_load in result.tables:
+                table_load.deletes = found.get(table_load.table)
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
     result.seconds = time.perf_counter() - started
