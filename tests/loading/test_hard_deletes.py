@@ -13,10 +13,14 @@ import uuid
 import pymysql
 import pytest
 import sqlalchemy as sa
+from rich.console import Console
 
 from headwater.deletes import detect_deletes
 from headwater.destination import PostgresAddress
+from headwater.history import RunInfo, record_run
 from headwater.loading import load_source, open_pipeline
+from headwater.rebuild import changed_relations
+from headwater.summary import RunSummary, print_summary
 from tests.conftest import query
 from tests.loading.helpers import SOURCE_URL_VARIABLE, execute, load, read, registry, write_project
 
@@ -240,3 +244,40 @@ def test_keys_are_compared_chunk_by_chunk_in_bounded_memory(tmp_path, source_url
     assert query(database_url, "select count(*), min(id), max(id) from raw_src.events") == [(LARGE - 3, 2, LARGE - 1)]
     # All 200,000 keys at once take about 17 MB as Python tuples; one chunk of 5,000 at a time stays far below.
     assert peak < 4_000_000, peak
+
+
+def test_the_run_summary_and_history_say_what_was_removed(tmp_path, source_url, database_url):
+    create_tables(source_url)
+    path = write_project(tmp_path, {"src": "items: {primary_key: id, cursor: version, deletes: detect}"})
+    load(path, database_url, "src")
+    execute(source_url, "delete from items where id in (3, 7)")
+    summary = RunSummary(loads=[load(path, database_url, "src")])
+
+    console = Console(record=True, width=200)
+    print_summary(summary, console)
+    assert "Deletes raw_src.items: 2 rows removed, their keys are gone from the source (8 source keys compared in" \
+        in console.export_text()
+    assert changed_relations(summary.loads) == [("raw_src", "items")]  # no row loaded, yet dbt rebuilds from it
+
+    run = RunInfo.current("daily")
+    record_run(PostgresAddress.from_url(database_url), summary, run)
+    [(action, deleted, restored, keys, seconds, error)] = query(
+        database_url, "select deletes_action, rows_deleted, rows_restored, source_keys, deletes_seconds, "
+                      "deletes_error from headwater_ops.table_loads where run_id = %s", run.run_id)
+    assert (action, deleted, restored, keys, error) == ("removed", 2, 0, 8, None)
+    assert seconds > 0
+
+
+def test_a_comparison_that_fails_changes_nothing_and_fails_the_run(tmp_path, source_url, database_url):
+    create_tables(source_url)
+    path = write_project(tmp_path, {"src": "items: {primary_key: id, cursor: version, deletes: detect}"})
+    load(path, database_url, "src")
+    # The key column is renamed at the source: the load finds nothing new, the keys cannot be read.
+    execute(source_url, "delete from items where id = 1; alter table items rename column id to item_id")
+    summary = RunSummary(loads=[load(path, database_url, "src")])
+
+    found = summary.loads[0].tables[0].deletes
+    assert found.error == "ProgrammingError: (psycopg2.errors.UndefinedColumn) column items.id does not exist"
+    assert raw_keys(database_url, "raw_src.items", "id") == [(i,) for i in range(1, 11)]
+    assert [line for line in summary.failures if line.startswith("deletes src.items: ")]
+    assert not found.changed and changed_relations(summary.loads) == []
