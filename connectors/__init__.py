@@ -8,6 +8,7 @@ def register_connectors(register):
     from connectors.filesystem import filesystem
     from connectors.rest_api import rest_api
     from connectors.sql_database import sql_database
+    from connectors.sql_database.keys import list_keys
 
     register(
         "filesystem",
@@ -18,6 +19,7 @@ def register_connectors(register):
         "sql_database",
         sql_database,
         docs_url="https://dlthub.com/docs/dlt-ecosystem/verified-sources/sql_database",
+        list_keys=list_keys,
     )
     register(
         "rest_api",

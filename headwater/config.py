@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from headwater.connectors import Connector, ConnectorRegistry
+from headwater.deletes import check_connector_lists_keys, parse_deletes
 from headwater.freshness import FreshnessSLA, parse_freshness
 from headwater.interpolation import SECRETS_FILE, Variables
 from headwater.problems import Problem
@@ -34,7 +35,7 @@ NAMING_CONVENTIONS = {
     "direct": "every character kept as it is, spaces and punctuation included",
 }
 TABLE_KEYS = {"primary_key", "cursor", "write_disposition", "deduplicate_by", "deleted_flag", "steps", "rules",
-              "freshness", "pii"}
+              "freshness", "pii", "deletes"}
 CATALOG_KEYS = {"pii_exposure", "site_after_run", "site_dir"}
 PII_EXPOSURE_ACTIONS = ("warn", "fail")
 WRITE_DISPOSITIONS = ("append", "merge", "replace", "scd2")
@@ -61,6 +62,8 @@ class TableConfig:
     freshness: FreshnessSLA | None = None
     # Columns holding personal data: lineage follows them to the marts (headwater.lineage.pii).
     pii: tuple[str, ...] = ()
+    # Rows whose key is gone from the source: detect (remove) or flag them after each load (headwater.deletes).
+    deletes: str | None = None
 
     @property
     def effective_write_disposition(self) -> str:
@@ -304,6 +307,8 @@ def _parse_source(
                         "(for rest_api: an endpoint param with `type: incremental`); remove `cursor:` here",
                     )
                 )
+    if connector is not None:
+        check_connector_lists_keys(connector, tables, (*where, "tables"), problems)
     return SourceConfig(
         name=name,
         connector=str(connector_name),
@@ -447,6 +452,7 @@ def _parse_tables(
         if options.get("deleted_flag") and effective not in ("merge", "scd2"):  # append/replace cannot delete a row
             problems.append(Problem((*where, name, "deleted_flag"),
                                     f"deleted_flag needs write_disposition merge or scd2, not {effective}"))
+        deletes = parse_deletes(options, effective, (*where, name), problems)
         pii = options.get("pii") or []
         if isinstance(pii, str):
             pii = [pii]
@@ -474,6 +480,7 @@ def _parse_tables(
                 freshness=parse_freshness(options["freshness"], (*where, name, "freshness"), problems)
                 if "freshness" in options else None,
                 pii=tuple(pii),
+                deletes=deletes,
             )
         )
     return tuple(tables)

@@ -13,7 +13,7 @@ from headwater.registry import PluginRegistry, RegistrationError, check_metadata
 
 # Metadata a plugin may pass to register(); anything else is a registration error.
 METADATA_KEYS = frozenset(
-    {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings"}
+    {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings", "list_keys"}
 )
 
 
@@ -60,6 +60,9 @@ class Connector:
     # True where the increment is declared inside the settings (e.g. an API's incremental query
     # parameter), so a `cursor:` table option would fight it.
     cursor_in_settings: bool = False
+    # list_keys(settings, table, columns) -> chunks (lists of rows of key values) of every key of a source table, so
+    # that `deletes:` finds rows gone from the source (headwater.deletes); None: the connector cannot list them.
+    list_keys: Callable[..., Any] | None = None
 
     def settings(self) -> list[Setting]:
         """Every parameter the source takes, read from its signature."""
@@ -121,6 +124,8 @@ def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, 
             f"connector {name!r}: source must be a @dlt.source or @dlt.resource function, got {type(source).__name__}"
         )
     check_metadata("connector", name, metadata, METADATA_KEYS)
+    if metadata.get("list_keys") is not None and not callable(metadata["list_keys"]):
+        raise RegistrationError(f"connector {name!r}: list_keys must be a function (settings, table, columns)")
     return Connector(
         name=name,
         source=source,
@@ -132,4 +137,5 @@ def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, 
         cursors=dict(metadata.get("cursors") or {}),
         pii={resource: list(columns) for resource, columns in (metadata.get("pii") or {}).items()},
         cursor_in_settings=bool(metadata.get("cursor_in_settings", False)),
+        list_keys=metadata.get("list_keys"),
     )

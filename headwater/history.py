@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from headwater import __version__
 
 if TYPE_CHECKING:
+    from headwater.deletes import DeleteResult
     from headwater.destination import PostgresAddress
     from headwater.summary import RunSummary
 
@@ -143,6 +144,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     create index column_widenings_run on headwater_ops.column_widenings (run_id)
     """,
+    """
+    -- Rows whose key was gone from the source, per table load with `deletes:` (headwater.deletes).
+    alter table headwater_ops.table_loads
+        add column deletes_action text,          -- removed | flagged | retired; null: deletes not compared
+        add column rows_deleted bigint,          -- rows removed or flagged, current versions retired
+        add column rows_restored bigint,         -- flagged rows whose key came back: flag cleared
+        add column source_keys bigint,           -- keys read from the source to compare
+        add column deletes_seconds double precision,
+        add column deletes_error text            -- the comparison failed and changed nothing
+    """,
 )
 
 
@@ -224,7 +235,10 @@ def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, 
                       "column_widenings"):
             cursor.execute(f"delete from {SCHEMA}.{table} where run_id = %s", (run.run_id,))
         cursor.executemany(
-            f"insert into {SCHEMA}.table_loads values (%s, %s, %s, %s, %s, %s, %s, %s, %s)", _load_rows(run, summary)
+            f"insert into {SCHEMA}.table_loads (run_id, source, table_name, rows_read, rows_loaded, rows_quarantined, "
+            "load_ids, seconds, error, deletes_action, rows_deleted, rows_restored, source_keys, deletes_seconds, "
+            "deletes_error) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            _load_rows(run, summary),
         )
         cursor.executemany(
             f"insert into {SCHEMA}.check_results values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -262,10 +276,11 @@ def _load_rows(run: RunInfo, summary: "RunSummary") -> list[tuple]:
     rows = []
     for load in summary.loads:
         if not load.tables:
-            rows.append((run.run_id, load.source, None, None, None, None, load.load_ids, load.seconds, load.error))
+            rows.append((run.run_id, load.source, None, None, None, None, load.load_ids, load.seconds, load.error,
+                         *_NO_DELETES))
         for table in load.tables:
             rows.append((run.run_id, load.source, table.table, table.read, table.loaded, table.quarantined,
-                         load.load_ids, load.seconds, load.error))
+                         load.load_ids, load.seconds, load.error, *_deletes_columns(table.deletes)))
     return rows
 
 
@@ -278,6 +293,15 @@ def _file_rows(run: RunInfo, summary: "RunSummary") -> list[tuple]:
                              f.get("status"), f.get("lines"), f.get("rows"), f.get("rejected"), f.get("skipped"),
                              f.get("padded"), f.get("dialect"), f.get("reason"), _json(f.get("notes") or [])))
     return rows
+
+
+_NO_DELETES = (None,) * 6
+
+
+def _deletes_columns(deletes: "DeleteResult | None") -> tuple:
+    if deletes is None:
+        return _NO_DELETES
+    return (deletes.action, deletes.rows, deletes.restored, deletes.source_keys, deletes.seconds, deletes.error)
 
 
 def _check_rows(run: RunInfo, summary: "RunSummary") -> list[tuple]:

@@ -17,6 +17,7 @@ from dlt.extract import DltResource, DltSource
 
 from headwater.config import ProjectConfig, SourceConfig
 from headwater.connectors import Connector
+from headwater.deletes import DeleteResult, detect_deletes
 from headwater.destination import PostgresAddress
 from headwater.file_rows import files_read
 from headwater.postgres_loader import postgres
@@ -77,10 +78,16 @@ class TableLoad:
     quarantined: int = 0  # rows set aside in <table>__quarantine by the same run
     files: list[dict] = field(default_factory=list)  # landing files read, one report each (headwater.file_rows)
     widened: list[Widening] = field(default_factory=list)  # columns whose type this run widened
+    deletes: DeleteResult | None = None  # rows gone from the source, for tables with `deletes:`
 
     @property
     def loaded(self) -> int:
         return self.rows
+
+    @property
+    def changed(self) -> bool:
+        """The raw table changed: rows loaded, or rows removed or flagged because the source deleted them."""
+        return self.loaded > 0 or bool(self.deletes and self.deletes.changed)
 
     @property
     def read(self) -> int:
@@ -220,6 +227,12 @@ def load_source(
                 result.tables.append(TableLoad(table=table.name, rows=0))
         _add_file_reports(result, pipeline, started_at)
         _add_widenings(result, types_before, address.column_types(source.dataset))
+        # Only here, after the whole source loaded: a failed load raised above and compares nothing.
+        if any(table.deletes for table in source.tables):
+            found = detect_deletes(source, connector, config.resolved_settings(source), address,
+                                   pipeline.default_schema.naming)
+            for table_load in result.tables:
+                table_load.deletes = found.get(table_load.table)
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
     result.seconds = time.perf_counter() - started

@@ -51,9 +51,9 @@ class RebuildPlan:
 
 
 def changed_relations(loads: Iterable[SourceLoad]) -> list[Relation]:
-    """The raw relations that received rows in this run (quarantined rows alone change nothing)."""
+    """The raw relations that received or lost rows in this run (quarantined rows alone change nothing)."""
     return sorted(
-        (load.dataset, table.table) for load in loads if load.ok for table in load.tables if table.loaded > 0
+        (load.dataset, table.table) for load in loads if load.ok for table in load.tables if table.changed
     )
 
 

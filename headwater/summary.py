@@ -46,6 +46,8 @@ class RunSummary:
         """One line per failed step; empty when the run succeeded."""
         problems = [f"run crashed: {self.crash}"] if self.crash else []
         problems += [f"load {load.source}: {load.error}" for load in self.loads if not load.ok]
+        problems += [f"deletes {load.source}.{table.table}: {table.deletes.error}" for load in self.loads
+                     for table in load.tables if table.deletes and table.deletes.error]
         if self.dbt is not None and not self.dbt.success:
             failed = ", ".join(node.name for node in self.dbt.failed_nodes) or self.dbt.error or "see dbt log"
             problems.append(f"dbt build: {failed}")
@@ -167,6 +169,16 @@ def _print_file_problems(summary: RunSummary, console: Console) -> None:
                     "to quarantine such values instead", highlight=False)
 
 
+def _print_deletes(summary: RunSummary, console: Console) -> None:
+    """Per table with `deletes:`, what comparing its keys with the source did (headwater.deletes)."""
+    for load in summary.loads:
+        for table in load.tables:
+            if table.deletes is not None:
+                style = "red" if table.deletes.error else "yellow" if table.deletes.changed else "dim"
+                console.print(f"[{style}]Deletes[/{style}] {load.dataset}.{table.table}: "
+                              f"{escape(table.deletes.describe())}", highlight=False)
+
+
 def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
     """Warn-severity misses, what dbt skipped, and what reached the published schema."""
     for contract in summary.contracts:
@@ -220,6 +232,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console = console or _console()
     console.print(summary_table(summary))
     _print_file_problems(summary, console)
+    _print_deletes(summary, console)
     _print_rebuild_and_publish(summary, console)
     _print_pii(summary, console)
     for result in summary.freshness:

@@ -68,8 +68,10 @@ def test_a_dlt_resource_is_a_connector_too():
         ("acme_plain", plain_function, {}, "source must be a @dlt.source or @dlt.resource function, got function"),
         ("acme_tickets", tickets, {"descripton": "x"},
          "unknown metadata descripton; allowed: cursor_in_settings, cursors, description"),
+        ("acme_tickets", tickets, {"list_keys": "select id from tickets"},
+         "connector 'acme_tickets': list_keys must be a function (settings, table, columns)"),
     ],
-    ids=["bad-name", "not-a-dlt-source", "misspelt-metadata"],
+    ids=["bad-name", "not-a-dlt-source", "misspelt-metadata", "list-keys-not-a-function"],
 )
 def test_a_bad_registration_is_reported_by_plugin_and_skipped(name, source, metadata, message):
     registry = ConnectorRegistry()

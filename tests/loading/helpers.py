@@ -24,7 +24,7 @@ def execute(url: str, sql: str, *params) -> None:
 SOURCE_URL_VARIABLE = "HW_TEST_SOURCE_URL"
 
 
-def write_project(root: Path, sources: dict[str, str]) -> Path:
+def write_project(root: Path, sources: dict[str, str], chunk_size: int = 1000) -> Path:
     """headwater.yaml with one sql_database source per entry: name -> YAML of its `tables:` block.
 
     The source database is ${HW_TEST_SOURCE_URL}; set it in the environment.
@@ -33,7 +33,7 @@ def write_project(root: Path, sources: dict[str, str]) -> Path:
     blocks = []
     for name, tables in sources.items():
         blocks.append(f"  {name}:\n    connector: sql_database\n"
-                      f"    settings: {{credentials: '${{{SOURCE_URL_VARIABLE}}}', chunk_size: 1000}}\n"
+                      f"    settings: {{credentials: '${{{SOURCE_URL_VARIABLE}}}', chunk_size: {chunk_size}}}\n"
                       f"    tables:\n{textwrap.indent(textwrap.dedent(tables).strip(), '      ')}\n")
     path = root / "headwater.yaml"
     path.write_text("sources:\n" + "".join(blocks))
@@ -43,9 +43,10 @@ def write_project(root: Path, sources: dict[str, str]) -> Path:
 def registry() -> ConnectorRegistry:
     """Only the built-in sql_database connector: these tests do not depend on the other connectors importing."""
     from connectors.sql_database import sql_database
+    from connectors.sql_database.keys import list_keys
 
     connectors = ConnectorRegistry()
-    connectors.registrar(Plugin("builtin", "headwater", "test"))("sql_database", sql_database)
+    connectors.registrar(Plugin("builtin", "headwater", "test"))("sql_database", sql_database, list_keys=list_keys)
     return connectors
 
 
