@@ -17,14 +17,19 @@ TELEMETRY_OFF = {
     "SODA_CORE_TELEMETRY_ENABLED": "false",
 }
 
+# Prefect's temporary server (no PREFECT_API_URL, no `headwater up`) takes 15-30 s to start on a small
+# machine; Prefect gives up after 20 s by default, which fails a run that would have worked.
+PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
+
 CONFIG_ENV = "HEADWATER_CONFIG"
 CONFIG_FILE = "headwater.yaml"
 STATE_DIR = ".headwater"
 
 
 def quiet_telemetry() -> None:
-    """Turn telemetry off unless the user chose otherwise in the environment."""
-    for name, value in TELEMETRY_OFF.items():
+    """Turn telemetry off, and give Prefect's temporary server time to start, unless the user chose otherwise
+    in the environment."""
+    for name, value in {**TELEMETRY_OFF, **PREFECT_DEFAULTS}.items():
         os.environ.setdefault(name, value)
 
 

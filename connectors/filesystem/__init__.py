@@ -11,6 +11,7 @@ from connectors.filesystem.file_log import FileLog
 from connectors.filesystem.helpers import FileReport, TableReading, read_landing_file
 from connectors.filesystem.settings import CsvSettings, FileTable
 from connectors.filesystem.table_options import table_reading
+from headwater.file_rows import FILE_ROW_COLUMNS
 from headwater.quarantine.naming import quarantine_table_name
 from headwater.read_ahead import read_ahead
 
@@ -63,7 +64,7 @@ def _read_files(reading: TableReading):
                 if isinstance(piece, FileReport):
                     log.record(piece)
                     continue
-                if piece.good.num_rows:
+                if piece.good.num_rows or piece.good.num_columns > len(FILE_ROW_COLUMNS):  # rows, or a header alone
                     yield piece.good
                 # Malformed lines go to the table's quarantine in the same load, each with its file and line.
                 if piece.rejected is not None:

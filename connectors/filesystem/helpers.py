@@ -162,8 +162,10 @@ def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterato
             header_counted = True
         yield kinds.apply(parsed, reading.nulls, decimal_comma=dialect.decimal == ",")
     if not header_counted and reader.header is not None:  # a file with a header and nothing else
-        report.lines += reader.header.lines
-        report.skipped += reader.header.lines
+        # No rows, but its columns: the table exists with them (typed by the first values that arrive).
+        columns = {name: pl.Null for name in reader.header.names}
+        yield ParsedFile(pl.DataFrame(schema={**columns, LINE_COLUMN: pl.Int64}), [], lines=reader.header.lines,
+                         skipped=reader.header.lines, notes=list(reader.header.notes))
     if text.switched_to:
         report.notes.append(f"read as {text.switched_to}: the file is not UTF-8 past its first bytes")
         report.dialect = CsvDialect(**{**dialect.__dict__, "encoding": text.switched_to}).describe()

@@ -93,6 +93,18 @@ def test_a_column_first_seen_empty_takes_the_type_of_its_first_values(tmp_path, 
         (1, None, None), (2, None, None), (3, 7, "hello")]
 
 
+def test_a_header_only_file_creates_the_table_its_columns_typed_by_the_first_values(tmp_path, database_url):
+    landing = Landing(tmp_path)
+    landing.write("empty_day.csv", "id,amount,seen_at\n")
+    result = landing.load(database_url)
+    assert [(f["file"], f["status"]) for f in result.tables[0].files] == [("empty_day.csv", "header only")]
+    assert query(database_url, "select count(*) from raw_drops.items") == [(0,)]
+    landing.write("day.csv", "id,amount,seen_at\n1,2.5,2024-05-01T10:00:00Z\n")
+    landing.load(database_url)
+    assert [column_type(database_url, name) for name in ("id", "amount", "seen_at")] == [
+        "bigint", "double precision", "timestamp with time zone"]
+
+
 def test_columns_widen_to_text_under_a_view_that_reads_them(tmp_path, database_url):
     landing = Landing(tmp_path)
     landing.write("1.csv", "id,code\n1,100\n2,200\n")
