@@ -252,7 +252,7 @@ class Benchmark:
                 detail="Peak RSS of the child process running the load (ru_maxrss), which starts from a "
                        "process with dlt and Headwater already imported. Landing files are read in blocks "
                        "(connectors/filesystem/blocks.py) and load files are copied batch by batch "
-                       "(headwater/postgres_loader.py), so neither stage holds a whole file."))
+                       "(headwater/postgres/loader.py), so neither stage holds a whole file."))
 
     def databases_cases(self) -> None:
         size = min(self.settings.sizes[0], SQL_CAP)

@@ -49,7 +49,7 @@ def measure(work: Path, target_seconds: float, warmup: bool = True, profile: boo
     With ``warmup`` the server run timed is the second one (the first registers the flow). With ``profile``,
     a profile of the server run is taken when it misses ``target_seconds``.
     """
-    from headwater import stack
+    from headwater.local import stack
 
     project = _empty_project(work / "project").parent
     database = create_postgres_database("flow")

@@ -17,11 +17,11 @@ import psycopg
 import pyarrow.parquet as pq
 
 from benchmarks.databases import copy_csv
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import load_source, pipelines_dir
-from headwater.plugins import connector_registry
-from headwater.runtime import quiet_telemetry
+from headwater.common.runtime import quiet_telemetry
+from headwater.load.pipeline import load_source, pipelines_dir
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import load_project
 
 quiet_telemetry()
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
@@ -106,8 +106,9 @@ def row_count(url: str, table: str) -> int:
 def startup(config_path: str) -> dict:
     """The fixed start-up of a Headwater run in a fresh interpreter: imports and reading the config."""
     code = ("import time; t = time.perf_counter(); "
-            "from pathlib import Path; import headwater.loading; "
-            "from headwater.config import load_project; from headwater.plugins import connector_registry; "
+            "from pathlib import Path; import headwater.load.pipeline; "
+            "from headwater.project.config import load_project; "
+            "from headwater.plugins.manager import connector_registry; "
             f"load_project(Path({config_path!r}), connector_registry()); print(time.perf_counter() - t)")
     started = time.perf_counter()
     output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

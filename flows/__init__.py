@@ -5,7 +5,8 @@ imported: their telemetry is turned off, and when `headwater up` is running the
 local Prefect server, runs are sent to it instead of a throw-away server.
 """
 
-from headwater.runtime import quiet_telemetry, use_local_stack
+from headwater.common.runtime import quiet_telemetry
+from headwater.local.stack import use_local_stack
 
 quiet_telemetry()
 use_local_stack()

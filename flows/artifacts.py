@@ -11,8 +11,8 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from headwater.freshness import format_age
-from headwater.summary import RunSummary
+from headwater.ops.summary import RunSummary
+from headwater.project.freshness import format_age
 
 
 def artifact_key(project: str, what: str) -> str:

@@ -26,21 +26,21 @@ from flows.tasks import (
     plan_rebuild_task,
     verify_raw_contracts_task,
 )
-from headwater.alerts import notify
-from headwater.config import ConfigError, ProjectConfig, load_project
-from headwater.destination import resolve_destination, uses_embedded_database
+from headwater.common.runtime import config_path
 from headwater.example.session import running_example
-from headwater.freshness import evaluate_freshness
-from headwater.history import RunInfo, record_run, start_run
 from headwater.lineage.pii import pii_exposures
-from headwater.pending import pending_relations
-from headwater.pending import settle as settle_pending
-from headwater.plugins import connector_registry
-from headwater.publish import PUBLISHED_SCHEMAS
-from headwater.rebuild import changed_relations
-from headwater.reload import ReloadError, add_reload_arguments, plan_reload
-from headwater.runtime import config_path
-from headwater.summary import RunSummary, print_site, print_summary
+from headwater.load.reload import ReloadError, add_reload_arguments, plan_reload
+from headwater.local.destination import resolve_destination, uses_embedded_database
+from headwater.marts.publish import PUBLISHED_SCHEMAS
+from headwater.marts.rebuild import changed_relations
+from headwater.ops.alerts import notify
+from headwater.ops.freshness import evaluate_freshness
+from headwater.ops.history import RunInfo, record_run, start_run
+from headwater.ops.pending import pending_relations
+from headwater.ops.pending import settle as settle_pending
+from headwater.ops.summary import RunSummary, print_site, print_summary
+from headwater.plugins.manager import connector_registry
+from headwater.project.config import ConfigError, ProjectConfig, load_project
 
 
 class RunFailed(Exception):

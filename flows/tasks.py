@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from headwater.config import ProjectConfig, SourceConfig
-from headwater.destination import PostgresAddress
-from headwater.loading import SourceLoad, load_source
-from headwater.plugins import connector_registry
-from headwater.reload import Reload
+from headwater.load.pipeline import SourceLoad, load_source
+from headwater.load.reload import Reload
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ProjectConfig, SourceConfig
 
 
 # Every task reads or writes the database: results are never cached between runs.
@@ -25,7 +25,7 @@ def load_source_task(
 @task(name="verify-raw-contracts", cache_policy=NO_CACHE)
 def verify_raw_contracts_task(project: ProjectConfig, address: PostgresAddress, changed, full_build: bool = False):
     """Verify the raw contracts of the tables that received rows (every raw contract on a full build)."""
-    from headwater.quality import discover_contracts, verify_contracts
+    from headwater.marts.quality import discover_contracts, verify_contracts
 
     raw = {c.schema for c in discover_contracts(project.quality_dir) if c.schema.startswith("raw_")}
     if full_build:
@@ -36,8 +36,8 @@ def verify_raw_contracts_task(project: ProjectConfig, address: PostgresAddress, 
 @task(name="plan-rebuild", cache_policy=NO_CACHE)
 def plan_rebuild_task(project: ProjectConfig, address: PostgresAddress, changed, raw_contracts, full_build: bool):
     """Parse the dbt project once and decide which models to rebuild and which sources to hold back."""
-    from headwater.rebuild import RebuildPlan, load_manifest_sources, plan_rebuild
-    from headwater.transform import dbt_state_dirs, run_dbt
+    from headwater.marts.rebuild import RebuildPlan, load_manifest_sources, plan_rebuild
+    from headwater.marts.transform import dbt_state_dirs, run_dbt
 
     if not changed and not full_build:
         return RebuildPlan(run=False)  # nothing new: no need to even parse the project
@@ -51,8 +51,8 @@ def plan_rebuild_task(project: ProjectConfig, address: PostgresAddress, changed,
 @task(name="dbt-rebuild", cache_policy=NO_CACHE)
 def dbt_rebuild_task(project: ProjectConfig, address: PostgresAddress, plan):
     """`dbt build` of the planned selection, marts into their audit schema; None when there is nothing to build."""
-    from headwater.publish import audit_schemas, dbt_audit_args
-    from headwater.transform import run_dbt
+    from headwater.marts.publish import audit_schemas, dbt_audit_args
+    from headwater.marts.transform import run_dbt
 
     if not plan.run:
         return None
@@ -66,7 +66,7 @@ def dbt_rebuild_task(project: ProjectConfig, address: PostgresAddress, plan):
 @task(name="audit-and-publish", cache_policy=NO_CACHE)
 def audit_and_publish_task(project: ProjectConfig, address: PostgresAddress, dbt_result):
     """Verify the freshly built marts in their audit schema, then publish all of them or none."""
-    from headwater.publish import audit_and_publish
+    from headwater.marts.publish import audit_and_publish
 
     return audit_and_publish(project.quality_dir, address, dbt_result)
 

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from headwater.runtime import quiet_telemetry
+from headwater.common.runtime import quiet_telemetry
 
 # Each module exposes add_parser(subparsers); the parser it adds sets `run(args) -> int`.
 COMMAND_MODULES = ("db", "stack", "example", "run", "connectors", "check", "new", "quarantine", "dbt", "status",

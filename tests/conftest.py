@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from headwater.runtime import quiet_telemetry
+from headwater.common.runtime import quiet_telemetry
 
 quiet_telemetry()
 
@@ -59,7 +59,7 @@ def local_stack(tmp_path_factory):
 
     Yields the stack's project folder and status; flows started in that folder find the server.
     """
-    from headwater import stack
+    from headwater.local import stack
 
     root = tmp_path_factory.mktemp("stack-project")
     state = root / ".headwater"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from headwater.config import ProjectConfig, load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import SourceLoad, load_source
-from headwater.plugins import connector_registry
+from headwater.load.pipeline import SourceLoad, load_source
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ProjectConfig, load_project
 
 
 def landing_project(root: Path, files: dict) -> tuple[Path, ProjectConfig]:

@@ -11,9 +11,9 @@ from connectors.filesystem.file_log import FileLog
 from connectors.filesystem.helpers import FileReport, TableReading, read_landing_file
 from connectors.filesystem.settings import CsvSettings, FileTable
 from connectors.filesystem.table_options import table_reading
-from headwater.file_rows import FILE_ROW_COLUMNS
+from headwater.common.file_rows import FILE_ROW_COLUMNS
+from headwater.load.read_ahead import read_ahead
 from headwater.quarantine.naming import quarantine_table_name
-from headwater.read_ahead import read_ahead
 
 
 @dlt.source(name="filesystem")

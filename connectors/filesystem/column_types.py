@@ -25,8 +25,8 @@ import polars as pl
 import pyarrow as pa
 
 from connectors.filesystem.parsed import LINE_COLUMN, ParsedFile, Rejection
-from headwater.timestamps import iso_timestamp
-from headwater.widening import ALL_NULL_HINT
+from headwater.common.timestamps import iso_timestamp
+from headwater.common.widening import ALL_NULL_HINT
 
 ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"

@@ -13,7 +13,7 @@ from typing import Any
 import dlt
 
 from connectors.filesystem.helpers import FileReport
-from headwater.file_rows import FILES_STATE_KEY as STATE_KEY
+from headwater.common.file_rows import FILES_STATE_KEY as STATE_KEY
 
 
 class FileLog:

@@ -18,8 +18,8 @@ from connectors.filesystem.jsonl_reader import jsonl_blocks
 from connectors.filesystem.parsed import LINE_COLUMN, ParsedFile, Rejection
 from connectors.filesystem.settings import format_of
 from connectors.filesystem.text_stream import Utf8Stream
-from headwater.file_rows import FILE_COLUMN as SOURCE_FILE_COLUMN
-from headwater.file_rows import MODIFIED_COLUMN, REREAD_METADATA
+from headwater.common.file_rows import FILE_COLUMN as SOURCE_FILE_COLUMN
+from headwater.common.file_rows import MODIFIED_COLUMN, REREAD_METADATA
 
 # Rows per Parquet batch: bounded memory whatever the row group size of the file.
 PARQUET_BATCH_ROWS = 100_000

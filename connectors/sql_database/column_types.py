@@ -11,7 +11,7 @@ the server prints. Per column this module gives:
   exact value from the server (a 4-byte float widened to double, a bit string as its digits, JSON as
   its text, an interval in ISO 8601);
 - ``carried_as_text``: decimals Arrow cannot hold (more than 76 digits, or no fixed scale) travel as
-  their text and become `numeric` in Postgres (headwater.postgres_types).
+  their text and become `numeric` in Postgres (headwater.postgres.column_types).
 
 The policies (one type per column, for both backends) are documented in docs/connectors.md.
 """
@@ -26,7 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.functions import FunctionElement
 
-from headwater.postgres_types import UNCONSTRAINED_NUMERIC  # noqa: F401 - the hint, as the destination reads it
+from headwater.postgres.column_types import UNCONSTRAINED_NUMERIC  # noqa: F401 - the hint, as the destination reads it
 
 # Arrow's widest decimal (decimal256) holds 76 digits.
 ARROW_DECIMAL_DIGITS = 76

@@ -1,6 +1,6 @@
 """Every primary key of a source table, read in chunks: what hard-delete detection compares against.
 
-Headwater (``headwater.deletes``) streams these chunks into the destination and compares them there,
+Headwater (``headwater.load.deletes``) streams these chunks into the destination and compares them there,
 so this side only has to read, never to sort or compare: one plain ``SELECT key FROM table`` without
 ORDER BY, fetched through a server-side cursor (PostgreSQL, MariaDB/MySQL) or SQLite's own lazy cursor.
 One statement also means one consistent snapshot of the table where the database has snapshots.

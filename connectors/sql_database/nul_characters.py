@@ -24,7 +24,7 @@ REJECT, STRIP = "reject", "strip"
 RULE = "nul_character"
 NUL = "\x00"
 JSON_NUL = "\\u0000"
-# Rows a connector sets aside, as headwater's quarantine takes them (see headwater.table_processor).
+# Rows a connector sets aside, as headwater's quarantine takes them (see headwater.load.table_processor).
 REJECTED_COLUMNS = ("record", "rule", "reason", "location")
 
 

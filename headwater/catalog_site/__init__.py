@@ -7,6 +7,8 @@ asset from the internet: the pages and one style.css.
 
     from headwater.catalog_site import write_site
     index = write_site(project, address)   # .headwater/site/index.html (or catalog.site_dir)
+
+Imports: common, project, lineage, marts, ops, postgres.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from headwater.catalog_site.html import DASHBOARD, INDEX, source_page, table_pag
 from headwater.catalog_site.pages import RESOURCE, render_index, render_source, render_table
 
 if TYPE_CHECKING:
-    from headwater.config import ProjectConfig
-    from headwater.destination import PostgresAddress
     from headwater.lineage.model import Lineage
+    from headwater.postgres.address import PostgresAddress
+    from headwater.project.config import ProjectConfig
 
 # The files of the last write, so the next one removes pages of tables that no longer exist (and nothing else).
 MANIFEST = ".headwater-site"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from headwater.catalog_site.collect import History, SiteData
+from headwater.catalog_site.collect import SiteData
 from headwater.catalog_site.html import (
     DASHBOARD,
     badge,
@@ -25,6 +25,7 @@ from headwater.catalog_site.html import (
 )
 from headwater.catalog_site.pages import page
 from headwater.catalog_site.svg_charts import Category, Series, color_for, line_chart, stacked_bar_chart
+from headwater.ops.run_records import History
 
 CONTRACT_RUNS = 5  # contract results are listed for this many recent finished runs
 OUTCOMES = ("passed", "failed", "warned", "error")

@@ -12,7 +12,7 @@ from html import escape
 
 from headwater import __version__
 from headwater.catalog_site.assets import STYLESHEET_NAME
-from headwater.freshness import format_age
+from headwater.project.freshness import format_age
 
 INDEX, DASHBOARD = "index.html", "dashboard.html"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

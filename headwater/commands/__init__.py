@@ -1,4 +1,7 @@
-"""Subcommands of `headwater`, one module per area; shared helpers below."""
+"""Subcommands of `headwater`, one module per area; shared helpers below.
+
+Imports: any package.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from headwater.config import ProjectConfig
+    from headwater.project.config import ProjectConfig
 
 
 def read_project_or_report() -> "ProjectConfig | None":
@@ -14,9 +17,9 @@ def read_project_or_report() -> "ProjectConfig | None":
 
     Imported lazily: the config pulls in dlt through the connector plugins, which not every command needs.
     """
-    from headwater.config import ConfigError, load_project
-    from headwater.plugins import connector_registry
-    from headwater.runtime import config_path
+    from headwater.common.runtime import config_path
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import ConfigError, load_project
 
     try:
         return load_project(config_path(), connector_registry())

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-# Seconds per check. headwater.checks is imported only when the command runs: it pulls in dlt.
+# Seconds per check. headwater.load.checks is imported only when the command runs: it pulls in dlt.
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -31,12 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from headwater.checks import CheckResult, check_destination, check_sources, reason
-    from headwater.config import ConfigError, load_project
-    from headwater.destination import resolve_destination
+    from headwater.common.runtime import config_path
     from headwater.example.session import running_example
-    from headwater.plugins import connector_registry
-    from headwater.runtime import config_path
+    from headwater.load.checks import CheckResult, check_destination, check_sources, reason
+    from headwater.local.destination import resolve_destination
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import ConfigError, load_project
 
     registry = connector_registry()
     try:

@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _registry():
     # Imported here, not at module level: loading plugins imports dlt, which every other command would pay for.
-    from headwater.plugins import connector_registry
+    from headwater.plugins.manager import connector_registry
 
     return connector_registry()
 

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from headwater.destination import DATABASE_URL_ENV, PostgresAddress
-from headwater.runtime import state_dir
+from headwater.common.runtime import state_dir
+from headwater.postgres.address import DATABASE_URL_ENV, PostgresAddress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _local():
-    from headwater.local_postgres import LocalPostgres
+    from headwater.local.embedded_postgres import LocalPostgres
 
     return LocalPostgres(state_dir() / "postgres")
 
@@ -50,7 +50,7 @@ def run_url(args: argparse.Namespace) -> int:
             print("(password hidden; add --show-password to print it)", file=sys.stderr)
         return 0
 
-    from headwater.local_postgres import LocalPostgresError
+    from headwater.local.embedded_postgres import LocalPostgresError
 
     try:
         url = _local().start()
@@ -65,7 +65,7 @@ def run_url(args: argparse.Namespace) -> int:
 
 
 def run_stop(args: argparse.Namespace) -> int:
-    from headwater.local_postgres import LocalPostgresError
+    from headwater.local.embedded_postgres import LocalPostgresError
 
     local = _local()
     try:

@@ -31,8 +31,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_sources(args: argparse.Namespace) -> int:
     # Imported here: the config pulls in dlt through the connector plugins, which other commands need not pay for.
-    from headwater.destination import resolve_destination
-    from headwater.source_definitions import SourceChanges, merged_text, read_raw_tables, sources_file, unified_diff
+    from headwater.local.destination import resolve_destination
+    from headwater.marts.source_definitions import (
+        SourceChanges,
+        merged_text,
+        read_raw_tables,
+        sources_file,
+        unified_diff,
+    )
 
     project = read_project_or_report()
     if project is None:

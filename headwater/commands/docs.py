@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_docs(args: argparse.Namespace) -> int:
     # Imported here: the config pulls in dlt through the connector plugins, which other commands need not pay for.
     from headwater.catalog_site import build_site
-    from headwater.destination import resolve_destination
+    from headwater.local.destination import resolve_destination
 
     console = Console(width=None if sys.stdout.isatty() else 140, highlight=False)
     project = read_project_or_report()

@@ -8,11 +8,11 @@ from datetime import timedelta
 from rich.console import Console
 from rich.table import Table
 
-from headwater import runtime
+from headwater.common import runtime
+from headwater.common.interpolation import SECRETS_FILE
 from headwater.example import Shop, run_api
 from headwater.example.credentials import TOKEN_ENV, ensure_token, token_source
 from headwater.example.simulator import START
-from headwater.interpolation import SECRETS_FILE
 
 DEFAULT_PORT = 8765
 

@@ -25,9 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from headwater.config import ConfigError, load_project
-    from headwater.plugins import connector_registry
-    from headwater.runtime import config_path
+    from headwater.common.runtime import config_path
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import ConfigError, load_project
 
     try:
         project = load_project(config_path(), connector_registry())

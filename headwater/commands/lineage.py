@@ -52,9 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_lineage(args: argparse.Namespace) -> int:
-    from headwater.destination import resolve_destination
     from headwater.lineage.build import LineageError, build_lineage
     from headwater.lineage.model import ColumnRef
+    from headwater.local.destination import resolve_destination
 
     if args.column is None and args.openlineage is None:
         print("error: name a column (SCHEMA.TABLE.COLUMN) or give --openlineage FILE", file=sys.stderr)

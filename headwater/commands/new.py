@@ -59,7 +59,7 @@ def run_connector(args: argparse.Namespace) -> int:
 
 def _refuse_installed_name(name: str) -> None:
     """Two connectors with one name cannot both load; say so now rather than after publishing."""
-    from headwater.plugins import connector_registry
+    from headwater.plugins.manager import connector_registry
     from headwater.scaffold import ScaffoldError
 
     existing = connector_registry().get(name)

@@ -32,17 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _project():
-    from headwater.config import load_project
-    from headwater.destination import resolve_destination
-    from headwater.plugins import connector_registry
-    from headwater.runtime import config_path
+    from headwater.common.runtime import config_path
+    from headwater.local.destination import resolve_destination
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import load_project
 
     project = load_project(config_path(), connector_registry())
     return project, resolve_destination(project.state_dir)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from headwater.config import ConfigError
+    from headwater.project.config import ConfigError
     from headwater.quarantine.report import quarantine_report
 
     try:
@@ -80,8 +80,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from headwater.config import ConfigError
-    from headwater.quarantine.replay import ReplayError, replay
+    from headwater.load.replay import ReplayError, replay
+    from headwater.project.config import ConfigError
 
     source_name, _, table_name = args.target.partition(".")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headwater.reload import add_reload_arguments
+from headwater.load.reload import add_reload_arguments
 
 
 def add_parser(subparsers) -> None:
@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from headwater.runtime import use_local_stack
+    from headwater.local.stack import use_local_stack
 
     use_local_stack()
     from flows.daily import main

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from headwater.runtime import state_dir
+from headwater.common.runtime import state_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from headwater import stack
-    from headwater.local_postgres import LocalPostgresError
+    from headwater.local import stack
+    from headwater.local.embedded_postgres import LocalPostgresError
 
     console = Console(stderr=True)
     try:
@@ -53,7 +53,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from headwater import stack
+    from headwater.local import stack
 
     before = stack.status(state_dir())
     after = stack.down(state_dir())
@@ -70,7 +70,7 @@ def run_down(args: argparse.Namespace) -> int:
 
 
 def run_ps(args: argparse.Namespace) -> int:
-    from headwater import stack
+    from headwater.local import stack
 
     Console().print(_table(stack.status(state_dir())))
     return 0

@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-from headwater.interpolation import read_env_file
+from headwater.common.interpolation import read_env_file
 
 TOKEN_ENV = "SHOP_API_TOKEN"
 

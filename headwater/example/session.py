@@ -6,11 +6,11 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
-from headwater.config import ProjectConfig
+from headwater.common.interpolation import SECRETS_FILE
 from headwater.example.api_server import serve_api
 from headwater.example.changes import DayChanges
 from headwater.example.simulator import Shop
-from headwater.interpolation import SECRETS_FILE
+from headwater.project.config import ProjectConfig
 
 logger = logging.getLogger(__name__)
 

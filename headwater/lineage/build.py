@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 
-from headwater.config import ProjectConfig
-from headwater.destination import PostgresAddress
 from headwater.lineage.checks import add_checks
 from headwater.lineage.dbt_artifacts import LineageError, load_artifacts
 from headwater.lineage.dbt_layer import add_dbt_layers
 from headwater.lineage.model import Lineage
 from headwater.lineage.raw_layer import add_raw_layers
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ProjectConfig
 
 __all__ = ["LineageError", "build_lineage"]
 
@@ -33,7 +33,7 @@ def build_lineage(project: ProjectConfig, address: PostgresAddress, *, refresh: 
     last generate when they exist. Raises LineageError when dbt cannot produce its artifacts.
     Whatever cannot be traced is listed in ``Lineage.unresolved``.
     """
-    from headwater.plugins import connector_registry
+    from headwater.plugins.manager import connector_registry
 
     started = time.perf_counter()
     lineage = Lineage()

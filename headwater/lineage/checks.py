@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from headwater.lineage.model import Lineage
-from headwater.quality import discover_contracts
+from headwater.marts.quality import discover_contracts
 
 
 def contract_checks(quality_dir: Path) -> dict[tuple[str, str], tuple[list[str], dict[str, list[str]]]]:

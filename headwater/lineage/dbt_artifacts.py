@@ -1,6 +1,6 @@
 """dbt's view of the project: models with their compiled SQL and descriptions, sources, column types.
 
-One ``dbt docs generate`` (in-process, headwater.transform.generate_docs) writes both artifacts:
+One ``dbt docs generate`` (in-process, headwater.marts.transform.generate_docs) writes both artifacts:
 ``manifest.json`` (compiled SQL, dependencies, descriptions, materialization, tests) and
 ``catalog.json`` (the columns and types of every relation dbt knows, read from the database).
 """
@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headwater.destination import PostgresAddress
+from headwater.postgres.address import PostgresAddress
 
 MANIFEST, CATALOG = "manifest.json", "catalog.json"
 TRACED_TYPES = ("model", "snapshot", "seed")
@@ -62,7 +62,7 @@ def load_artifacts(
     project_dir: Path, state_dir: Path, address: PostgresAddress, *, refresh: bool = True
 ) -> DbtArtifacts:
     """Run ``dbt docs generate`` (unless ``refresh`` is False and artifacts exist) and read what it wrote."""
-    from headwater.transform import docs_target_dir, generate_docs
+    from headwater.marts.transform import docs_target_dir, generate_docs
 
     target = docs_target_dir(state_dir)
     if refresh or not ((target / MANIFEST).is_file() and (target / CATALOG).is_file()):

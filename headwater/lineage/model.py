@@ -65,7 +65,7 @@ class TableInfo:
     source: str | None = None  # the Headwater source a resource or raw table belongs to
     resource: str | None = None  # raw tables: the connector resource that produced it (the root's, for nested)
     parent: str | None = None  # nested raw tables: the parent table's name
-    row_count: int | None = None  # exact, or the planner's estimate for a big table (headwater.row_counts)
+    row_count: int | None = None  # exact, or the planner's estimate for a big table (headwater.postgres.row_counts)
     row_count_estimated: bool = False
     sql: str | None = None  # dbt models: the compiled SQL lineage was read from
     checks: list[str] = field(default_factory=list)  # table-level quality checks, e.g. "row_count"

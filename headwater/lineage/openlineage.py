@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from headwater import __version__
-from headwater.config import ProjectConfig
-from headwater.destination import PostgresAddress
 from headwater.lineage.model import RESOURCE_PREFIX, Edge, Lineage, TableInfo
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ProjectConfig
 
 # OpenLineage asks for a URI naming the producing software and its version.
 PRODUCER = f"urn:headwater:{__version__}"

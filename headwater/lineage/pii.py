@@ -39,7 +39,7 @@ class PiiExposure:
 def pii_exposures(lineage: Lineage, published_schemas: tuple[str, ...] | None = None) -> list[PiiExposure]:
     """Every published column reached from a declared PII column by unmasked DIRECT edges, sorted by column."""
     if published_schemas is None:
-        from headwater.publish import PUBLISHED_SCHEMAS  # what the run publishes; imported late: it pulls in dbt
+        from headwater.marts.publish import PUBLISHED_SCHEMAS  # what the run publishes; imported late: it pulls in dbt
 
         published_schemas = PUBLISHED_SCHEMAS
     graph = _Graph(lineage)

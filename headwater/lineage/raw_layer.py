@@ -1,8 +1,8 @@
 """The two leftmost layers: connector resources (``source:<source>``) and the raw tables dlt loaded.
 
-A raw table is described from dlt's stored schema (headwater.lineage.raw_tables). Each of its
+A raw table is described from dlt's stored schema (headwater.load.stored_schemas). Each of its
 columns comes from a resource field: the field of the same name, unless the table's ``steps:`` in
-headwater.yaml rename, derive, look it up, mask, hash or drop it (headwater.lineage.load_steps).
+headwater.yaml rename, derive, look it up, mask, hash or drop it (headwater.processing.column_trace).
 
 Naming of resource fields: top-level fields by their name; fields inside nested data by their path
 joined with ``__`` as dlt names them (``customers__addresses.city`` <- ``source:shop_db.customers``
@@ -21,9 +21,7 @@ it is set on the resource field and on the raw columns that carry it.
 
 from __future__ import annotations
 
-from headwater.config import ProjectConfig, SourceConfig
-from headwater.file_rows import FILE_ROW_COLUMNS
-from headwater.lineage.load_steps import Origin, StepTrace, trace_steps
+from headwater.common.file_rows import FILE_ROW_COLUMNS
 from headwater.lineage.model import (
     DIRECT,
     INDIRECT,
@@ -35,10 +33,12 @@ from headwater.lineage.model import (
     TableInfo,
     Unresolved,
 )
-from headwater.lineage.raw_tables import DLT_PREFIX, StoredTable, stored_tables
+from headwater.load.stored_schemas import DLT_PREFIX, StoredTable, stored_tables
+from headwater.postgres.row_counts import RowCount, count_rows
+from headwater.processing.column_trace import Origin, StepTrace, trace_steps
+from headwater.project.config import ProjectConfig, SourceConfig
 from headwater.quarantine.naming import table_of
 from headwater.quarantine.records import OWN_COLUMNS, RECORD
-from headwater.row_counts import RowCount, count_rows
 
 LOADER_COLUMNS = FILE_ROW_COLUMNS  # added by the filesystem connector, not a source field
 TEXT_TYPES = frozenset({"text"})

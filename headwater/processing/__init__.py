@@ -3,6 +3,8 @@
 `validate_plan` checks a table's `steps:` and `rules:` with the config, `build_plan` turns them
 into a `TablePlan` once per run, and `apply_plan` splits every batch into good rows and rejected
 rows (original values, `_rule`, `_reason`). No database, dlt or Prefect is involved.
+
+Imports: common.
 """
 
 from headwater.processing.frames import StepError

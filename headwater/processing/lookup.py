@@ -11,11 +11,11 @@ from typing import Any
 
 import polars as pl
 
-from headwater.problems import Problem
+from headwater.common.problems import Problem
+from headwater.common.yaml_source import KeyPath
 from headwater.processing.frames import StepError, rejects, require_columns, shown
 from headwater.processing.options import Context, column_list, column_name, mapping, unknown_keys
 from headwater.processing.spec import StepFunction
-from headwater.yaml_source import KeyPath
 
 OPTIONS = ("file", "on", "columns", "missing")
 MISSING = ("null", "reject")

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headwater.interpolation import Variables
-from headwater.problems import Problem
-from headwater.yaml_source import KeyPath
+from headwater.common.interpolation import Variables
+from headwater.common.problems import Problem
+from headwater.common.yaml_source import KeyPath
 
 
 @dataclass(frozen=True)

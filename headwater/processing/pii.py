@@ -14,11 +14,11 @@ from typing import Any
 
 import polars as pl
 
-from headwater.problems import Problem
+from headwater.common.problems import Problem
+from headwater.common.yaml_source import KeyPath
 from headwater.processing.frames import require_columns
 from headwater.processing.options import Context, column_name, mapping
 from headwater.processing.spec import StepFunction
-from headwater.yaml_source import KeyPath
 
 MODES = ("drop", "mask", "hash")
 # Values with fewer characters than this are masked completely: showing four of them would show too much.

@@ -13,15 +13,15 @@ from typing import Any, Sequence
 
 import polars as pl
 
-from headwater.interpolation import Variables
-from headwater.problems import Problem
+from headwater.common.interpolation import Variables
+from headwater.common.problems import Problem
+from headwater.common.yaml_source import KeyPath
 from headwater.processing.frames import REASON, REJECT_SCHEMA, ROW, RULE, StepError, is_metadata
 from headwater.processing.options import Context
 from headwater.processing.registry import CustomStep, StepRegistry
 from headwater.processing.rules import RULES
 from headwater.processing.spec import Spec, StepFunction
 from headwater.processing.steps import BUILTIN_STEPS
-from headwater.yaml_source import KeyPath
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,10 @@ def validate_plan(
     *,
     project_dir: Path,
     variables: Variables,
-    registry: StepRegistry | None = None,
+    registry: StepRegistry,
 ) -> None:
     """Config-time check of one table's `steps:` and `rules:`; every problem is appended with its key path."""
     context = Context(project_dir=project_dir, variables=variables)
-    registry = _registry(registry)
     for path, _name, options, spec in _entries(steps, rules, where, problems, registry):
         if isinstance(spec, Spec):
             spec.check(options, path, problems, context)
@@ -84,11 +83,10 @@ def build_plan(
     rules: Sequence[dict],
     *,
     project_dir: Path,
-    registry: StepRegistry | None = None,
+    registry: StepRegistry,
 ) -> TablePlan:
     """The run-time plan from options whose `${NAME}` references are already resolved; PlanError if invalid."""
     context = Context(project_dir=project_dir)
-    registry = _registry(registry)
     problems: list[Problem] = []
     entries = list(_entries(steps, rules, (), problems, registry))
     for path, _, options, spec in entries:
@@ -119,14 +117,6 @@ def apply_plan(frame: pl.DataFrame, plan: TablePlan) -> PlanResult:
     reasons = reasons.with_columns(pl.col(ROW).cast(original.schema[ROW]))
     rejected = original.join(reasons, on=ROW, how="inner").sort(ROW).drop(ROW)
     return PlanResult(good=work.drop(ROW), rejected=rejected)
-
-
-def _registry(registry: StepRegistry | None) -> StepRegistry:
-    if registry is not None:
-        return registry
-    from headwater.plugins import step_registry  # loads the installed plugins once per process
-
-    return step_registry()
 
 
 def _entries(steps: Sequence[Any], rules: Sequence[Any], where: KeyPath, problems: list[Problem], registry):

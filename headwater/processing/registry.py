@@ -10,9 +10,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from headwater.common.registry import PluginRegistry, RegistrationError, check_metadata, check_name, first_line
 from headwater.processing.rules import RULES
 from headwater.processing.steps import BUILTIN_STEPS
-from headwater.registry import PluginRegistry, RegistrationError, check_metadata, check_name, first_line
 
 METADATA_KEYS = frozenset({"description"})
 
@@ -21,7 +21,7 @@ METADATA_KEYS = frozenset({"description"})
 class CustomStep:
     name: str
     function: Callable[..., Any]
-    # The registering plugin (headwater.connectors.Plugin: name, package, version).
+    # The registering plugin (headwater.plugins.connectors.Plugin: name, package, version).
     plugin: Any
     description: str = ""
 

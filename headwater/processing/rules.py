@@ -11,11 +11,11 @@ from typing import Any, Callable
 
 import polars as pl
 
-from headwater.problems import Problem
+from headwater.common.problems import Problem
+from headwater.common.yaml_source import KeyPath
 from headwater.processing.frames import rejects, require_columns, shown
 from headwater.processing.options import Context, column_list, column_name, mapping
 from headwater.processing.spec import Spec, StepFunction
-from headwater.yaml_source import KeyPath
 
 # The (failed, reason) pairs of one rule, built once the frame's column types are known.
 Check = Callable[[pl.DataFrame], list[tuple[pl.Expr, pl.Expr]]]

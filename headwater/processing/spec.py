@@ -7,9 +7,9 @@ from typing import Any, Callable
 
 import polars as pl
 
-from headwater.problems import Problem
+from headwater.common.problems import Problem
+from headwater.common.yaml_source import KeyPath
 from headwater.processing.options import Context
-from headwater.yaml_source import KeyPath
 
 # Frame in, frame out plus the (row, _rule, _reason) records of the rows it rejected (None: it rejects nothing).
 StepFunction = Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame | None]]

@@ -6,13 +6,13 @@ from typing import Any
 
 import polars as pl
 
-from headwater.problems import Problem
+from headwater.common.problems import Problem
+from headwater.common.yaml_source import KeyPath
 from headwater.processing import lookup, pii
 from headwater.processing.casting import CastType, cast_expr, parse_type, unconverted
 from headwater.processing.frames import StepError, is_metadata, rejects, require_columns, shown
 from headwater.processing.options import Context, column_list, column_name, mapping
 from headwater.processing.spec import Spec, StepFunction
-from headwater.yaml_source import KeyPath
 
 CONVERTED = "__headwater_converted"
 NORMALISE_MODES = ("lower", "upper", "title", "nfc", "collapse_spaces")

@@ -2,7 +2,10 @@
 
 Each table `T` of a source has a side table `raw_<source>.T__quarantine` (see `records.py` for its
 columns). Rows land there in the same dlt load package as the table's good rows, so a run either
-records both or neither. `replay.py` sends them through the table's current steps and rules again.
+records both or neither. headwater.load.replay sends them through the table's current steps and rules again;
+report.py lists them.
+
+Imports: common, postgres.
 """
 
 from headwater.quarantine.naming import QUARANTINE_SUFFIX, is_quarantine_table, quarantine_table_name, table_of

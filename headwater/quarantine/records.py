@@ -31,7 +31,7 @@ import dlt
 import polars as pl
 import pyarrow as pa
 
-from headwater.file_rows import FILE_COLUMN, LINE_COLUMN
+from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN
 from headwater.quarantine.naming import quarantine_table_name
 
 QUARANTINED, REPLAYED = "quarantined", "replayed"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from headwater.destination import PostgresAddress
+from headwater.postgres.address import PostgresAddress
 from headwater.quarantine.naming import QUARANTINE_SUFFIX, table_of
 
 LATEST = 3  # reasons shown per table: enough to see the pattern, not a wall of log

@@ -3,6 +3,8 @@
 Templates live in `templates/<kind>/` as `*.tmpl` files (so that neither pytest nor linters treat
 them as code of this repository). `{{key}}` placeholders are replaced, and a directory named
 `__module__` becomes the plugin's import package.
+
+Imports: nothing from headwater.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@
         ...  # make_source, add_rows, make_empty_source, expected_rows
 
 See docs/acceptance-kit.md.
+
+Imports: common, project, plugins, load, local, postgres.
 """
 
-from headwater.runtime import quiet_telemetry
+from headwater.common.runtime import quiet_telemetry
 
 # Before dlt is imported by the modules below: tests must not phone home either.
 quiet_telemetry()

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from headwater.destination import PostgresAddress
+from headwater.postgres.address import PostgresAddress
 
 SERVER_URL_ENV = "HEADWATER_TEST_SERVER_URL"
 DATABASE_PREFIX = "hw_acceptance_"
@@ -79,7 +79,7 @@ def _embedded_server_url() -> str:
 
 
 def _start_embedded() -> str:
-    from headwater.local_postgres import LocalPostgres
+    from headwater.local.embedded_postgres import LocalPostgres
 
     # Not pytest's tmp_path: as root the server runs as another OS user, and pytest keeps its temp
     # root private (0700). A folder of our own can be opened up for that user.

@@ -8,12 +8,12 @@ from typing import Any
 
 import yaml
 
-from headwater.config import ConfigError, ProjectConfig, SourceConfig, load_project
-from headwater.connectors import Connector
-from headwater.destination import PostgresAddress
-from headwater.loading import SourceLoad, load_source
-from headwater.plugins import connector_registry
-from headwater.runtime import CONFIG_FILE
+from headwater.common.runtime import CONFIG_FILE
+from headwater.load.pipeline import SourceLoad, load_source
+from headwater.plugins.connectors import Connector
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ConfigError, ProjectConfig, SourceConfig, load_project
 
 SOURCE_NAME = "acceptance"
 DATASET = f"raw_{SOURCE_NAME}"

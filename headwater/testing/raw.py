@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from psycopg import sql
 
-from headwater.destination import PostgresAddress
+from headwater.postgres.address import PostgresAddress
 
 # dlt's default naming convention, which turns resource and column names into Postgres identifiers.
 _naming = NamingConvention()

@@ -4,7 +4,7 @@ A plugin subclasses `ConnectorAcceptanceTests`, names its connector and tables, 
 hooks that create a source, add rows to it, create an empty one and say how many rows the first
 source holds. Every test gets its own folder and its own empty destination database, writes a
 one-source headwater.yaml and loads it through the same code path as `python -m flows.daily`
-(`load_project`, the plugin registry, `headwater.loading.load_source`).
+(`load_project`, the plugin registry, `headwater.load.pipeline.load_source`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from headwater.config import TABLE_KEYS, ConfigError
-from headwater.connectors import Connector
-from headwater.destination import PostgresAddress
-from headwater.loading import SourceLoad
-from headwater.plugins import PLUGINS_ENV, connector_registry
+from headwater.load.pipeline import SourceLoad
+from headwater.plugins.connectors import Connector
+from headwater.plugins.manager import PLUGINS_ENV, connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import TABLE_KEYS, ConfigError
 from headwater.testing.database import fresh_database
 from headwater.testing.project import DATASET, AcceptanceProject, forget_active_pipeline
 from headwater.testing.raw import RawDataset, column_identifiers, table_identifier

@@ -68,7 +68,7 @@ def shop_history():
     """Three runs: a first full load, a day later with a quarantined row and a failing check, a crashed one."""
     from datetime import datetime, timedelta, timezone
 
-    from headwater.catalog_site.collect import (
+    from headwater.ops.run_records import (
         CheckRecord,
         DbtNodeRecord,
         ExposureRecord,
@@ -116,8 +116,8 @@ def shop_history():
 def shop_site_data(tmp_path, lineage=None, history=None, lineage_error=None):
     """SiteData for the shop without a database: the sample lineage and history, a minimal project."""
     from headwater.catalog_site.collect import RowCount, SiteData
-    from headwater.config import ProjectConfig, SourceConfig, TableConfig
     from headwater.lineage.pii import pii_exposures, pii_tags
+    from headwater.project.config import ProjectConfig, SourceConfig, TableConfig
 
     lineage = shop_lineage() if lineage is None else lineage
     project = ProjectConfig(

@@ -6,8 +6,8 @@ import re
 
 from headwater.catalog_site import render_site
 from headwater.catalog_site.assets import STYLESHEET
-from headwater.catalog_site.collect import History
 from headwater.lineage.model import Lineage
+from headwater.ops.run_records import History
 from tests.catalog_site.dom import Page
 from tests.catalog_site.sample import shop_site_data
 

@@ -8,14 +8,14 @@ import pytest
 
 from headwater.catalog_site import build_site, collect, write_site
 from headwater.cli import main
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.history import RunInfo, record_run
 from headwater.lineage.pii import pii_exposures
-from headwater.loading import SourceLoad, TableLoad
-from headwater.plugins import connector_registry
-from headwater.quality import CheckResult, ContractResult
-from headwater.summary import RunSummary
+from headwater.load.pipeline import SourceLoad, TableLoad
+from headwater.marts.quality import CheckResult, ContractResult
+from headwater.ops.history import RunInfo, record_run
+from headwater.ops.summary import RunSummary
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import load_project
 from tests.catalog_site.sample import shop_lineage
 
 STARTED = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)

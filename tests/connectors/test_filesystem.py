@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import load_source
-from headwater.plugins import connector_registry
+from headwater.load.pipeline import load_source
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import load_project
 from tests.conftest import query
 
 

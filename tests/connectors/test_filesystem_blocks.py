@@ -118,8 +118,8 @@ def test_rows_a_rule_rejects_in_an_early_block_do_not_divert_later_blocks(tmp_pa
         f"    settings: {{bucket_url: '{tmp_path / 'landing'}', files: {{items: '*.csv'}}}}\n"
         "    tables:\n      items:\n        rules:\n          - range: {quantity: {min: 1}}\n"
     )
-    from headwater.config import load_project
-    from headwater.plugins import connector_registry
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import load_project
 
     result = load(load_project(tmp_path / "headwater.yaml", connector_registry()), database_url)
     assert result.ok, result.error

@@ -14,10 +14,10 @@ from itertools import pairwise
 import pytest
 import yaml
 
-from headwater.config import ConfigError, load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import SourceLoad, load_source
-from headwater.plugins import connector_registry
+from headwater.load.pipeline import SourceLoad, load_source
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ConfigError, load_project
 from tests.conftest import query
 from tests.connectors.rest_api_server import PAGINATION_STYLES, ApiServer, Received, Reply, paginated
 

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 import yaml
 
 from connectors.sql_database.backends import choose_backend, connectorx_url
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import SourceLoad, load_source
+from headwater.load.pipeline import SourceLoad, load_source
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import load_project
 from tests.conftest import query
 from tests.connectors.conftest import PASSWORD
-from tests.loading.helpers import registry
+from tests.load.helpers import registry
 
 LOADER_LOGGER = "connectors.sql_database"
 CONNECTORX_READ = "read with connectorx"

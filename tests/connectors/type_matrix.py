@@ -28,10 +28,10 @@ import pymysql
 import sqlalchemy as sa
 import yaml
 
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import SourceLoad, load_source
-from tests.loading.helpers import registry
+from headwater.load.pipeline import SourceLoad, load_source
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import load_project
+from tests.load.helpers import registry
 
 TABLE = "types"
 URL_VARIABLE = "TYPE_MATRIX_SOURCE_URL"

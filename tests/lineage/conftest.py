@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from headwater.config import ProjectConfig, load_project
-from headwater.destination import PostgresAddress
-from headwater.plugins import connector_registry
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ProjectConfig, load_project
 from tests.conftest import copy_shop_project, fresh_database
 
 
@@ -32,8 +32,8 @@ def scratch_database_url():
 def loaded_shop(tmp_path_factory, scratch_database_url):
     """A copy of the shop project whose sources are loaded and whose models are built, selected for the CLI."""
     from headwater.example.session import running_example
-    from headwater.loading import load_source
-    from headwater.transform import run_dbt
+    from headwater.load.pipeline import load_source
+    from headwater.marts.transform import run_dbt
 
     root = copy_shop_project(tmp_path_factory.mktemp("lineage") / "shop")
     with pytest.MonkeyPatch.context() as patch:

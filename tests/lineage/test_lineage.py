@@ -119,8 +119,8 @@ def extended_lineage(loaded_shop, tmp_path_factory):
     root = copy_shop_project(tmp_path_factory.mktemp("extended") / "shop")
     for name, sql in MODELS.items():
         (root / "transform" / "models" / "marts" / name).write_text(sql)
-    from headwater.config import load_project
-    from headwater.plugins import connector_registry
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import load_project
 
     project = load_project(root / "headwater.yaml", connector_registry())
     return build_lineage(project, loaded_shop.address)

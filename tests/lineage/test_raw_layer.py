@@ -7,14 +7,14 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
 from headwater.lineage.build import build_lineage
-from headwater.lineage.load_steps import expression_columns, trace_steps
 from headwater.lineage.model import DIRECT, INDIRECT, ColumnRef, Lineage
 from headwater.lineage.raw_layer import add_raw_layers
-from headwater.loading import load_source
-from headwater.plugins import connector_registry
+from headwater.load.pipeline import load_source
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.processing.column_trace import expression_columns, trace_steps
+from headwater.project.config import load_project
 from tests.connectors.rest_api_server import ApiServer, Reply
 
 ROWS = [

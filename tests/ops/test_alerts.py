@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from headwater.config import ConfigError, load_project
-from headwater.plugins import connector_registry, notifier_registry
+from headwater.plugins.manager import connector_registry, notifier_registry
+from headwater.project.config import ConfigError, load_project
 from tests.conftest import free_port
 from tests.ops.test_history import PRODUCTS, add_freshness
 

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from headwater.destination import PostgresAddress
-from headwater.history import RunInfo, record_run
-from headwater.summary import RunSummary, print_summary
+from headwater.ops.history import RunInfo, record_run
+from headwater.ops.summary import RunSummary, print_summary
+from headwater.postgres.address import PostgresAddress
 from tests.conftest import query
 from tests.landing_project import landing_project, load_drops
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from headwater.config import ConfigError, ProjectConfig, SourceConfig, TableConfig, load_project
-from headwater.destination import PostgresAddress
-from headwater.freshness import FreshnessSLA, effective_sla, evaluate_freshness, parse_duration
-from headwater.plugins import connector_registry
+from headwater.ops.freshness import effective_sla, evaluate_freshness
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ConfigError, ProjectConfig, SourceConfig, TableConfig, load_project
+from headwater.project.freshness import FreshnessSLA, parse_duration
 from tests.conftest import query
 from tests.ops.test_history import PRODUCTS, add_freshness
 

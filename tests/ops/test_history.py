@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from headwater.destination import PostgresAddress
-from headwater.history import MIGRATIONS, RunInfo, ensure_schema, start_run
+from headwater.ops.history import MIGRATIONS, RunInfo, ensure_schema, start_run
+from headwater.postgres.address import PostgresAddress
 from tests.conftest import query
 
 

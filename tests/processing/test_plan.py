@@ -7,10 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from headwater.connectors import Plugin
+from headwater.common.interpolation import Variables
 from headwater.hookspecs import hookimpl
-from headwater.interpolation import Variables
-from headwater.plugins import register_steps_of
+from headwater.plugins.connectors import Plugin
+from headwater.plugins.manager import register_steps_of
 from headwater.processing import PlanError, StepError, StepRegistry, build_plan, validate_plan
 from tests.processing.helpers import run
 
@@ -213,8 +213,8 @@ def test_build_plan_refuses_what_validation_refuses():
 
 
 def test_a_bad_step_in_headwater_yaml_is_a_config_error_with_its_line(tmp_path):
-    from headwater.config import ConfigError, load_project
-    from headwater.plugins import connector_registry
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import ConfigError, load_project
 
     (tmp_path / "landing").mkdir()
     (tmp_path / "headwater.yaml").write_text(

@@ -6,11 +6,11 @@ import json
 import textwrap
 from datetime import datetime, timezone
 
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import load_source
-from headwater.plugins import connector_registry
-from headwater.quarantine.replay import replay
+from headwater.load.pipeline import load_source
+from headwater.load.replay import replay
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import load_project
 from tests.conftest import query
 
 HEADER = "id,item,ordered_at"

@@ -8,12 +8,12 @@ from io import StringIO
 
 from rich.console import Console
 
-from headwater.config import load_project
-from headwater.destination import PostgresAddress
-from headwater.loading import load_source
-from headwater.plugins import connector_registry
-from headwater.quarantine.replay import replay
-from headwater.summary import RunSummary, print_summary
+from headwater.load.pipeline import load_source
+from headwater.load.replay import replay
+from headwater.ops.summary import RunSummary, print_summary
+from headwater.plugins.manager import connector_registry
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import load_project
 from tests.conftest import query
 
 ROWS = [

@@ -1,0 +1,13 @@
+"""One problem found in a config file, located by its key path (the file and line are added when shown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from headwater.common.yaml_source import KeyPath
+
+
+@dataclass
+class Problem:
+    key_path: KeyPath
+    message: str

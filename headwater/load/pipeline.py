@@ -1,0 +1,296 @@
+"""Load one configured source into its raw_<name> schema with dlt."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dlt
+from dlt.common.schema import Schema
+from dlt.extract import DltResource, DltSource
+
+from headwater.common.file_rows import files_read
+from headwater.load.deletes import DeleteResult, detect_deletes
+from headwater.load.recovery import recover
+from headwater.load.refusals import run_setting_aside
+from headwater.load.reload import Reload, ReloadError
+from headwater.load.table_processor import attach_processors
+from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
+from headwater.plugins.connectors import Connector
+from headwater.postgres.address import PostgresAddress
+from headwater.postgres.loader import postgres
+from headwater.project.config import ProjectConfig, SourceConfig
+from headwater.quarantine import is_quarantine_table, table_of
+from headwater.quarantine.naming import quarantine_table_name
+
+# Arrow batches go to Postgres as Parquet through ADBC: the path that runs near COPY speed.
+LOADER_FILE_FORMAT = "parquet"
+# How --full-refresh empties a table in dlt: truncated with its cursor reset, never dropped (see _runs).
+REFRESH_MODE = "drop_data"
+# dlt settings Headwater relies on, unless the user set them.
+DLT_DEFAULTS = {
+    # Every raw row carries the load id that wrote it (run records and quarantine point back to it).
+    "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",
+    # Load files live only until they are copied into Postgres on this machine: compressing them
+    # costs more CPU on write and read than the disk it saves.
+    "DATA_WRITER__COMPRESSION": "none",
+    # Batches of one table may differ in string width (Arrow's string vs large_string, depending on
+    # which reader made them); dlt then widens them to one schema instead of refusing to write them.
+    "DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS": "default",
+    # A loaded package's data files are not needed again (recovery only reads unfinished packages).
+    "LOAD__DELETE_COMPLETED_JOBS": "true",
+}
+
+
+class _ArrowHintNoise(logging.Filter):
+    """Drop dlt's warning that Arrow and dlt disagree on hints such as a key column's nullability.
+
+    Arrow marks every column nullable while a primary key is NOT NULL in dlt's schema; dlt keeps its
+    own hints, which is what Headwater wants, yet warns on every batch of every keyed table.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema, several column hints were different" not in (
+            record.getMessage()
+        )
+
+
+_ARROW_HINT_NOISE = _ArrowHintNoise()
+
+
+@dataclass
+class Widening:
+    column: str
+    before: str  # the SQL type the column had
+    after: str  # the SQL type it has now
+
+
+@dataclass
+class TableLoad:
+    table: str
+    rows: int  # rows loaded into the table
+    quarantined: int = 0  # rows set aside in <table>__quarantine by the same run
+    files: list[dict] = field(default_factory=list)  # landing files read, one report each (headwater.common.file_rows)
+    widened: list[Widening] = field(default_factory=list)  # columns whose type this run widened
+    deletes: DeleteResult | None = None  # rows gone from the source, for tables with `deletes:`
+
+    @property
+    def loaded(self) -> int:
+        return self.rows
+
+    @property
+    def changed(self) -> bool:
+        """The raw table changed: rows loaded, or rows removed or flagged because the source deleted them."""
+        return self.loaded > 0 or bool(self.deletes and self.deletes.changed)
+
+    @property
+    def read(self) -> int:
+        """Every row the run took from the source: it was either loaded or quarantined."""
+        return self.rows + self.quarantined
+
+    @property
+    def skipped_lines(self) -> int:
+        """Lines of the landing files read that hold no row: preamble, header, blank and comment lines."""
+        return sum(report.get("skipped", 0) for report in self.files)
+
+    @property
+    def problem_files(self) -> list[dict]:
+        """Files that gave no row: unreadable, empty or only a header."""
+        return [report for report in self.files if report.get("status") != "loaded"]
+
+
+def table_loads(row_counts: dict[str, int]) -> list[TableLoad]:
+    """Per table, rows loaded and quarantined, from dlt's normalized row counts of one or more runs."""
+    loads: dict[str, TableLoad] = {}
+    for name, count in sorted(row_counts.items()):
+        if name.startswith("_dlt"):
+            continue
+        table = table_of(name) if is_quarantine_table(name) else name
+        load = loads.setdefault(table, TableLoad(table=table, rows=0))
+        if table == name:
+            load.rows += count
+        else:
+            load.quarantined += count
+    return list(loads.values())
+
+
+@dataclass
+class SourceLoad:
+    source: str
+    dataset: str
+    seconds: float
+    tables: list[TableLoad] = field(default_factory=list)
+    load_ids: list[str] = field(default_factory=list)
+    error: str | None = None
+    set_aside: list = field(default_factory=list)  # refusals.SetAside: rows Postgres refused, quarantined
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def rows(self) -> int:
+        return sum(table.rows for table in self.tables)
+
+
+def pipelines_dir(state_dir: Path, address: PostgresAddress) -> Path:
+    """dlt's local working folder, one per destination database.
+
+    dlt keeps the authoritative state in the destination; keying the local copy by
+    destination means pointing Headwater at another database never reuses cursors
+    that belong to a different one.
+    """
+    key = hashlib.sha256(f"{address.host}:{address.port}/{address.database}".encode()).hexdigest()[:12]
+    return state_dir / "pipelines" / key
+
+
+def open_pipeline(config: ProjectConfig, source: SourceConfig, address: PostgresAddress) -> dlt.Pipeline:
+    """The dlt pipeline of one source: `headwater_<source>` loading into `raw_<source>`."""
+    for name, value in DLT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
+    return dlt.pipeline(
+        pipeline_name=f"headwater_{source.name}",
+        destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY,
+                             naming_convention=source.naming),
+        dataset_name=source.dataset,
+        pipelines_dir=str(pipelines_dir(config.state_dir, address)),
+    )
+
+
+def build_source(config: ProjectConfig, source: SourceConfig, connector: Connector, reload: Reload | None = None):
+    """Call the connector with the source's settings and apply the per-table choices of headwater.yaml.
+
+    ``reload`` may give tables a backfill window in place of their regular cursor.
+    """
+    dlt_source = connector.source(**config.resolved_settings(source))
+    if isinstance(dlt_source, DltResource):  # a connector may be a single @dlt.resource
+        dlt_source = DltSource.from_data(Schema(source.name), source.name, dlt_source)
+    if source.tables:
+        dlt_source = dlt_source.with_resources(*(table.name for table in source.tables))
+    for table in source.tables:
+        resource = dlt_source.resources[table.name]
+        apply_write_mode(resource, table, reload.backfill_incremental(source.name, table) if reload else None)
+    attach_processors(config, source, dlt_source)  # steps, rules and quarantine, per selected table
+    for table in source.tables:
+        add_history_hash(dlt_source.resources[table.name], table)
+    return dlt_source
+
+
+def load_source(
+    config: ProjectConfig,
+    source: SourceConfig,
+    connector: Connector,
+    address: PostgresAddress,
+    reload: Reload | None = None,
+) -> SourceLoad:
+    """Extract, normalize and load one source; the cursor state commits with the data in the destination.
+
+    Packages an interrupted run left pending are loaded first (headwater.load.recovery), then the source
+    is extracted as usual, or reloaded as ``reload`` asks (headwater.load.reload).
+    """
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc)
+    pipeline = open_pipeline(config, source, address)
+    result = SourceLoad(source=source.name, dataset=source.dataset, seconds=0.0)
+    types_before = address.column_types(source.dataset)
+    try:
+        # A whole-source refresh drops the data anyway, so a pending (perhaps failing) package is abandoned.
+        abandon = bool(reload and reload.refreshes_source(source.name))
+        refreshed = reload.refreshed_tables(source.name) if reload else frozenset()
+        recovered = recover(pipeline, LOADER_FILE_FORMAT, abandon_pending=abandon, abandon_tables=refreshed)
+        result.load_ids = list(recovered.load_ids)
+        row_counts = dict(recovered.row_counts)
+        result.set_aside = list(recovered.set_aside)
+        for dlt_source, refresh in _runs(build_source(config, source, connector, reload), source, reload):
+            run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
+            infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run)
+            for info in infos:
+                info.raise_on_failed_jobs()
+                result.load_ids += list(info.loads_ids)
+            for name, count in counts.items():
+                row_counts[name] = row_counts.get(name, 0) + count
+            result.set_aside += set_aside
+        for refused in result.set_aside:  # rows normalized for the table that went to its quarantine instead
+            row_counts[refused.table] = row_counts.get(refused.table, 0) - refused.rows
+            quarantine = quarantine_table_name(refused.table)
+            row_counts[quarantine] = row_counts.get(quarantine, 0) + refused.rows
+        result.tables = table_loads(row_counts)
+        for table in source.tables:  # tables with nothing new still appear, with 0 rows
+            if table.name not in {load.table for load in result.tables}:
+                result.tables.append(TableLoad(table=table.name, rows=0))
+        _add_file_reports(result, pipeline, started_at)
+        _add_widenings(result, types_before, address.column_types(source.dataset))
+        # Only here, after the whole source loaded: a failed load raised above and compares nothing.
+        if any(table.deletes for table in source.tables):
+            found = detect_deletes(source, connector, config.resolved_settings(source), address,
+                                   pipeline.default_schema.naming)
+            for table_load in result.tables:
+                table_load.deletes = found.get(table_load.table)
+    except Exception as error:  # reported per source; the other sources still load
+        result.error = _describe(error)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _add_file_reports(result: SourceLoad, pipeline: dlt.Pipeline, since: datetime) -> None:
+    """Each table's landing files read by this run, as its connector logged them in the resource state."""
+    reports = files_read(pipeline.state, since)
+    loads = {load.table: load for load in result.tables}
+    for table, files in reports.items():
+        load = loads.get(table)
+        if load is None:  # a table whose files gave no row at all still shows, with its files
+            load = TableLoad(table=table, rows=0)
+            result.tables.append(load)
+        load.files = files
+
+
+def _add_widenings(result: SourceLoad, before: dict, after: dict) -> None:
+    loads = {load.table: load for load in result.tables}
+    for (table, column), sql_type in sorted(after.items()):
+        previous = before.get((table, column))
+        if previous is not None and previous != sql_type and table in loads:
+            loads[table].widened.append(Widening(column, previous, sql_type))
+
+
+def _runs(dlt_source: DltSource, source: SourceConfig, reload: Reload | None):
+    """The pipeline runs of this load: (source or subset, dlt refresh mode).
+
+    A refresh empties the tables (``drop_data``: truncate them and reset their cursors) rather than
+    dropping them: the dbt staging views, and any other view, built on a raw table keep working, where
+    dropping the table would fail on them. Refreshing single tables takes a run of their own, because
+    dlt empties every resource selected in a refreshing run; the source's other tables then load as usual.
+    """
+    if reload is None or source.name not in reload.full_refresh:
+        return [(dlt_source, None)]
+    if reload.refreshes_source(source.name):
+        return [(dlt_source, REFRESH_MODE)]
+    selected = list(dlt_source.selected_resources)
+    tables = reload.refreshed_tables(source.name)
+    unknown = sorted(tables - set(selected))
+    if unknown:
+        raise ReloadError(
+            f"--full-refresh: source {source.name!r} has no table {', '.join(unknown)}; allowed: "
+            + ", ".join(f"{source.name}.{name}" for name in selected)
+        )
+    runs = [(dlt_source.with_resources(*sorted(tables)), REFRESH_MODE)]
+    rest = [name for name in selected if name not in tables]
+    if rest:
+        runs.append((dlt_source.with_resources(*rest), None))
+    return runs
+
+
+def _describe(error: BaseException) -> str:
+    # dlt wraps the real error in its own step and extraction exceptions; the first
+    # error below those wrappers is the one that says what went wrong.
+    while error.__cause__ is not None and type(error).__module__.startswith("dlt."):
+        error = error.__cause__
+    if type(error).__name__ == "DestinationTerminalException":  # Headwater's loader wrote the message for people
+        return str(error)
+    return f"{type(error).__name__}: {error}"

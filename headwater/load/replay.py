@@ -1,0 +1,222 @@
+"""`headwater quarantine replay`: quarantined rows go through the table's current steps and rules again.
+
+Exactly once, even if the replay dies midway:
+
+1. Packages an earlier run or replay left pending are loaded first (headwater.load.recovery), so the
+   quarantine table read in step 2 already reflects every replay that got as far as extracting.
+2. Only rows with `status = 'quarantined'` are read.
+3. The rows that now pass go to the table, and *in the same dlt load package* every replayed
+   row's quarantine entry is rewritten (merge on `quarantine_id`) as `replayed`, or, when it
+   still fails, as `quarantined` with the new rule and reason. The run goes through the source's
+   own pipeline (`headwater_<source>`, same schema and destination), so its load id, schema and
+   state are recorded like any other load.
+
+A package is either loaded (both changes visible) or pending (recovered by step 1 of the next
+replay or run). Tables that merge on a key take a re-applied job without duplicates as well.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import dlt
+import polars as pl
+
+from headwater.common.file_rows import FILE_COLUMN, REPLACES_FILES_HINT
+from headwater.common.timestamps import iso_timestamp
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ProjectConfig, SourceConfig
+from headwater.quarantine import records
+from headwater.quarantine.naming import QUARANTINE_SUFFIX, quarantine_table_name
+
+# Written into the record of a landing-file line that could not be read (connectors.filesystem.tolerant).
+RAW_LINE = "_raw_line"
+# Replaying into these would rewrite the whole table from a handful of rows.
+UNSUPPORTED = {"replace": "it is replaced on every load", "scd2": "scd2 would retire every row not replayed"}
+DLT_TYPES = {
+    "bigint": pl.Int64, "double": pl.Float64, "bool": pl.Boolean, "text": pl.String,
+    "timestamp": pl.Datetime("us", "UTC"), "date": pl.Date, "decimal": pl.Float64,
+}
+
+
+class ReplayError(ValueError):
+    """The replay cannot run as asked; str() says why and what to do."""
+
+
+@dataclass
+class TableReplay:
+    table: str
+    replayed: int = 0  # loaded into the table by this replay
+    still_quarantined: int = 0  # went through again and failed again
+    skipped: str | None = None  # why the table was not replayed
+    reasons: dict[str, int] = field(default_factory=dict)  # rule -> rows still failing
+
+
+def replay(
+    config: ProjectConfig, source: SourceConfig, address: PostgresAddress, tables: list[str] | None = None
+) -> list[TableReplay]:
+    from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
+    from headwater.load.recovery import recover
+
+    pipeline = open_pipeline(config, source, address)
+    recover(pipeline, LOADER_FILE_FORMAT)
+    pipeline.sync_destination()
+    if not pipeline.default_schema_name:
+        raise ReplayError(f"source {source.name!r} has not been loaded yet: nothing is quarantined")
+    schema = pipeline.default_schema
+    suffix = QUARANTINE_SUFFIX
+    names = tables or sorted(name[: -len(suffix)] for name in schema.tables if name.endswith(suffix))
+    results, items = [], []
+    for table in names:
+        result, table_items = _replay_table(config, source, pipeline, table)
+        results.append(result)
+        items.extend(table_items)
+    if items:
+        info = pipeline.run(items, schema=schema, loader_file_format=LOADER_FILE_FORMAT)
+        info.raise_on_failed_jobs()
+    return results
+
+
+def _replay_table(config, source, pipeline, table: str):
+    from headwater.load.table_processor import table_plan
+
+    result = TableReplay(table)
+    schema = pipeline.default_schema
+    quarantine = quarantine_table_name(table)
+    if quarantine not in schema.tables:
+        known = ", ".join(sorted(n for n in schema.data_table_names() if not n.endswith(QUARANTINE_SUFFIX)))
+        if table not in schema.tables:
+            raise ReplayError(f"source {source.name!r} has no table {table!r}; tables: {known}")
+        return result, []
+    target = schema.tables.get(table)
+    disposition = (target or {}).get("write_disposition", "append")
+    if disposition in UNSUPPORTED or (target or {}).get("x-merge-strategy") == "scd2":
+        result.skipped = f"not replayed: {UNSUPPORTED.get(disposition, UNSUPPORTED['scd2'])}; reload the source instead"
+        return result, []
+    pending = _pending(pipeline, quarantine)
+    if not pending:
+        return result, []
+
+    now = datetime.now(timezone.utc)
+    config_table = next((t for t in source.tables if t.name == table), None)
+    plan = table_plan(config, config_table)
+    readable, updates = [], []
+    for entry in pending:
+        record = json.loads(entry["record"])
+        if not isinstance(record, dict) or RAW_LINE in record:
+            hint = f" (still unreadable: correct `record` and remove {RAW_LINE})"
+            reason = entry["reason"] if entry["reason"].endswith(hint) else entry["reason"] + hint
+            updates.append(_update(entry, now, records.QUARANTINED, entry["rule"], reason))
+        else:
+            readable.append((entry, record))
+    good = None
+    if readable:
+        frame = pl.DataFrame([record for _, record in readable], infer_schema_length=None, strict=False)
+        frame = frame.with_row_index("_quarantine_row")
+        frame, cast_failures = _cast_like(frame, target or {})
+        passed = frame.filter(~pl.col("_quarantine_row").is_in(list(cast_failures)))
+        for index, reason in cast_failures.items():
+            updates.append(_update(readable[index][0], now, records.QUARANTINED, "cast", reason))
+        if plan is not None:
+            from headwater.processing import apply_plan
+
+            outcome = apply_plan(passed, plan)
+            passed = outcome.good
+            for row in outcome.rejected.iter_rows(named=True):
+                entry = readable[row["_quarantine_row"]][0]
+                updates.append(_update(entry, now, records.QUARANTINED, row["_rule"], row["_reason"]))
+        for index in passed["_quarantine_row"].to_list():
+            updates.append(_update(readable[index][0], now, records.REPLAYED, None, None))
+        result.replayed = passed.height
+        good = passed.drop("_quarantine_row")
+    for update in updates:
+        if update["status"] == records.QUARANTINED:
+            result.still_quarantined += 1
+            result.reasons[update["rule"]] = result.reasons.get(update["rule"], 0) + 1
+
+    hints = _table_hints(target or {})
+    items = []
+    if good is not None and good.height:
+        items.append(dlt.mark.with_hints(good.to_arrow(), dlt.mark.make_hints(table_name=table, **hints)))
+    keys = [name for name in pending[0] if name not in records.OWN_COLUMNS and not name.startswith("_dlt")]
+    items.append(records.mark(records.build_rows(table, updates, {name: None for name in keys}), table))
+    # Named like the table's own resource so the schema keeps attributing the table to it; no
+    # incremental is attached, so the table's cursor state is left as it is.
+
+    def batches():  # a generator, so dlt unwraps each marked batch to its own table
+        yield from items
+
+    resource_hints = {name: hints[name] for name in ("write_disposition", "primary_key", "columns") if name in hints}
+    return result, [dlt.resource(batches, name=table, table_name=table, **resource_hints)]
+
+
+def _pending(pipeline, quarantine: str) -> list[dict]:
+    with pipeline.sql_client() as client:
+        relation = client.make_qualified_table_name(quarantine)
+        with client.execute_query(
+            f"select * from {relation} where status = %s order by location", records.QUARANTINED
+        ) as cursor:
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: str | None) -> dict:
+    """The quarantine row rewritten after a replay attempt (same id: the merge replaces it)."""
+    replayed = status == records.REPLAYED
+    return {
+        "id": entry[records.ID],
+        "record": entry["record"],
+        "rule": rule or entry["rule"],
+        "reason": reason or entry["reason"],
+        "location": entry["location"],
+        "status": status,
+        "quarantined_at": entry["quarantined_at"] if replayed else now,
+        "replayed_at": now if replayed else None,
+        "attempts": (entry.get("attempts") or 0) + 1,
+        "keys": {name: value for name, value in entry.items() if name not in records.OWN_COLUMNS},
+    }
+
+
+def _table_hints(target: dict) -> dict:
+    """The table's own write disposition and key, as stored in the pipeline's schema.
+
+    A replay loads a few rows of a landing file, not the whole file: the hints that make a load replace
+    a file's earlier rows (headwater.common.file_rows) are switched off, and a keyless table is appended to.
+    """
+    disposition = target.get("write_disposition", "append")
+    strategy = target.get("x-merge-strategy")
+    key = [name for name, column in target.get("columns", {}).items() if column.get("primary_key")]
+    hints: dict = {"write_disposition": {"disposition": "merge", "strategy": strategy} if strategy else disposition}
+    # Column types are not repeated as hints: the stored schema passed to the run already has them.
+    if key:
+        hints["primary_key"] = key
+    else:
+        hints["write_disposition"] = "append"
+    if FILE_COLUMN in target.get("columns", {}):
+        hints["columns"] = {FILE_COLUMN: {"name": FILE_COLUMN, "merge_key": False}}
+        hints["additional_table_hints"] = {REPLACES_FILES_HINT: False}
+    return hints
+
+
+def _cast_like(frame: pl.DataFrame, target: dict) -> tuple[pl.DataFrame, dict[int, str]]:
+    """Values from JSON records, given the table's column types; rows whose value does not fit fail as `cast`."""
+    failures: dict[int, str] = {}
+    casts = []
+    for name, column in target.get("columns", {}).items():
+        dtype = DLT_TYPES.get(column.get("data_type", ""))
+        if name not in frame.columns or dtype is None or frame.schema[name] == dtype:
+            continue
+        values = frame[name]
+        if values.dtype == pl.String and isinstance(dtype, pl.Datetime):
+            # Value by value: a replay handles few rows, and one bad value must not hide the format of the others.
+            typed = pl.Series(name, [iso_timestamp(value) for value in values], dtype=pl.Datetime("us", "UTC"))
+        elif values.dtype == pl.String and dtype == pl.Date:
+            typed = values.str.to_date(strict=False)
+        else:
+            typed = values.cast(dtype, strict=False)
+        for index in (values.is_not_null() & typed.is_null()).arg_true().to_list():
+            failures.setdefault(index, f"{name}: {values[index]!r} is not a valid {column['data_type']}")
+        casts.append(typed.alias(name))
+    return frame.with_columns(casts), failures

@@ -1,0 +1,244 @@
+"""Per table, between the connector and dlt: run the table's steps and rules, and quarantine what fails.
+
+The processor is a step on the dlt resource. Each batch is split into the rows that load and
+the rows that do not; both leave in the same load package (the rejected ones marked for the
+table's `__quarantine` table), so a run records both or neither. Rows a connector already
+rejected (landing-file lines it could not read) arrive marked and are given the same columns.
+
+The rows that load are then given the table's column types (headwater.common.widening): a batch narrower
+than a column is cast up to it, one that needs a wider type widens the column in dlt's schema, so
+files and extracts whose types drift land in one table. A batch of a landing file loaded before
+(headwater.common.file_rows) makes a keyless table replace that file's earlier rows in this load.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import dlt
+import polars as pl
+import pyarrow as pa
+from dlt.extract import DltResource
+from dlt.extract.items import DataItemWithMeta
+from dlt.extract.items_transform import YieldMapItem
+
+from headwater.common.file_rows import FILE_COLUMN, REPLACES_FILES_HINT, is_reread
+from headwater.common.widening import conform_batch
+from headwater.quarantine import records
+from headwater.quarantine.naming import is_quarantine_table
+
+# A keyless table that gets a file again: that file's earlier rows are replaced in the same load.
+FILE_SCOPED_REPLACE = {"write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+                       "merge_key": FILE_COLUMN}
+
+
+class _BatchYieldMap(YieldMapItem):
+    """A yield-map that receives a page of rows as one list, so a plan runs once per page, not per row."""
+
+    def __call__(self, item: Any, meta: Any = None) -> Iterator[Any]:
+        yield from self._f_meta(item, meta)
+
+
+class TableProcessor:
+    """Callable dlt step for one table; see the module docstring."""
+
+    def __init__(self, table: str, resource: DltResource, plan=None):
+        self.table = table
+        self.resource = resource
+        self.plan = plan if plan is not None and not getattr(plan, "empty", False) else None
+        self._key_columns: list[str] | None = None
+        self._typed_by_source: frozenset[str] | None = None
+
+    def attach(self) -> None:
+        # Placed like add_yield_map: before dlt's incremental step, which therefore also sees the
+        # quarantine rows; they carry the key and cursor columns it needs (see key_columns).
+        self.resource.add_step(_BatchYieldMap(self))
+        self.typed_by_source()
+
+    def __call__(self, item: Any, meta: Any = None) -> Iterator[Any]:
+        if _quarantine_mark(meta):  # lines the connector could not read
+            yield records.mark(self._from_connector(pa.table(item) if not isinstance(item, pa.Table) else item),
+                               self.table)
+            return
+        if self.plan is None or _empty(item):
+            yield self._typed(item, meta)
+            return
+        from headwater.processing import apply_plan
+
+        frame, back = _to_frame(item)
+        result = apply_plan(frame, self.plan)
+        if result.good.height or not result.rejected.height:
+            good = back(result.good)
+            if isinstance(good, pa.Table) and isinstance(item, pa.Table) and item.schema.metadata:
+                good = good.replace_schema_metadata(item.schema.metadata)  # keeps the re-read mark
+            yield self._typed(good, meta)
+        if result.rejected.height:
+            yield records.mark(self._from_rejected(result.rejected), self.table)
+
+    def _typed(self, item: Any, meta: Any) -> Any:
+        """The batch in the table's column types, with the hints that change them or its write mode."""
+        if isinstance(item, pa.RecordBatch):
+            item = pa.Table.from_batches([item])
+        if not isinstance(item, pa.Table) or _names_another_table(meta):
+            return _with_meta(item, meta)
+        hints: dict = {}
+        schema = _live_schema()
+        if schema is not None:
+            columns = schema.get_table_columns(self.table) if self.table in schema.tables else {}
+            item, widened = conform_batch(item, columns, _capabilities(), schema.naming.normalize_identifier,
+                                          self.typed_by_source())
+            if widened:
+                hints["columns"] = widened
+        if is_reread(item):
+            if self.resource.write_disposition == "append":
+                hints.update(FILE_SCOPED_REPLACE)
+            else:  # a keyed table: the merge deletes the file's earlier rows first (headwater.postgres.loader)
+                hints["additional_table_hints"] = {REPLACES_FILES_HINT: True}
+        if not hints or meta is not None:  # a connector's own hints on the batch stay as they are
+            return _with_meta(item, meta)
+        return dlt.mark.with_hints(item, dlt.mark.make_hints(**hints))
+
+    def typed_by_source(self) -> frozenset[str]:
+        """Columns the connector gives a type (a database column's): their batches are not re-typed.
+
+        Read when the processor is attached, before any batch: the hints that widen a column are merged
+        into the resource's hints later, and must not count as the connector's.
+        """
+        if self._typed_by_source is None:
+            hinted = self.resource.columns if isinstance(self.resource.columns, dict) else {}
+            self._typed_by_source = frozenset(name for name, hint in hinted.items() if hint.get("data_type"))
+        return self._typed_by_source
+
+    def key_columns(self) -> list[str]:
+        """Primary-key and cursor columns, when the resource is incremental (dlt's step needs them)."""
+        if self._key_columns is None:
+            columns: list[str] = []
+            wrapper = self.resource.incremental
+            incremental = getattr(wrapper, "incremental", wrapper)
+            if incremental is not None and getattr(incremental, "cursor_path", None):
+                key = getattr(incremental, "primary_key", None) or self.resource._hints.get("primary_key") or []
+                columns = [key] if isinstance(key, str) else list(key)
+                if incremental.cursor_path not in columns:
+                    columns.append(incremental.cursor_path)
+            self._key_columns = columns
+        return self._key_columns
+
+    def _from_rejected(self, rejected: pl.DataFrame) -> pa.Table:
+        keys = self.key_columns()
+        originals = rejected.drop([records.RULE_COLUMN, records.REASON_COLUMN])
+        entries = []
+        for row, rule, reason in zip(
+            originals.iter_rows(named=True), rejected[records.RULE_COLUMN], rejected[records.REASON_COLUMN], strict=True
+        ):
+            entries.append({
+                "record": records.record_json(row),
+                "rule": rule,
+                "reason": reason,
+                "location": records.location_of(row, self.resource.name, keys or _primary_key(self.resource)),
+                "keys": {name: row.get(name) for name in keys},
+            })
+        types = {name: originals.schema.get(name) for name in keys}
+        return records.build_rows(self.table, entries, types)
+
+    def _from_connector(self, table: pa.Table) -> pa.Table:
+        keys = self.key_columns()
+        entries = []
+        now = datetime.now(timezone.utc)
+        for row in table.to_pylist():
+            record = json.loads(row["record"])
+            entry = {
+                "record": row["record"],
+                "rule": row["rule"],
+                "reason": row["reason"],
+                "location": row.get("location") or self.resource.name,
+                # a connector may send the key and cursor columns typed; the record holds them as JSON
+                "keys": {name: row[name] if name in row else record.get(name) for name in keys},
+            }
+            if row.get("status") == records.REPLAYED:  # an earlier rejection the connector now read cleanly
+                entry.update(status=records.REPLAYED, replayed_at=now)
+            entries.append(entry)
+        return records.build_rows(self.table, entries, {name: None for name in keys})
+
+
+def attach_processor(resource: DltResource, table: str, plan=None) -> TableProcessor:
+    processor = TableProcessor(table, resource, plan)
+    processor.attach()
+    return processor
+
+
+def _live_schema():
+    """The schema dlt is extracting into: the stored types plus this run's changes (None outside an extract)."""
+    try:
+        return dlt.current.source_schema()
+    except Exception:  # a direct call, e.g. in a test: no types to conform to
+        return None
+
+
+def _capabilities():
+    from dlt.common.configuration.container import Container
+    from dlt.common.destination import DestinationCapabilitiesContext
+
+    return Container().get(DestinationCapabilitiesContext) or DestinationCapabilitiesContext.generic_capabilities()
+
+
+def _names_another_table(meta: Any) -> bool:
+    hints = getattr(meta, "hints", None)
+    return isinstance(hints, dict) and bool(hints.get("table_name"))
+
+
+def _quarantine_mark(meta: Any) -> bool:
+    hints = getattr(meta, "hints", None)
+    return isinstance(hints, dict) and is_quarantine_table(str(hints.get("table_name") or ""))
+
+
+def _with_meta(item: Any, meta: Any) -> Any:
+    # Hints a connector put on a batch (e.g. another table name) stay on it.
+    return DataItemWithMeta(meta, item) if meta is not None else item
+
+
+def _empty(item: Any) -> bool:
+    if isinstance(item, (pa.Table, pa.RecordBatch)):
+        return item.num_rows == 0
+    return isinstance(item, list) and not item
+
+
+def _to_frame(item: Any):
+    """A batch as a Polars frame, and how to turn the good rows back into what dlt got before."""
+    if isinstance(item, (pa.Table, pa.RecordBatch)):
+        return pl.from_arrow(item), lambda frame: frame.to_arrow()
+    if isinstance(item, pl.DataFrame):
+        return item, lambda frame: frame.to_arrow()
+    if hasattr(item, "to_dict") and hasattr(item, "columns"):  # pandas
+        return pl.from_pandas(item), lambda frame: frame.to_arrow()
+    rows = item if isinstance(item, list) else [item]
+    # Rows given as dicts go back to dlt as dicts: dlt keeps typing and nesting them as it did before
+    # the table had rules (Arrow would turn ISO dates into text and nested lists into JSON columns).
+    frame = pl.DataFrame(rows, infer_schema_length=None, strict=False)
+    return frame, lambda good: good.to_dicts()
+
+
+def _primary_key(resource: DltResource) -> list[str]:
+    key = resource._hints.get("primary_key") or []
+    return [key] if isinstance(key, str) else list(key)
+
+
+def table_plan(config, table_config):
+    """The table's built steps and rules (secrets resolved), or None when it has neither."""
+    if table_config is None or not (table_config.steps or table_config.rules):
+        return None
+    from headwater.plugins.manager import step_registry
+    from headwater.processing import build_plan
+
+    variables = config.variables
+    steps = variables.resolve(list(table_config.steps)) if variables else list(table_config.steps)
+    rules = variables.resolve(list(table_config.rules)) if variables else list(table_config.rules)
+    return build_plan(steps, rules, project_dir=config.root, registry=step_registry())
+
+
+def attach_processors(config, source, dlt_source) -> None:
+    """Give every selected table of a dlt source its processor (steps, rules, quarantine)."""
+    configured = {table.name: table for table in source.tables}
+    for name, resource in dlt_source.selected_resources.items():
+        attach_processor(resource, name, table_plan(config, configured.get(name)))

@@ -1,0 +1,302 @@
+"""The local stack behind `headwater up` / `headwater down`: a Prefect server and the embedded database.
+
+Without a server, every Prefect flow run spins up a throw-away one, which costs 17-27 s and keeps
+no history. `up` starts one Prefect server (with its UI) in the background, its state under
+`.headwater/prefect`, plus the embedded PostgreSQL unless $HEADWATER_DATABASE_URL points
+elsewhere. What was started is recorded in `.headwater/stack.json`; flows look there
+(`running_api_url`) to report to the server, and `down` uses it to stop everything again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import fasteners
+import httpx
+import psutil
+
+from headwater.common import runtime
+from headwater.postgres.address import DATABASE_URL_ENV, PostgresAddress
+
+PREFERRED_PORT = 4200
+HOST = "127.0.0.1"
+STACK_FILE = "stack.json"
+SERVER_LOG = Path("logs") / "prefect-server.log"
+STOP_GRACE_SECONDS = 10
+
+Progress = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """The stack could not be started or stopped."""
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    prefect_api_url: str | None
+    prefect_ui_url: str | None
+    prefect_pid: int | None
+    database_url: str | None  # password masked
+    embedded: bool  # True when the database is Headwater's own embedded server
+
+
+def up(
+    state_dir: Path,
+    *,
+    port: int | None = None,
+    timeout: float = 60,
+    progress: Progress | None = None,
+) -> StackStatus:
+    """Start whatever part of the stack is not running yet and return its status."""
+    say = progress or (lambda message: None)
+    state_dir = state_dir.resolve()
+    with _locked(state_dir):
+        record = _read_record(state_dir)
+        started_postgres = bool(record.get("started_postgres"))
+        if not os.environ.get(DATABASE_URL_ENV):
+            local = _local_postgres(state_dir)
+            if not local.is_running():
+                say("Starting the embedded PostgreSQL…")
+                local.start()
+                started_postgres = True
+
+        alive = _prefect_alive(record)
+        if not (alive and _healthy(record["api_url"])):
+            if alive:
+                # Still there but not answering (hung, or its port was lost): replace it.
+                _terminate_group(record["pid"])
+            try:
+                record = _start_prefect(state_dir, port=port, timeout=timeout, say=say)
+            except BaseException:
+                # Recorded even when Prefect failed, so that `down` still stops the database.
+                _write_record(state_dir, {"started_postgres": started_postgres})
+                raise
+            _write_record(state_dir, {**record, "started_postgres": started_postgres})
+        elif started_postgres != bool(record.get("started_postgres")):
+            _write_record(state_dir, {**record, "started_postgres": started_postgres})
+    return status(state_dir)
+
+
+def down(state_dir: Path) -> StackStatus:
+    """Stop the Prefect server and, if `up` started it, the embedded PostgreSQL."""
+    state_dir = state_dir.resolve()
+    with _locked(state_dir):
+        record = _read_record(state_dir)
+        if _prefect_alive(record):
+            _terminate_group(record["pid"])
+        if record.get("started_postgres"):
+            _local_postgres(state_dir).stop()
+        (state_dir / STACK_FILE).unlink(missing_ok=True)
+    return status(state_dir)
+
+
+def status(state_dir: Path) -> StackStatus:
+    """What is running now, as far as this project is concerned."""
+    record = _read_record(state_dir)
+    api_url = running_api_url(state_dir)
+    external = os.environ.get(DATABASE_URL_ENV)
+    if external:
+        database_url: str | None = PostgresAddress.from_url(external).safe_url
+    else:
+        database_url = _local_postgres(state_dir).url()
+    return StackStatus(
+        prefect_api_url=api_url,
+        prefect_ui_url=record.get("ui_url") if api_url else None,
+        prefect_pid=record.get("pid") if api_url else None,
+        database_url=database_url,
+        embedded=not external,
+    )
+
+
+def use_local_stack() -> str | None:
+    """Point Prefect at the server `headwater up` started, unless PREFECT_API_URL already names one."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    url = running_api_url(runtime.state_dir())
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+    return url
+
+
+def running_api_url(state_dir: Path) -> str | None:
+    """The Prefect API URL of this project's running server, or None. Takes at most about a second."""
+    record = _read_record(state_dir)
+    if _prefect_alive(record) and _healthy(record["api_url"], timeout=1.0):
+        return record["api_url"]
+    return None
+
+
+# -- Prefect server --------------------------------------------------------------------
+
+
+def _start_prefect(state_dir: Path, *, port: int | None, timeout: float, say: Progress) -> dict[str, Any]:
+    if port is None:
+        port = PREFERRED_PORT if _port_free(PREFERRED_PORT) else _free_port()
+    elif not _port_free(port):
+        raise StackError(f"Port {port} on {HOST} is already in use; choose another with --port.")
+    base = f"http://{HOST}:{port}"
+    api_url = f"{base}/api"
+
+    prefect_home = state_dir / "prefect"
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / SERVER_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    env = dict(os.environ)
+    # The server must not think of itself as a client of some other server.
+    env.pop("PREFECT_API_URL", None)
+    env.update(
+        PREFECT_HOME=str(prefect_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_UI_API_URL=api_url,
+    )
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} {' '.join(command)}\n")
+        log.flush()
+        # A session of its own: the server survives this command and Ctrl-C in the terminal,
+        # and `down` can signal it together with anything it spawned.
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=state_dir,
+            start_new_session=True,
+        )
+
+    say(f"Starting the Prefect server on {base} (first start sets up its database)…")
+    deadline = time.monotonic() + timeout
+    while not _healthy(api_url):
+        if process.poll() is not None:
+            raise StackError(_failure(f"The Prefect server exited with code {process.returncode}", log_path))
+        if time.monotonic() >= deadline:
+            _terminate_group(process.pid)
+            raise StackError(_failure(f"The Prefect server did not answer within {timeout:g}s", log_path))
+        time.sleep(0.5)
+
+    return {
+        "pid": process.pid,
+        "create_time": psutil.Process(process.pid).create_time(),
+        "port": port,
+        "api_url": api_url,
+        "ui_url": base,
+        "log": str(log_path),
+    }
+
+
+def _prefect_alive(record: dict[str, Any]) -> bool:
+    """The recorded server process still exists (same pid *and* start time, so not a reused pid)."""
+    pid = record.get("pid")
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        same_process = abs(proc.create_time() - record.get("create_time", 0)) < 1
+        return same_process and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        # trust_env=False: a proxy configured for the internet must not intercept 127.0.0.1.
+        return httpx.get(f"{api_url}/health", timeout=timeout, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _terminate_group(pid: int) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever is left after a grace period."""
+    # The server was started as a session leader, so its process group id is its pid.
+    try:
+        leader = psutil.Process(pid)
+        members = [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        members = []
+    _signal_group(pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=STOP_GRACE_SECONDS)
+    if alive:
+        _signal_group(pid, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _failure(what: str, log_path: Path, lines: int = 20) -> str:
+    try:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        tail = "(no output)"
+    return f"{what}. Last lines of {log_path}:\n{tail}"
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _local_postgres(state_dir: Path):
+    from headwater.local.embedded_postgres import LocalPostgres
+
+    return LocalPostgres(state_dir / "postgres")
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """Serialise `up` and `down` so two of them cannot start two servers."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with fasteners.InterProcessLock(str(state_dir / "stack.lock")):
+        yield
+
+
+def _read_record(state_dir: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((state_dir / STACK_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _write_record(state_dir: Path, record: dict[str, Any]) -> None:
+    path = state_dir / STACK_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)  # readers never see a half-written file
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex((HOST, port)) == 0:
+            return False
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,56 @@
+"""Raw tables whose new rows have not reached the published marts yet.
+
+A run decides what to rebuild from the tables that received rows. When it then holds a source
+back (a failed raw contract) or withholds its marts (a failed dbt node or audit), those rows are
+in raw but not in the marts; without a memory the next run, with no new rows, would rebuild
+nothing and the marts would stay behind. Such tables stay in `headwater_ops.pending_rebuilds`
+until a run rebuilds and publishes what they feed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from headwater.marts.rebuild import Relation
+from headwater.ops.history import SCHEMA, ensure_schema
+
+if TYPE_CHECKING:
+    from headwater.ops.summary import RunSummary
+    from headwater.postgres.address import PostgresAddress
+
+TABLE = f"{SCHEMA}.pending_rebuilds"
+
+
+def pending_relations(address: "PostgresAddress") -> list[Relation]:
+    """Raw relations an earlier run loaded but did not get into published marts."""
+    with address.connect() as connection:
+        ensure_schema(connection)
+        rows = connection.execute(f"select schema_name, table_name from {TABLE} order by 1, 2").fetchall()
+    return [(schema, table) for schema, table in rows]
+
+
+def still_pending(changed: list[Relation], summary: "RunSummary") -> list[Relation]:
+    """Of the relations this run set out to rebuild, those whose rows did not reach published marts."""
+    rebuild = summary.rebuild
+    if rebuild is None or not rebuild.run and not rebuild.held_back:
+        return []
+    if summary.dbt is not None and not summary.dbt.success or summary.publish is not None and not summary.publish.ok:
+        return list(changed)
+    held_back = {f"raw_{source}" for source in rebuild.held_back_sources}
+    return [relation for relation in changed if relation[0] in held_back]
+
+
+def settle(address: "PostgresAddress", changed: list[Relation], summary: "RunSummary", run_id: str) -> None:
+    """Remember what is still pending after this run and forget what was published."""
+    pending = still_pending(changed, summary)
+    with address.connect() as connection:
+        ensure_schema(connection)
+        for schema, table in changed:
+            if (schema, table) not in pending:
+                connection.execute(f"delete from {TABLE} where schema_name = %s and table_name = %s", (schema, table))
+        for schema, table in pending:
+            connection.execute(
+                f"insert into {TABLE} (schema_name, table_name, since_run) values (%s, %s, %s) "
+                "on conflict (schema_name, table_name) do nothing",
+                (schema, table, run_id),
+            )

@@ -1,0 +1,141 @@
+"""The connector registry: what a plugin registers, and how a connector's settings are described."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import dlt
+
+from headwater.common.registry import PluginRegistry, RegistrationError, check_metadata, check_name, first_line
+
+# Metadata a plugin may pass to register(); anything else is a registration error.
+METADATA_KEYS = frozenset(
+    {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings", "list_keys"}
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One parameter of a connector's source function, which is its config contract."""
+
+    name: str
+    annotation: Any
+    required: bool
+    secret: bool
+    default: Any = None
+
+    @property
+    def type_name(self) -> str:
+        if self.annotation is inspect.Parameter.empty:
+            return "any"
+        if typing.get_origin(self.annotation) is None and hasattr(self.annotation, "__name__"):
+            return self.annotation.__name__
+        return str(self.annotation).replace("typing.", "")
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """Where connectors come from: a plugin name and the distribution that installed it."""
+
+    name: str
+    package: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Connector:
+    name: str
+    source: Callable[..., Any]
+    plugin: Plugin
+    description: str = ""
+    docs_url: str | None = None
+    secret_settings: frozenset[str] = frozenset()
+    # Per resource, when the connector knows them: primary key, incremental cursor column, PII columns.
+    primary_keys: dict[str, str | list[str]] = field(default_factory=dict)
+    cursors: dict[str, str] = field(default_factory=dict)
+    pii: dict[str, list[str]] = field(default_factory=dict)
+    # True where the increment is declared inside the settings (e.g. an API's incremental query
+    # parameter), so a `cursor:` table option would fight it.
+    cursor_in_settings: bool = False
+    # list_keys(settings, table, columns) -> chunks (lists of rows of key values) of every key of a source table, so
+    # that `deletes:` finds rows gone from the source (headwater.load.deletes); None: the connector cannot list them.
+    list_keys: Callable[..., Any] | None = None
+
+    def settings(self) -> list[Setting]:
+        """Every parameter the source takes, read from its signature."""
+        result = []
+        for parameter in _signature(self.source).parameters.values():
+            if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                continue
+            default = parameter.default
+            injected = default is dlt.secrets.value or default is dlt.config.value
+            result.append(
+                Setting(
+                    name=parameter.name,
+                    annotation=parameter.annotation,
+                    required=default is inspect.Parameter.empty or injected,
+                    secret=default is dlt.secrets.value or parameter.name in self.secret_settings,
+                    default=None if injected or default is inspect.Parameter.empty else default,
+                )
+            )
+        return result
+
+
+def _signature(source: Callable[..., Any]) -> inspect.Signature:
+    """The source's signature with real types, also where the plugin uses `from __future__ import annotations`."""
+    signature = inspect.signature(source)
+    try:
+        hints = typing.get_type_hints(inspect.unwrap(source))
+    except Exception:  # an annotation that cannot be evaluated stays a string and is not type-checked
+        return signature
+    return signature.replace(
+        parameters=[
+            parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
+            for parameter in signature.parameters.values()
+        ]
+    )
+
+
+def _is_dlt_source_function(source: Any) -> bool:
+    from dlt.extract.decorators import DltSourceFactoryWrapper
+    from dlt.extract.resource import DltResource
+
+    return isinstance(source, (DltSourceFactoryWrapper, DltResource)) or (
+        callable(source) and hasattr(source, "__wrapped__") and "dlt" in type(source).__module__
+    )
+
+
+class ConnectorRegistry(PluginRegistry[Connector]):
+    """Connectors by name, filled by the register_connectors hook of every plugin."""
+
+    kind = "connector"
+
+    def __init__(self) -> None:
+        super().__init__(_make_connector)
+
+
+def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, Any]) -> Connector:
+    name = check_name("connector", name)
+    if not _is_dlt_source_function(source):
+        raise RegistrationError(
+            f"connector {name!r}: source must be a @dlt.source or @dlt.resource function, got {type(source).__name__}"
+        )
+    check_metadata("connector", name, metadata, METADATA_KEYS)
+    if metadata.get("list_keys") is not None and not callable(metadata["list_keys"]):
+        raise RegistrationError(f"connector {name!r}: list_keys must be a function (settings, table, columns)")
+    return Connector(
+        name=name,
+        source=source,
+        plugin=plugin,
+        description=first_line(metadata.get("description") or inspect.getdoc(source)),
+        docs_url=metadata.get("docs_url"),
+        secret_settings=frozenset(metadata.get("secrets", ())),
+        primary_keys=dict(metadata.get("primary_keys") or {}),
+        cursors=dict(metadata.get("cursors") or {}),
+        pii={resource: list(columns) for resource, columns in (metadata.get("pii") or {}).items()},
+        cursor_in_settings=bool(metadata.get("cursor_in_settings", False)),
+        list_keys=metadata.get("list_keys"),
+    )

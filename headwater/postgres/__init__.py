@@ -1,0 +1,5 @@
+"""The destination database: its address, how rows are written into it (COPY through ADBC), how its
+column types follow the data (widening), and how many rows its tables hold.
+
+Imports: common.
+"""

@@ -1,0 +1,213 @@
+"""dlt's Postgres destination as Headwater loads it: streamed COPY, columns that widen, file-ordered merges.
+
+- **Streamed COPY.** dlt's own ADBC job hands the driver a Python generator of batches, which the
+  driver turns into one in-memory table before copying: a load file's whole content sits in memory
+  at once. Handing it a RecordBatchReader instead lets the driver pull one batch at a time while it
+  copies, so memory stays flat however many rows a table loads. Each batch is cast to the table's
+  column types on the way (a file written before its column widened holds the narrower type).
+- **Columns that widen.** dlt creates tables and adds columns but never changes a column's type;
+  when its schema has widened one (headwater.common.widening), the schema update alters it
+  (headwater.postgres.column_migrations), in the same transaction.
+- **The latest version of a key wins.** When one load holds several versions of a key read from
+  landing files, the merge keeps the one from the most recently modified file, then the latest line
+  (after `deduplicate_by`, when the table has one); dlt alone would keep an arbitrary one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Type
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from adbc_driver_manager import DatabaseError
+from dlt.common.destination.exceptions import DestinationTerminalException
+from dlt.common.libs.pyarrow import get_py_arrow_datatype
+from dlt.common.utils import without_none
+from dlt.destinations import postgres as dlt_postgres
+from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParquetCopyJob
+from dlt.destinations.sql_jobs import SqlMergeFollowupJob
+
+from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN, REPLACES_FILES_HINT
+from headwater.common.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
+from headwater.postgres.column_migrations import ColumnChange, change_column_types, holds_only_nulls
+from headwater.postgres.column_types import copy_into, with_exact_types
+
+# Rows per batch handed to the driver: each becomes one chunk of COPY data.
+COPY_BATCH_ROWS = 64 * 1024
+
+
+class StreamingParquetCopyJob(PostgresParquetCopyJob):
+    def run(self) -> None:
+        with self._connect() as connection, connection.cursor() as cursor:
+            catalog_name, schema_name = self._set_catalog_and_schema()
+            # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
+            with pq.ParquetFile(self._file_path, pre_buffer=False) as parquet:
+                target = self._table_schema(parquet.schema_arrow)
+                batches = parquet.iter_batches(batch_size=COPY_BATCH_ROWS)
+                if not target.equals(parquet.schema_arrow):
+                    batches = (self._cast(batch, target) for batch in batches)
+                try:
+                    # copy_into: adbc_ingest, with jsonb and text-carried numeric columns made copyable (postgres_types)
+                    copy_into(cursor, self.load_table_name, pa.RecordBatchReader.from_batches(target, batches),
+                              **without_none({"catalog_name": catalog_name, "db_schema_name": schema_name}))
+                except DatabaseError as error:  # the rows themselves are refused: loading them again cannot help
+                    raise DestinationTerminalException(self._refused(error, schema_name)) from None
+            connection.commit()
+
+    def _refused(self, error: Exception, schema_name: str | None) -> str:
+        message = str(error)
+        detail = next((line.split("ERROR:", 1)[1].strip() for line in message.splitlines() if "ERROR:" in line),
+                      message.splitlines()[0])
+        column = re.search(r"COPY [^,]+, line \d+, column (\S+)", message)
+        table = self._load_table["name"] if self._load_table else self.load_table_name
+        where = f"{schema_name}.{table}" + (f" column {column.group(1).rstrip(':')}" if column else "")
+        files = self._files()
+        return f"Postgres refused rows for {where}{f' from {files}' if files else ''}: {detail}"
+
+    def _files(self) -> str:
+        try:
+            names = pq.read_table(self._file_path, columns=[FILE_COLUMN]).column(FILE_COLUMN).unique().to_pylist()
+        except (KeyError, pa.ArrowException):  # rows that do not come from files
+            return ""
+        names = sorted(name for name in names if name)
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    def _table_schema(self, file_schema: pa.Schema) -> pa.Schema:
+        """The file's columns in the types the table has (dlt's schema of this load)."""
+        columns = (self._load_table or {}).get("columns", {})
+        caps = self._job_client.capabilities
+        fields = []
+        for field in file_schema:
+            column = columns.get(field.name)
+            # Text stays text: for a text column any string type will do, and text bound for another type is
+            # a value Postgres converts itself (decimals wider than Arrow's, see postgres_types).
+            if column and column.get("data_type") in LATTICE and not is_text(field.type):
+                wanted = get_py_arrow_datatype(column, caps, "UTC")
+                if wanted != field.type:
+                    field = pa.field(field.name, wanted, nullable=field.nullable)
+            fields.append(field)
+        return pa.schema(fields)
+
+    def _cast(self, batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+        arrays = []
+        for field, array in zip(target, batch.columns, strict=True):
+            if array.type == field.type:
+                arrays.append(array)
+                continue
+            try:
+                if pa.types.is_timestamp(array.type) and array.type.tz is None and field.type.tz:
+                    array = pc.assume_timezone(array, "UTC")  # no zone means UTC, for every source
+                arrays.append(pc.cast(array, field.type, safe=False))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                raise DestinationTerminalException(self._cast_failure(batch, field, array, error)) from error
+        return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+    def _cast_failure(self, batch: pa.RecordBatch, field: pa.Field, array, error: Exception) -> str:
+        files = ""
+        if FILE_COLUMN in batch.schema.names:
+            names = sorted(set(pc.unique(batch.column(FILE_COLUMN)).to_pylist()) - {None})
+            files = f" (from {', '.join(names[:5])}{' and more' if len(names) > 5 else ''})"
+        return (f"column {field.name!r} of {self.load_table_name} is {field.type} but this load holds "
+                f"{array.type} values{files} that do not fit it: {str(error).splitlines()[0]}. "
+                f"Run with --full-refresh SOURCE.{self._load_table['name']} to reload the table with new types.")
+
+
+class FileOrderedMergeJob(SqlMergeFollowupJob):
+    """dlt's merge for rows read from landing files: a file read again replaces its own earlier rows (also
+    those whose key it no longer holds), and of several versions of a key the newest file's, then the
+    latest line's, wins."""
+
+    version_order: str | None = None  # set on a per-table subclass (the SQL generators are classmethods)
+
+    @classmethod
+    def generate_sql(cls, table_chain, sql_client):
+        root = table_chain[0]
+        columns = root.get("columns", {})
+        if cls.version_order is not None or not {FILE_COLUMN, MODIFIED_COLUMN, LINE_COLUMN} <= set(columns):
+            return super().generate_sql(table_chain, sql_client)
+        order = (f"{sql_client.escape_column_name(MODIFIED_COLUMN)} DESC, "
+                 f"{sql_client.escape_column_name(LINE_COLUMN)} DESC")
+        ordered = type(cls.__name__, (cls,), {"version_order": order})
+        statements = ordered.generate_sql(table_chain, sql_client)
+        if root.get("x-merge-strategy", "delete-insert") != "delete-insert" or not root.get(REPLACES_FILES_HINT):
+            return statements
+        return _file_scoped_deletes(table_chain, sql_client) + statements
+
+    @classmethod
+    def gen_select_from_dedup_sql(cls, table_name, primary_keys, columns, dedup_sort=None, condition=None,
+                                  condition_columns=None, skip_dedup=False):
+        if cls.version_order is not None:
+            # A declared deduplicate_by decides first; the file version breaks its ties.
+            first = f"{dedup_sort[0]} {dedup_sort[1].upper()}, " if dedup_sort else ""
+            dedup_sort = (f"{first}{cls.version_order}", "")
+        return super().gen_select_from_dedup_sql(table_name, primary_keys, columns, dedup_sort, condition,
+                                                 condition_columns, skip_dedup)
+
+
+def _file_scoped_deletes(table_chain, sql_client) -> list[str]:
+    """Delete the rows of the files this load holds, before the merge inserts the files' rows again."""
+    file_column = sql_client.escape_column_name(FILE_COLUMN)
+    root = sql_client.make_qualified_table_name(table_chain[0]["name"])
+    with sql_client.with_staging_dataset():
+        staged = sql_client.make_qualified_table_name(table_chain[0]["name"])
+    files = f"SELECT DISTINCT {file_column} FROM {staged}"
+    statements = []
+    root_id, row_id = sql_client.escape_column_name("_dlt_root_id"), sql_client.escape_column_name("_dlt_id")
+    for nested in table_chain[1:]:  # nested rows first: they are found through their root row
+        statements.append(f"DELETE FROM {sql_client.make_qualified_table_name(nested['name'])} WHERE {root_id} IN "
+                          f"(SELECT {row_id} FROM {root} WHERE {file_column} IN ({files}));")
+    statements.append(f"DELETE FROM {root} WHERE {file_column} IN ({files});")
+    return statements
+
+
+class StreamingPostgresClient(PostgresClient):
+    def create_load_job(self, table, file_path: str, load_id: str, restore: bool = False):
+        job = super().create_load_job(table, file_path, load_id, restore)
+        if type(job) is PostgresParquetCopyJob:
+            job = StreamingParquetCopyJob(file_path)
+        return job
+
+    def _create_merge_followup_jobs(self, table_chain):
+        return [FileOrderedMergeJob.from_table_chain(table_chain, self.sql_client)]
+
+    def _execute_schema_update_sql(self, only_tables, store_schema: bool = True):
+        storage_tables = self.get_storage_tables(only_tables or self.schema.tables.keys())
+        for table_name, storage_columns in storage_tables:
+            if storage_columns:
+                self._widen_columns(table_name, storage_columns)
+        return super()._execute_schema_update_sql(only_tables, store_schema)
+
+    def _widen_columns(self, table_name: str, storage_columns: dict) -> None:
+        """Alter the columns whose type dlt's schema has widened since the table was created."""
+        schema_columns = self.schema.get_table_columns(table_name)
+        qualified = self.sql_client.make_qualified_table_name(table_name)
+        changes = []
+        for name, stored in storage_columns.items():
+            column = schema_columns.get(name)
+            if not column or not column.get("data_type") or column.get(ALL_NULL_HINT):
+                continue
+            escaped = self.sql_client.escape_column_name(name)
+            db_type = self.type_mapper.to_destination_type(column, self.prepare_load_table(table_name))
+            if is_widening(stored, column):
+                changes.append(ColumnChange(escaped, db_type))
+            elif (stored.get("data_type") == "text" and column["data_type"] in LATTICE - {"text"}
+                  and holds_only_nulls(self.sql_client, qualified, escaped)):
+                # Created as text from nothing but nulls: it takes the type of its first values.
+                changes.append(ColumnChange(escaped, db_type, from_nulls=True))
+        change_column_types(self.sql_client, qualified, changes)
+
+
+class postgres(dlt_postgres):  # noqa: N801 - dlt names a destination after its factory class
+    """Postgres as dlt knows it, with Headwater's copy job, column widening and file-ordered merges.
+
+    Columns get headwater.postgres.column_types' mapping: JSON as jsonb, unconstrained decimals as bare numeric.
+    """
+
+    def _raw_capabilities(self):
+        return with_exact_types(super()._raw_capabilities())
+
+    @property
+    def client_class(self) -> Type[PostgresClient]:
+        return StreamingPostgresClient

@@ -1,0 +1,99 @@
+"""Run one Headwater load of a source and SIGKILL the process at a chosen point (test harness only).
+
+    python -m tests.load.crash_child HEADWATER_YAML DESTINATION_URL SOURCE KILL_POINT
+
+The kill points wrap dlt internals here, in the test process, so the product carries no test hooks:
+  extract              after the first Arrow batch is written to the extract folder
+  normalize            all files normalized, before the load package is committed
+  normalize_committed  package committed to load/, its extracted copy not yet deleted
+  load_before_commit   a copy job's rows ingested, before its transaction commits
+  load_after_commit:T  table T's copy job committed, before dlt marks the job completed
+  load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
+                       before the job file moved to completed (dlt completes it without re-running)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(kill_point: str) -> None:
+    if kill_point == "extract":
+        from dlt.extract.extractors import ArrowExtractor
+
+        write_items = ArrowExtractor.write_items
+
+        def write_then_die(self, *args, **kwargs):
+            write_items(self, *args, **kwargs)
+            self.item_storage.close_writers(self.load_id)  # the batch is on disk, as in a real mid-extract kill
+            die()
+
+        ArrowExtractor.write_items = write_then_die
+    elif kill_point.startswith("normalize"):
+        from dlt.common.storages.load_storage import LoadStorage
+
+        commit = LoadStorage.commit_new_load_package
+
+        def commit_and_die(self, *args, **kwargs):
+            if kill_point == "normalize":
+                die()
+            commit(self, *args, **kwargs)
+            die()
+
+        LoadStorage.commit_new_load_package = commit_and_die
+    elif kill_point == "load_before_commit":
+        from dlt.destinations.impl.postgres.postgres import PostgresParquetCopyJob
+
+        connect = PostgresParquetCopyJob._connect
+
+        def connect_without_commit(self):
+            connection = connect(self)
+            connection.commit = die
+            return connection
+
+        PostgresParquetCopyJob._connect = connect_without_commit
+    elif kill_point.startswith("load_after_commit:"):
+        from headwater.postgres.loader import StreamingParquetCopyJob
+
+        table, run = kill_point.split(":", 1)[1], StreamingParquetCopyJob.run
+
+        def run_then_die(self):
+            run(self)
+            if self.load_table_name == table:
+                die()
+
+        StreamingParquetCopyJob.run = run_then_die
+    elif kill_point.startswith("load_after_marker:"):
+        from dlt.common.storages.load_package import PackageStorage
+
+        table, save = kill_point.split(":", 1)[1], PackageStorage.save_pending_transition
+
+        def save_then_die(self, load_id, file_name, *args, **kwargs):
+            save(self, load_id, file_name, *args, **kwargs)
+            if file_name.split(".", 1)[0] == table:
+                die()
+
+        PackageStorage.save_pending_transition = save_then_die
+    else:
+        raise SystemExit(f"unknown kill point {kill_point!r}")
+
+
+def main() -> None:
+    path, destination_url, source, kill_point = sys.argv[1:5]
+    from tests.load.helpers import load
+
+    arm(kill_point)
+    load(Path(path), destination_url, source)
+    print("finished without being killed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Shared helpers of the loading tests: a Postgres source database Headwater reads with sql_database."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from pathlib import Path
+
+import psycopg
+
+from headwater.load.pipeline import SourceLoad, load_source
+from headwater.load.reload import Reload
+from headwater.plugins.connectors import ConnectorRegistry, Plugin
+from headwater.postgres.address import PostgresAddress
+from headwater.project.config import ProjectConfig, load_project
+
+
+def execute(url: str, sql: str, *params) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql, params or None)
+
+
+# The source database's URL is a secret setting of sql_database, so the config references it.
+SOURCE_URL_VARIABLE = "HW_TEST_SOURCE_URL"
+
+
+def write_project(root: Path, sources: dict[str, str], chunk_size: int = 1000) -> Path:
+    """headwater.yaml with one sql_database source per entry: name -> YAML of its `tables:` block.
+
+    The source database is ${HW_TEST_SOURCE_URL}; set it in the environment.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    blocks = []
+    for name, tables in sources.items():
+        blocks.append(f"  {name}:\n    connector: sql_database\n"
+                      f"    settings: {{credentials: '${{{SOURCE_URL_VARIABLE}}}', chunk_size: {chunk_size}}}\n"
+                      f"    tables:\n{textwrap.indent(textwrap.dedent(tables).strip(), '      ')}\n")
+    path = root / "headwater.yaml"
+    path.write_text("sources:\n" + "".join(blocks))
+    return path
+
+
+def registry() -> ConnectorRegistry:
+    """Only the built-in sql_database connector: these tests do not depend on the other connectors importing."""
+    from connectors.sql_database import sql_database
+    from connectors.sql_database.keys import list_keys
+
+    connectors = ConnectorRegistry()
+    connectors.registrar(Plugin("builtin", "headwater", "test"))("sql_database", sql_database, list_keys=list_keys)
+    return connectors
+
+
+def read(path: Path) -> ProjectConfig:
+    return load_project(path, registry())
+
+
+def load(path: Path, destination_url: str, source: str, reload: Reload | None = None) -> SourceLoad:
+    project = read(path)
+    config = project.source(source)
+    result = load_source(project, config, registry().get(config.connector),
+                         PostgresAddress.from_url(destination_url), reload)
+    assert result.ok, result.error
+    return result
+
+
+def fingerprint(url: str, relation: str, columns: str, key: str) -> tuple[int, int, str]:
+    """(rows, distinct keys, md5 of the rows in key order): equal on both sides means equal data."""
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(f"select {columns} from {relation} order by {key}").fetchall()
+        distinct = connection.execute(f"select count(distinct ({key})) from {relation}").fetchone()[0]
+    return len(rows), distinct, hashlib.md5(repr(rows).encode()).hexdigest()

@@ -1,0 +1,56 @@
+"""read_ahead: items in order, errors raised in the caller, the producer stopped when the caller stops."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from headwater.load.read_ahead import read_ahead
+
+
+def test_items_arrive_in_order_and_are_produced_in_another_thread():
+    producers = set()
+
+    def numbers():
+        for number in range(100):
+            producers.add(threading.current_thread().name)
+            yield number
+
+    assert list(read_ahead(numbers(), depth=3)) == list(range(100))
+    assert producers == {"headwater-read-ahead"}
+
+
+def test_an_error_while_producing_is_raised_in_the_caller_after_the_items_before_it():
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("landing.csv: cannot be read")
+
+    received = []
+    with pytest.raises(ValueError, match="landing.csv: cannot be read"):
+        for item in read_ahead(failing()):
+            received.append(item)
+    assert received == [1, 2]
+
+
+def test_a_caller_that_stops_early_stops_the_producer_and_runs_its_cleanup():
+    cleaned = threading.Event()
+    produced = []
+
+    def endless():
+        try:
+            number = 0
+            while True:
+                produced.append(number)
+                yield number
+                number += 1
+        finally:
+            cleaned.set()
+
+    ahead = read_ahead(endless(), depth=2)
+    assert [next(ahead) for _ in range(5)] == [0, 1, 2, 3, 4]
+    ahead.close()
+    assert cleaned.is_set()
+    assert len(produced) <= 5 + 2 + 1  # never more than depth items (and the one in hand) ahead
+    assert not [thread for thread in threading.enumerate() if thread.name == "headwater-read-ahead"]
