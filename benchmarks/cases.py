@@ -28,7 +28,8 @@ COPY_BASIS = "raw COPY, same rows"
 PLAIN_DLT_CAP = 1_000_000  # plain dlt runs at most this many rows; larger sizes are extrapolated from its rate
 SQL_CAP = 1_000_000  # the database cases run at the smallest size, at most this many rows
 PROFILE_CAP = 1_000_000  # profiles of missed targets are taken at most at this size (cProfile slows the run)
-FILE_TARGET, SQL_TARGET, MEMORY_TARGET, FLOW_TARGET = 0.8, 0.6, 1.2, 8.0
+FILE_TARGET, SQL_TARGET, MEMORY_TARGET = 0.8, 0.6, 1.2
+FLOW_TARGET, FIRST_RUN_TARGET = 5.0, 10.0  # wall seconds of a nothing-new run of the example, from the shell
 
 
 @dataclass
@@ -321,21 +322,28 @@ class Benchmark:
                      "cursor pagination; " + stages_note(result))
 
     def flow_startup(self) -> None:
-        self.say("Case 7: python -m flows.daily with nothing to load, Prefect server vs server-less")
+        self.say("Case 7: python -m flows.daily on the example with nothing new: temporary vs project server")
         started = time.perf_counter()
         result = measure_flow_startup(self.settings.work / "flow", FLOW_TARGET, self.settings.flow_warmup,
                                       self.settings.profile)
-        self.say(f"  done     flow start-up in {time.perf_counter() - started:.0f} s: server {result['server']:.2f} s, "
-                 f"server-less {result['serverless']:.2f} s")
-        serverless = {"rows": 0, "seconds": result["serverless"]}
-        self.add("flows.daily, nothing to load, Prefect server running", {"rows": 0, "seconds": result["server"]},
-                 result["server"] / result["serverless"], "time vs server-less",
-                 (f"second run; first run {result['server_first']:.2f} s" if "server_first" in result else "first run")
-                 + f", server start {result['server_start']:.1f} s")
-        self.add("flows.daily, nothing to load, server-less (temporary server)", serverless, 1.0,
-                 "time vs server-less", "fresh PREFECT_HOME")
-        self.report.targets.append(Target("flows.daily start-up with a Prefect server", result["server"], FLOW_TARGET,
-                                          "s", higher_is_better=False, profile=result.get("profile", "")))
+        self.say(f"  done     nothing-new runs in {time.perf_counter() - started:.0f} s: temporary server "
+                 f"{result['temporary']:.2f} s, first on the project server {result['server_first']:.2f} s")
+        base = result["temporary"]
+        self.add("flows.daily example, nothing new, Prefect's temporary server", {"rows": 0, "seconds": base}, 1.0,
+                 "time vs temporary server",
+                 f"HEADWATER_PREFECT_SERVER=temporary; first load {result['first_load']:.1f} s")
+        self.add("flows.daily example, nothing new, first run on the project server",
+                 {"rows": 0, "seconds": result["server_first"]}, result["server_first"] / base,
+                 "time vs temporary server", f"right after the server started ({result['server_start']:.1f} s)")
+        self.report.targets.append(Target("flows.daily example, nothing new, first run after the server is up",
+                                          result["server_first"], FIRST_RUN_TARGET, "s", higher_is_better=False))
+        if "server" in result:
+            self.add("flows.daily example, nothing new, project server running",
+                     {"rows": 0, "seconds": result["server"]}, result["server"] / base, "time vs temporary server",
+                     "every later run")
+            self.report.targets.append(Target("flows.daily example, nothing new, server running", result["server"],
+                                              FLOW_TARGET, "s", higher_is_better=False,
+                                              profile=result.get("profile", "")))
 
     def cleanup(self) -> None:
         for url in self.databases:

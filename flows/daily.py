@@ -13,8 +13,10 @@ import argparse
 import logging
 import sys
 import time
+from contextlib import nullcontext
 
 from prefect import flow, get_run_logger
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.artifacts import publish_artifacts
 from flows.tasks import (
@@ -31,6 +33,7 @@ from headwater.example.session import running_example
 from headwater.lineage.pii import pii_exposures
 from headwater.load.reload import ReloadError, add_reload_arguments, plan_reload
 from headwater.local.destination import resolve_destination, uses_embedded_database
+from headwater.local.stack import StackError, prefect_server_for_runs
 from headwater.marts.publish import PUBLISHED_SCHEMAS
 from headwater.marts.rebuild import changed_relations
 from headwater.ops.alerts import notify
@@ -52,6 +55,15 @@ def read_project() -> ProjectConfig:
     return load_project(config_path(), connector_registry())
 
 
+def contract_tables(project: ProjectConfig) -> set[tuple[str, str]]:
+    """(schema, table) of every Soda contract of the project: a table without a result this run was skipped."""
+    from headwater.marts.quality import discover_contracts
+
+    if project.quality_dir is None:
+        return set()
+    return {(contract.schema, contract.table) for contract in discover_contracts(project.quality_dir)}
+
+
 def check_pii(project: ProjectConfig, address, summary: RunSummary, logger):
     """Build the lineage once and put the published columns carrying unmasked PII on the summary.
 
@@ -66,8 +78,7 @@ def check_pii(project: ProjectConfig, address, summary: RunSummary, logger):
         summary.lineage_error = f"{type(error).__name__}: {error}"
         logger.warning("lineage could not be built: %s", summary.lineage_error)
         return None
-    for exposure in summary.pii:
-        logger.warning("PII reaches %s: %s", exposure.column, exposure.reason)
+    # Reported once, by the summary (a table and one warning line) and the run's artifact.
     return lineage
 
 
@@ -137,7 +148,8 @@ def daily(
     run = RunInfo.current("daily")
     start_run(address, run)  # a run that crashes from here on stays visible as 'running' in headwater_ops
 
-    summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database())
+    summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database(),
+                         contract_tables=contract_tables(project))
     with running_example(project, advance_days=advance_example):
         for source in project.sources:
             if source.enabled:
@@ -185,16 +197,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="rebuild every dbt model, not only those downstream of tables that received rows")
     args = parser.parse_args(argv)
     try:
-        plan_reload(read_project(), args.full_refresh, args.since, args.until)
+        project = read_project()
+        plan_reload(project, args.full_refresh, args.since, args.until)
     except (ConfigError, ReloadError) as error:
         # Plain text, never re-wrapped: each problem stays on one line with its file:line.
         print(error, file=sys.stderr)
         return 2
+    try:
+        api_url = prefect_server_for_runs(project.state_dir, progress=lambda line: print(line, file=sys.stderr))
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     # Only options that were given become flow parameters, so a plain run records just advance_example.
     reload = {name: getattr(args, name) for name in ("full_refresh", "since", "until") if getattr(args, name)}
     if args.full_build:
         reload["full_build"] = True
-    state = daily(advance_example=args.advance_example, **reload, return_state=True)
+    with temporary_settings(updates={PREFECT_API_URL: api_url}) if api_url else nullcontext():
+        state = daily(advance_example=args.advance_example, **reload, return_state=True)
     return 0 if state.is_completed() else 1
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from headwater.load.pipeline import SourceLoad, load_source
@@ -19,7 +19,7 @@ def load_source_task(
 ) -> SourceLoad:
     """Load one source into raw_<source> with dlt (incremental; cursor state commits with the data)."""
     connector = connector_registry().get(source.connector)
-    return load_source(project, source, connector, address, reload)
+    return load_source(project, source, connector, address, reload, progress=get_run_logger().info)
 
 
 @task(name="verify-raw-contracts", cache_policy=NO_CACHE)
@@ -60,7 +60,7 @@ def dbt_rebuild_task(project: ProjectConfig, address: PostgresAddress, plan):
     if plan.exclude:
         command += ["--exclude", *plan.exclude]
     return run_dbt(command, project_dir=project.transform_dir, state_dir=project.state_dir, address=address,
-                   select=plan.select)
+                   select=plan.select, progress=get_run_logger().info)
 
 
 @task(name="audit-and-publish", cache_policy=NO_CACHE)
@@ -76,7 +76,7 @@ def lineage_task(project: ProjectConfig, address: PostgresAddress):
     """Column lineage of the project, connector resources to published marts (headwater.lineage.build)."""
     from headwater.lineage.build import build_lineage
 
-    return build_lineage(project, address, refresh=True)
+    return build_lineage(project, address, refresh=True, progress=get_run_logger().info)
 
 
 @task(name="catalog-site", cache_policy=NO_CACHE)

@@ -19,7 +19,11 @@ TELEMETRY_OFF = {
 
 # Prefect's temporary server (no PREFECT_API_URL, no `headwater up`) takes 15-30 s to start on a small
 # machine; Prefect gives up after 20 s by default, which fails a run that would have worked.
-PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # One line per record on the terminal, tracebacks in .headwater/logs/runs.log (headwater/ops/run_log.py).
+    "PREFECT_LOGGING_SETTINGS_PATH": str(Path(__file__).resolve().parents[1] / "ops" / "prefect_logging.yml"),
+}
 
 CONFIG_ENV = "HEADWATER_CONFIG"
 CONFIG_FILE = "headwater.yaml"
@@ -27,8 +31,8 @@ STATE_DIR = ".headwater"
 
 
 def quiet_telemetry() -> None:
-    """Turn telemetry off, and give Prefect's temporary server time to start, unless the user chose otherwise
-    in the environment."""
+    """Turn telemetry off, give Prefect's temporary server time to start and use Headwater's log layout,
+    unless the user chose otherwise in the environment."""
     for name, value in {**TELEMETRY_OFF, **PREFECT_DEFAULTS}.items():
         os.environ.setdefault(name, value)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from headwater.lineage.checks import add_checks
 from headwater.lineage.dbt_artifacts import LineageError, load_artifacts
@@ -26,11 +27,13 @@ __all__ = ["LineageError", "build_lineage"]
 logger = logging.getLogger(__name__)
 
 
-def build_lineage(project: ProjectConfig, address: PostgresAddress, *, refresh: bool = True) -> Lineage:
+def build_lineage(project: ProjectConfig, address: PostgresAddress, *, refresh: bool = True,
+                  progress: Callable[[str], None] | None = None) -> Lineage:
     """The lineage of every column, from connector resource fields to the published dbt models.
 
-    ``refresh`` runs ``dbt docs generate`` (needs the database); False reuses the artifacts of the
-    last generate when they exist. Raises LineageError when dbt cannot produce its artifacts.
+    ``refresh`` runs ``dbt docs generate`` when what it reads changed since the last one (needs the
+    database); False reuses the artifacts of the last generate when they exist. ``progress`` is told
+    when dbt runs. Raises LineageError when dbt cannot produce its artifacts.
     Whatever cannot be traced is listed in ``Lineage.unresolved``.
     """
     from headwater.plugins.manager import connector_registry
@@ -40,7 +43,8 @@ def build_lineage(project: ProjectConfig, address: PostgresAddress, *, refresh: 
     with address.connect(autocommit=True, connect_timeout=10) as connection:
         add_raw_layers(lineage, project, connection, connector_registry())
     if project.transform_dir is not None:
-        artifacts = load_artifacts(project.transform_dir, project.state_dir, address, refresh=refresh)
+        artifacts = load_artifacts(project.transform_dir, project.state_dir, address, refresh=refresh,
+                                   progress=progress)
         add_dbt_layers(lineage, artifacts)
     if project.quality_dir is not None:
         add_checks(lineage, project.quality_dir)

@@ -7,13 +7,20 @@ One ``dbt docs generate`` (in-process, headwater.marts.transform.generate_docs) 
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headwater import __version__
 from headwater.postgres.address import PostgresAddress
 
 MANIFEST, CATALOG = "manifest.json", "catalog.json"
+# Beside the artifacts: the digest of what the last generate read (docs_inputs).
+INPUTS_FILE = "headwater_inputs.sha256"
+# Folders of a dbt project that dbt writes or installs, not sources of its docs.
+GENERATED_FOLDERS = frozenset({"target", "logs", "dbt_packages", "__pycache__"})
 TRACED_TYPES = ("model", "snapshot", "seed")
 
 
@@ -59,17 +66,60 @@ class DbtArtifacts:
 
 
 def load_artifacts(
-    project_dir: Path, state_dir: Path, address: PostgresAddress, *, refresh: bool = True
+    project_dir: Path, state_dir: Path, address: PostgresAddress, *, refresh: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> DbtArtifacts:
-    """Run ``dbt docs generate`` (unless ``refresh`` is False and artifacts exist) and read what it wrote."""
-    from headwater.marts.transform import docs_target_dir, generate_docs
+    """The artifacts of ``dbt docs generate``, generated again only when what it reads has changed.
+
+    ``refresh`` False reuses whatever artifacts exist. Otherwise they are regenerated when the dbt
+    project's files or the columns of the database's tables differ from the last generate (docs_inputs):
+    a run that changed neither costs no dbt invocation, not even dbt's import.
+    """
+    from headwater.marts.transform import docs_target_dir
 
     target = docs_target_dir(state_dir)
-    if refresh or not ((target / MANIFEST).is_file() and (target / CATALOG).is_file()):
+    have = (target / MANIFEST).is_file() and (target / CATALOG).is_file()
+    if have and not refresh:
+        return read_artifacts(target)
+    inputs = docs_inputs(project_dir, address)
+    if not have or _read(target / INPUTS_FILE) != inputs:
+        from headwater.marts.transform import generate_docs
+
+        if progress:
+            progress("lineage: running dbt docs generate (first time, or the dbt project or a table's columns "
+                     "changed)")
+        (target / INPUTS_FILE).unlink(missing_ok=True)
         result = generate_docs(project_dir=project_dir, state_dir=state_dir, address=address)
         if not result.success:
             raise LineageError(f"dbt docs generate failed: {result.error}")
+        (target / INPUTS_FILE).write_text(inputs)
     return read_artifacts(target)
+
+
+def docs_inputs(project_dir: Path, address: PostgresAddress) -> str:
+    """A digest of what `dbt docs generate` reads: the dbt project's files and every table's columns."""
+    digest = hashlib.sha256(f"headwater {__version__}\n".encode())
+    for path in sorted(project_dir.rglob("*")):
+        parts = path.relative_to(project_dir).parts
+        if path.is_file() and not any(part in GENERATED_FOLDERS or part.startswith(".") for part in parts):
+            digest.update(f"{'/'.join(parts)}\n".encode())
+            digest.update(path.read_bytes())
+    with address.connect(autocommit=True, connect_timeout=10) as connection:
+        rows = connection.execute(
+            "select table_schema, table_name, column_name, data_type, ordinal_position "
+            "from information_schema.columns where table_schema not in ('pg_catalog', 'information_schema') "
+            "and table_schema not like 'pg\\_%' order by 1, 2, 5"
+        ).fetchall()
+    for row in rows:
+        digest.update(("\t".join(map(str, row)) + "\n").encode())
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def read_artifacts(target: Path) -> DbtArtifacts:

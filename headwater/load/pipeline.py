@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from dlt.extract import DltResource, DltSource
 
 from headwater.common.file_rows import files_read
 from headwater.load.deletes import DeleteResult, detect_deletes
+from headwater.load.progress import LoadProgress
 from headwater.load.recovery import recover
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import Reload, ReloadError
@@ -150,8 +152,12 @@ def pipelines_dir(state_dir: Path, address: PostgresAddress) -> Path:
     return state_dir / "pipelines" / key
 
 
-def open_pipeline(config: ProjectConfig, source: SourceConfig, address: PostgresAddress) -> dlt.Pipeline:
-    """The dlt pipeline of one source: `headwater_<source>` loading into `raw_<source>`."""
+def open_pipeline(config: ProjectConfig, source: SourceConfig, address: PostgresAddress,
+                  progress: Callable[[str], None] | None = None) -> dlt.Pipeline:
+    """The dlt pipeline of one source: `headwater_<source>` loading into `raw_<source>`.
+
+    ``progress`` is told how far a long load has got (headwater.load.progress), every few seconds.
+    """
     for name, value in DLT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
@@ -161,6 +167,7 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
                              naming_convention=source.naming),
         dataset_name=source.dataset,
         pipelines_dir=str(pipelines_dir(config.state_dir, address)),
+        **({"progress": LoadProgress(source.name, progress)} if progress else {}),
     )
 
 
@@ -189,6 +196,7 @@ def load_source(
     connector: Connector,
     address: PostgresAddress,
     reload: Reload | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SourceLoad:
     """Extract, normalize and load one source; the cursor state commits with the data in the destination.
 
@@ -197,7 +205,7 @@ def load_source(
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc)
-    pipeline = open_pipeline(config, source, address)
+    pipeline = open_pipeline(config, source, address, progress)
     result = SourceLoad(source=source.name, dataset=source.dataset, seconds=0.0)
     types_before = address.column_types(source.dataset)
     try:

@@ -35,6 +35,7 @@ HOST = "127.0.0.1"
 STACK_FILE = "stack.json"
 SERVER_LOG = Path("logs") / "prefect-server.log"
 STOP_GRACE_SECONDS = 10
+SERVER_MODE_ENV = "HEADWATER_PREFECT_SERVER"  # "temporary": no project server, Prefect's per-run one
 
 Progress = Callable[[str], None]
 
@@ -72,21 +73,67 @@ def up(
                 local.start()
                 started_postgres = True
 
-        alive = _prefect_alive(record)
-        if not (alive and _healthy(record["api_url"])):
-            if alive:
-                # Still there but not answering (hung, or its port was lost): replace it.
-                _terminate_group(record["pid"])
-            try:
-                record = _start_prefect(state_dir, port=port, timeout=timeout, say=say)
-            except BaseException:
-                # Recorded even when Prefect failed, so that `down` still stops the database.
-                _write_record(state_dir, {"started_postgres": started_postgres})
-                raise
-            _write_record(state_dir, {**record, "started_postgres": started_postgres})
-        elif started_postgres != bool(record.get("started_postgres")):
-            _write_record(state_dir, {**record, "started_postgres": started_postgres})
+        _ensure_prefect(state_dir, {**record, "started_postgres": started_postgres}, port=port, timeout=timeout,
+                        say=say)
     return status(state_dir)
+
+
+def ensure_prefect_server(state_dir: Path, *, timeout: float = 90, progress: Progress | None = None) -> str:
+    """The API URL of this project's Prefect server, started in the background first if it is not running.
+
+    A run that finds no server starts one and leaves it running, as it does with the embedded
+    PostgreSQL: Prefect's temporary per-run server costs 15-30 s of every run, a running one a second.
+    `headwater down` stops it; `headwater ps` shows it.
+    """
+    url = running_api_url(state_dir)
+    if url:
+        return url
+    say = progress or (lambda message: None)
+    state_dir = state_dir.resolve()
+    with _locked(state_dir):
+        record = _ensure_prefect(state_dir, _read_record(state_dir), port=None, timeout=timeout, say=say)
+    say(f"The Prefect server keeps running for the next runs (UI {record['ui_url']}); `headwater down` stops it.")
+    return record["api_url"]
+
+
+def prefect_server_for_runs(state_dir: Path, *, progress: Progress | None = None) -> str | None:
+    """The Prefect API a local run reports to, started if needed; None when Prefect is set up to use another.
+
+    PREFECT_API_URL (environment or Prefect profile) naming a server other than this project's wins;
+    HEADWATER_PREFECT_SERVER=temporary keeps Prefect's own temporary server per run (nothing left running).
+    """
+    from prefect.settings import get_current_settings
+
+    if os.environ.get(SERVER_MODE_ENV, "").lower() == "temporary":
+        return None
+
+    configured = get_current_settings().api.url
+    ours = running_api_url(state_dir)
+    if configured and configured != ours:
+        return None
+    return ours or ensure_prefect_server(state_dir, progress=progress)
+
+
+def _ensure_prefect(state_dir: Path, record: dict[str, Any], *, port: int | None, timeout: float,
+                    say: Progress) -> dict[str, Any]:
+    """Keep the recorded server when it answers, else start one; the record is written either way."""
+    alive = _prefect_alive(record)
+    if alive and _healthy(record["api_url"]):
+        _write_record(state_dir, record)
+        return record
+    if alive:
+        # Still there but not answering (hung, or its port was lost): replace it.
+        _terminate_group(record["pid"])
+    kept = {"started_postgres": bool(record.get("started_postgres"))}
+    try:
+        started = _start_prefect(state_dir, port=port, timeout=timeout, say=say)
+    except BaseException:
+        # Recorded even when Prefect failed, so that `down` still stops the database.
+        _write_record(state_dir, kept)
+        raise
+    record = {**started, **kept}
+    _write_record(state_dir, record)
+    return record
 
 
 def down(state_dir: Path) -> StackStatus:
@@ -96,6 +143,9 @@ def down(state_dir: Path) -> StackStatus:
         record = _read_record(state_dir)
         if _prefect_alive(record):
             _terminate_group(record["pid"])
+        elif record.get("pid"):
+            # The server's own process died; what it spawned (uvicorn) may still hold the port.
+            _signal_group(record["pid"], signal.SIGTERM)
         if record.get("started_postgres"):
             _local_postgres(state_dir).stop()
         (state_dir / STACK_FILE).unlink(missing_ok=True)
@@ -142,6 +192,7 @@ def running_api_url(state_dir: Path) -> str | None:
 
 
 def _start_prefect(state_dir: Path, *, port: int | None, timeout: float, say: Progress) -> dict[str, Any]:
+    chosen = port is not None
     if port is None:
         port = PREFERRED_PORT if _port_free(PREFERRED_PORT) else _free_port()
     elif not _port_free(port):
@@ -181,13 +232,23 @@ def _start_prefect(state_dir: Path, *, port: int | None, timeout: float, say: Pr
 
     say(f"Starting the Prefect server on {base} (first start sets up its database)…")
     deadline = time.monotonic() + timeout
+    taken = StackError(
+        f"Port {port} on {HOST} was taken by another process while the Prefect server started; "
+        + ("choose another with --port." if chosen else "run the command again (it picks a free port).")
+    )
     while not _healthy(api_url):
         if process.poll() is not None:
+            if not _port_free(port):
+                raise taken
             raise StackError(_failure(f"The Prefect server exited with code {process.returncode}", log_path))
         if time.monotonic() >= deadline:
             _terminate_group(process.pid)
             raise StackError(_failure(f"The Prefect server did not answer within {timeout:g}s", log_path))
         time.sleep(0.5)
+    if not _listens_on(process.pid, port):
+        # Something else took the port between the check and the bind: what answered is not ours.
+        _terminate_group(process.pid)
+        raise taken
 
     return {
         "pid": process.pid,
@@ -197,6 +258,23 @@ def _start_prefect(state_dir: Path, *, port: int | None, timeout: float, say: Pr
         "ui_url": base,
         "log": str(log_path),
     }
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """The server process (or one it spawned) holds the listening socket of the port."""
+    try:
+        leader = psutil.Process(pid)
+        processes = [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
+            return True
+    return False
 
 
 def _prefect_alive(record: dict[str, Any]) -> bool:

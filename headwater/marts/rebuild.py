@@ -44,6 +44,7 @@ class RebuildPlan:
     held_back: list[HeldBack] = field(default_factory=list)
     full_build: bool = False
     run: bool = True
+    unread: list[Relation] = field(default_factory=list)  # changed relations no dbt source reads
 
     @property
     def held_back_sources(self) -> list[str]:
@@ -111,11 +112,14 @@ def plan_rebuild(
         held_back.append(HeldBack(source=schema.removeprefix("raw_"), reason="; ".join(why), excluded=selectors))
     exclude = [selector for item in held_back for selector in item.excluded]
 
+    unread = [relation for relation in changed if relation not in dbt_sources]
     if full_build:
-        return RebuildPlan(changed=changed, select=None, exclude=exclude, held_back=held_back, full_build=True)
+        return RebuildPlan(changed=changed, select=None, exclude=exclude, held_back=held_back, full_build=True,
+                           unread=unread)
     select = [
         f"source:{dbt_sources[relation]}+"
         for relation in changed
         if relation in dbt_sources and relation[0] not in reasons
     ]
-    return RebuildPlan(changed=changed, select=select, exclude=exclude, held_back=held_back, run=bool(select))
+    return RebuildPlan(changed=changed, select=select, exclude=exclude, held_back=held_back, run=bool(select),
+                       unread=unread)

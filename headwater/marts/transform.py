@@ -6,10 +6,12 @@ subprocess: it saves the interpreter start-up and gives structured per-node resu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.common.runtime import quiet_telemetry, scoped_environ
+from headwater.marts.build_progress import BuildProgress
 from headwater.postgres.address import PostgresAddress
 
 # Node statuses (dbt's NodeStatus values) that mean the node itself went wrong.
@@ -114,8 +116,11 @@ def run_dbt(
     select: list[str] | None = None,
     full_refresh: bool = False,
     target_path: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> DbtRunResult:
     """Run a dbt command (e.g. ``["build"]``) against ``address`` and collect node results.
+
+    ``progress`` is told every few seconds how many nodes have finished (headwater.marts.build_progress).
 
     Never raises for dbt's own failures: a failed node, a compilation error or an
     unreachable database all come back as ``success=False`` with ``error`` set.
@@ -135,7 +140,8 @@ def run_dbt(
     )
     with scoped_environ(address.tool_env()):
         try:
-            outcome = dbtRunner().invoke(args)
+            callbacks = [BuildProgress(command[0], progress)] if progress else []
+            outcome = dbtRunner(callbacks=callbacks).invoke(args)
         except Exception as exc:  # dbtRunner catches most errors itself; this is the safety net
             return DbtRunResult(success=False, error=f"dbt raised {type(exc).__name__}: {exc}")
 

@@ -38,6 +38,7 @@ class RunSummary:
     pii: list["PiiExposure"] = field(default_factory=list)  # published columns carrying unmasked PII
     pii_action: str = "warn"  # catalog.pii_exposure: warn reports them, fail also fails the run
     lineage_error: str | None = None  # lineage could not be built, so PII exposure was not checked
+    contract_tables: set = field(default_factory=set)  # (schema, table) of every contract the project has
     site: Path | None = None  # the catalog site's index.html (catalog.site_after_run)
     site_error: str | None = None  # the catalog site could not be written
 
@@ -88,9 +89,9 @@ class RunSummary:
         return None
 
 
-def _contract_cell(contract: "ContractResult | None") -> str:
+def _contract_cell(contract: "ContractResult | None", skipped: bool = False) -> str:
     if contract is None:
-        return "[dim]no contract[/dim]"
+        return "[dim]skipped (no new rows)[/dim]" if skipped else "[dim]no contract[/dim]"
     total = len(contract.checks)
     if contract.passed:
         return f"[green]passed[/green] {total}/{total}"
@@ -123,7 +124,8 @@ def summary_table(summary: RunSummary) -> Table:
                 f"{load.dataset}.{table_load.table}",
                 _rows_cell(table_load),
                 f"{load.seconds:.1f}s" if index == 0 else "",
-                _contract_cell(summary.contract_for(load.dataset, table_load.table)),
+                _contract_cell(summary.contract_for(load.dataset, table_load.table),
+                               skipped=(load.dataset, table_load.table) in summary.contract_tables),
             )
     if summary.dbt is not None:
         models = [node for node in summary.dbt.nodes if node.resource_type == "model"]
@@ -186,10 +188,36 @@ def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
             column = f"({check.column})" if check.column else ""
             console.print(f"[yellow]Warning[/yellow] contract {contract.dataset}: {check.name}{column} "
                           f"measured {check.measured}, expected {check.threshold}", highlight=False)
-    if summary.rebuild is not None and not summary.rebuild.run and not summary.rebuild.held_back:
-        console.print("No new rows: dbt did not run, the published marts are unchanged.", highlight=False)
+    rebuild = summary.rebuild
+    if rebuild is not None:
+        for schema, table in rebuild.unread:
+            console.print(f"{_what_changed(summary, schema, table)} {schema}.{table}; no dbt model reads it",
+                          highlight=False)
+    if rebuild is not None and not rebuild.run and not rebuild.held_back:
+        if rebuild.changed:
+            console.print("dbt did not run: no model reads the tables that changed; the published marts are "
+                          "unchanged.", highlight=False)
+        else:
+            console.print("No new rows: dbt did not run, the published marts are unchanged.", highlight=False)
     if summary.publish is not None and summary.publish.published:
         console.print(f"Published {', '.join(summary.publish.published)}", highlight=False)
+
+
+def _what_changed(summary: RunSummary, schema: str, table: str) -> str:
+    """'1,000 rows loaded into' or '3 rows deleted from': what made a raw table count as changed."""
+    for load in summary.loads:
+        for table_load in load.tables:
+            if load.dataset == schema and table_load.table == table:
+                if table_load.loaded:
+                    return f"{_rows(table_load.loaded)} loaded into"
+                deletes = table_load.deletes
+                if deletes is not None and deletes.changed:
+                    return f"{_rows(deletes.rows + deletes.restored)} {deletes.action} in"
+    return "rows changed in"
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 def pii_table(summary: RunSummary) -> Table:

@@ -27,8 +27,8 @@ EXPECTED_CASES = [
     "plain dlt",
     "httpx, download pages only",
     "Headwater rest_api",
-    "flows.daily, nothing to load, Prefect server running",
-    "flows.daily, nothing to load, server-less",
+    "flows.daily example, nothing new, Prefect's temporary server",
+    "flows.daily example, nothing new, first run on the project server",
 ]
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
 

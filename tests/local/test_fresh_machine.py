@@ -1,4 +1,4 @@
-"""A machine with no database and no Prefect server: the embedded PostgreSQL and Prefect's local mode."""
+"""A machine with no database and no Prefect server: the embedded PostgreSQL and the project's own Prefect server."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def fresh_project():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_daily_runs_with_embedded_postgres_and_no_prefect_server(fresh_project):
+def test_daily_starts_embedded_postgres_and_a_prefect_server_and_later_runs_reuse_them(fresh_project):
     shop_project = fresh_project
     env = {name: value for name, value in os.environ.items()
            if name not in ("HEADWATER_DATABASE_URL", "PREFECT_API_URL", "HEADWATER_CONFIG")}
@@ -39,6 +39,10 @@ def test_daily_runs_with_embedded_postgres_and_no_prefect_server(fresh_project):
         daily = run([sys.executable, "-m", "flows.daily"], shop_project, env)
         assert daily.returncode == 0, daily.stdout[-3000:] + daily.stderr[-3000:]
         assert "Run succeeded" in daily.stdout
+        assert "Starting the Prefect server on http://127.0.0.1:" in daily.stderr
+        assert "Starting temporary server" not in daily.stdout + daily.stderr
+        server = run([*headwater, "ps"], shop_project, env)
+        assert "Server pid" in server.stdout, server.stdout
         assert (shop_project / ".headwater" / "postgres" / "PG_VERSION").exists()
 
         url = run([*headwater, "db", "url"], shop_project, env)
@@ -51,10 +55,14 @@ def test_daily_runs_with_embedded_postgres_and_no_prefect_server(fresh_project):
         # The next run reuses the same server and data: only the new day is loaded.
         again = run([sys.executable, "-m", "flows.daily", "--advance-example", "1"], shop_project, env)
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert "Starting the Prefect server" not in again.stderr  # the first run's server is reused
+        assert run([*headwater, "ps"], shop_project, env).stdout == server.stdout
         assert run([*headwater, "db", "url"], shop_project, env).stdout.strip() == database_url
         assert query(database_url, "select count(*) from raw_shop_db.customers")[0][0] > 60
     finally:
+        down = run([*headwater, "down"], shop_project, env)
         stop = run([*headwater, "db", "stop"], shop_project, env)
+    assert down.returncode == 0 and "Stopped: Prefect server." in down.stdout, down.stdout + down.stderr
     assert stop.returncode == 0, stop.stderr
     status = run([*headwater, "db", "status"], shop_project, env)
     assert "not running" in (status.stdout + status.stderr).lower()

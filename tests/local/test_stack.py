@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 
 import httpx
 import psutil
@@ -63,3 +65,56 @@ def test_up_is_reused_and_down_stops_it(state):
 
 def test_running_api_url_without_stack(tmp_path):
     assert stack.running_api_url(tmp_path / ".headwater") is None
+
+
+class _ForeignServer(http.server.BaseHTTPRequestHandler):
+    """Another program on the port: it even answers Prefect's health check."""
+
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"true")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_up_refuses_a_port_taken_after_its_check(state, monkeypatch):
+    foreign = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ForeignServer)
+    port = foreign.server_address[1]
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    # The moment between the free-port check and the server's own bind, when another program binds first.
+    monkeypatch.setattr(stack, "_port_free", lambda candidate: True)
+    try:
+        with pytest.raises(stack.StackError) as failure:
+            stack.up(state, port=port)
+    finally:
+        foreign.shutdown()
+    assert str(failure.value) == (f"Port {port} on 127.0.0.1 was taken by another process while the Prefect "
+                                  "server started; choose another with --port.")
+    assert stack.running_api_url(state) is None  # the foreign server is never recorded as the project's
+    assert stack.status(state).prefect_pid is None
+    assert "pid" not in json.loads((state / "stack.json").read_text())
+
+
+def test_a_run_starts_the_project_server_once_and_later_runs_reuse_it(state):
+    lines = []
+    api_url = stack.ensure_prefect_server(state, progress=lines.append)
+    record = json.loads((state / "stack.json").read_text())
+    assert api_url == record["api_url"] == stack.running_api_url(state)
+    assert lines == [
+        f"Starting the Prefect server on {record['ui_url']} (first start sets up its database)…",
+        f"The Prefect server keeps running for the next runs (UI {record['ui_url']}); `headwater down` stops it.",
+    ]
+    assert stack.ensure_prefect_server(state, progress=lines.append) == api_url
+    assert len(lines) == 2  # found running: nothing started, nothing said
+    assert json.loads((state / "stack.json").read_text())["pid"] == record["pid"]
+
+
+def test_ps_never_shows_a_dead_server_as_running(state):
+    status = stack.up(state, port=_free_port())
+    psutil.Process(status.prefect_pid).kill()
+    psutil.Process(status.prefect_pid).wait(10)
+    after = stack.status(state)
+    assert after.prefect_pid is None and after.prefect_api_url is None and after.prefect_ui_url is None

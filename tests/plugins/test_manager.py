@@ -23,8 +23,8 @@ from headwater.load.pipeline import load_source
 from headwater.plugins import manager as plugins
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
-from tests.conftest import REPO, TEST_SERVER_URL, query
 from tests.commands.test_connectors import table_rows
+from tests.conftest import REPO, TEST_SERVER_URL, query
 
 EXAMPLE = REPO / "examples" / "headwater-exchange-rates"
 WIDE = "250"
