@@ -1,13 +1,23 @@
-"""`headwater quarantine`: what was set aside per table and why, and loading it once it is fixed."""
+"""`headwater quarantine`: what was set aside per table and why, row by row, and loading it once it is fixed."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from headwater.load.replay import TableReplay
+    from headwater.project.config import ProjectConfig, SourceConfig
+    from headwater.quarantine.report import QuarantinedRows
+    from headwater.quarantine.selection import Selection
+
+SHOW_LIMIT = 20
+REASON_CHARACTERS = 100  # per reason in `list`, a summary; `show` prints reasons whole
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,12 +33,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("source", nargs="?", help="Only this source.")
     listing.set_defaults(run=run_list)
 
+    show = actions.add_parser(
+        "show", help="The quarantined rows of one table, newest first: where from, rule, reason, values."
+    )
+    show.add_argument("target", metavar="SOURCE.TABLE", help="One table of a source.")
+    show.add_argument("--rule", help="Only rows this rule rejected.")
+    show.add_argument("--limit", type=_positive, default=SHOW_LIMIT, metavar="N",
+                      help=f"Show at most N rows ({SHOW_LIMIT}).")
+    show.set_defaults(run=run_show)
+
     replay = actions.add_parser(
         "replay",
         help="Send quarantined rows through the table's current steps and rules; load the ones that pass.",
+        description="Without options every quarantined row of the source or table is replayed. --rule, "
+        "--location and --where pick rows of one table (all must match); --set changes fields of the "
+        "picked rows' records before they are replayed. Values are compared and set as `quarantine show` "
+        "prints them.",
     )
     replay.add_argument("target", metavar="SOURCE[.TABLE]", help="A source, or one table of it.")
+    replay.add_argument("--rule", help="Only rows this rule rejected.")
+    replay.add_argument("--location", action="append", default=[], metavar="LOCATION",
+                        help="Only the row from here, as `show` prints it (file:line or resource[key=...]); "
+                        "repeat for more rows.")
+    replay.add_argument("--where", action="append", default=[], type=_assignment, metavar="FIELD=VALUE",
+                        help="Only rows whose record has this value; repeat to require more fields.")
+    replay.add_argument("--set", action="append", default=[], type=_assignment, metavar="FIELD=VALUE",
+                        dest="edits", help="Set this field of the picked records first (needs --rule, --location "
+                        "or --where); repeat for more fields.")
     replay.set_defaults(run=run_replay)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows, 1 or more; got {text!r}")
+    return int(text)
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    from headwater.quarantine.selection import parse_assignment
+
+    try:
+        return parse_assignment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _project():
@@ -39,6 +86,20 @@ def _project():
 
     project = load_project(config_path(), connector_registry())
     return project, resolve_destination(project.state_dir)
+
+
+def _say(console: Console, message: str) -> None:
+    """One line of plain text, not wrapped: a terminal wraps it, and a log or grep keeps it whole."""
+    console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def _source(project: ProjectConfig, name: str) -> SourceConfig | None:
+    try:
+        return project.source(name)
+    except KeyError:
+        names = ", ".join(source.name for source in project.sources)
+        print(f"error: no source {name!r}; sources: {names}", file=sys.stderr)
+        return None
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -58,57 +119,171 @@ def run_list(args: argparse.Namespace) -> int:
     entries = quarantine_report(address, [source.dataset for source in sources])
     console = Console()
     if not entries:
-        console.print("Nothing is quarantined.")
+        _say(console, "Nothing is quarantined.")
         return 0
-    table = Table(title="Quarantined rows")
-    table.add_column("table", no_wrap=True)
-    table.add_column("quarantined", justify="right")
-    table.add_column("replayed", justify="right")
-    table.add_column("by rule")
-    table.add_column("latest reasons (location)")
+    # Built for 80 columns: one rule and one reason per line, so the reasons get the width and wrap at words.
+    table = Table(title="Quarantined rows", title_justify="left")
+    table.add_column("table", overflow="fold")
+    table.add_column("rows", no_wrap=True)
+    table.add_column("by rule", no_wrap=True)
+    table.add_column("latest reasons (location)", ratio=1, overflow="fold")
     for entry in entries:
         table.add_row(
-            f"{entry.source}.{entry.table}",
-            f"{entry.quarantined:,}",
-            f"{entry.replayed:,}",
-            escape(", ".join(f"{rule} {count:,}" for rule, count in entry.by_rule.items())),
-            escape("\n".join(f"{reason} ({location})" for reason, location in entry.latest)),
+            escape(f"{entry.source}.{entry.table}"),
+            f"{entry.quarantined:,} quarantined\n{entry.replayed:,} replayed",
+            escape("\n".join(f"{rule} {count:,}" for rule, count in entry.by_rule.items())),
+            escape("\n".join(f"{_abbreviated(reason)} ({location})" for reason, location in entry.latest)),
         )
     console.print(table)
-    console.print("Replay once fixed: headwater quarantine replay SOURCE[.TABLE]", highlight=False)
+    console.print("Rows of a table: headwater quarantine show SOURCE.TABLE\n"
+                  "Replay once fixed: headwater quarantine replay SOURCE[.TABLE]", highlight=False)
     return 0
 
 
-def run_replay(args: argparse.Namespace) -> int:
-    from headwater.load.replay import ReplayError, replay
+def _abbreviated(reason: str) -> str:
+    return reason if len(reason) <= REASON_CHARACTERS else reason[: REASON_CHARACTERS - 1].rstrip() + "…"
+
+
+def run_show(args: argparse.Namespace) -> int:
     from headwater.project.config import ConfigError
+    from headwater.quarantine.report import quarantined_rows, table_names
+
+    try:
+        project, address = _project()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    source_name, _, table_name = args.target.partition(".")
+    source = _source(project, source_name)
+    if source is None:
+        return 2
+    tables = table_names(address, source.dataset)
+    if table_name not in tables:
+        problem = f"no table {table_name!r} in {source.name}" if table_name else (
+            f"expected SOURCE.TABLE, got {args.target!r}")
+        known = f"tables: {', '.join(f'{source.name}.{name}' for name in tables)}" if tables else (
+            f"{source.name} has not been loaded yet")
+        print(f"error: {problem}; {known}", file=sys.stderr)
+        return 2
+    found = quarantined_rows(address, source.dataset, table_name, rule=args.rule, limit=args.limit)
+    console = Console()
+    where = f"{source.name}.{table_name}"
+    if not found.rows:
+        if args.rule is not None and found.by_rule:
+            rules = ", ".join(f"{rule} {count:,}" for rule, count in found.by_rule.items())
+            _say(console, f"No row of {where} is quarantined by rule {args.rule!r}; by rule: {rules}")
+        else:
+            _say(console, f"Nothing is quarantined in {where}.")
+        return 0
+    console.print(_rows_table(where, args.rule, found))
+    if found.not_shown:
+        console.print(f"{found.not_shown:,} more not shown: --limit {found.total} shows them all.", highlight=False)
+    console.print(escape(f"Fix a row's values and replay it:\n  headwater quarantine replay {where} "
+                         "--location LOCATION --set FIELD=VALUE"), highlight=False)
+    return 0
+
+
+def _rows_table(where: str, rule: str | None, found: QuarantinedRows) -> Table:
+    from headwater.quarantine.selection import shown_fields
+
+    which = f" by rule {rule}" if rule is not None else ""
+    plural = "" if found.total == 1 else "s"
+    table = Table(title=escape(f"{where}: {found.total:,} row{plural} quarantined{which}, newest first"),
+                  title_justify="left")
+    # Built for 80 columns like `list`; values fold rather than end in an ellipsis, since they are what gets fixed.
+    table.add_column("location", overflow="fold")
+    table.add_column("rule", no_wrap=True)
+    table.add_column("reason", ratio=1, overflow="fold")
+    table.add_column("record", ratio=1, overflow="fold")
+    table.add_column("when (UTC)", no_wrap=True)
+    for row in found.rows:
+        table.add_row(
+            escape(row.location),
+            escape(row.rule),
+            escape(row.reason),
+            escape(", ".join(f"{name}={value}" for name, value in shown_fields(row.record))),
+            row.quarantined_at.strftime("%Y-%m-%d\n%H:%M:%S"),
+        )
+    return table
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from headwater.load.replay import ReplayError, prepare_replay
+    from headwater.project.config import ConfigError
+    from headwater.quarantine.selection import Selection
 
     source_name, _, table_name = args.target.partition(".")
     try:
         project, address = _project()
-        source = project.source(source_name)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    except KeyError:
-        names = ", ".join(source.name for source in project.sources)
-        print(f"error: no source {source_name!r}; sources: {names}", file=sys.stderr)
+    source = _source(project, source_name)
+    if source is None:
+        return 2
+    selection = Selection(rule=args.rule, locations=tuple(args.location), fields=tuple(args.where))
+    problem = _replay_options_problem(args.target, table_name, selection, args.edits)
+    edits = dict(args.edits)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        results = replay(project, source, address, [table_name] if table_name else None)
+        prepared = prepare_replay(project, source, address, [table_name] if table_name else None, selection, edits)
     except ReplayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     console = Console()
+    if not selection.everything:
+        [result] = prepared.results
+        where = f"{source.name}.{table_name}"
+        if not result.skipped and not result.matched:
+            print(_nothing_matches(where, selection, result.pending), file=sys.stderr)
+            return 1
+        if not result.skipped:
+            _say(console, _announcement(where, selection, edits, result.matched))
+    results = prepared.load()
     if not results:
-        console.print(f"Nothing is quarantined in {source.name}.")
+        _say(console, f"Nothing is quarantined in {source.name}.")
     for result in results:
-        where = f"{source.name}.{result.table}"
-        if result.skipped:
-            console.print(f"{where}: {result.skipped}", highlight=False)
-            continue
-        line = f"{where}: {result.replayed:,} loaded, {result.still_quarantined:,} still quarantined"
-        if result.reasons:
-            line += " (" + ", ".join(f"{rule} {count:,}" for rule, count in result.reasons.items()) + ")"
-        console.print(escape(line), highlight=False)
+        _say(console, _outcome(f"{source.name}.{result.table}", result))
     return 0
+
+
+def _replay_options_problem(
+    target: str, table_name: str, selection: Selection, edits: list[tuple[str, str]]
+) -> str | None:
+    if (not selection.everything or edits) and not table_name:
+        return "--rule, --location, --where and --set work on one table: give SOURCE.TABLE"
+    if edits and selection.everything:
+        return ("--set changes the rows a filter picks: add --rule, --location or --where "
+                f"(the rows: headwater quarantine show {target})")
+    names = [name for name, _ in edits]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return f"--set {', '.join(repeated)} given more than once"
+    return None
+
+
+def _announcement(where: str, selection: Selection, edits: dict[str, str], matched: int) -> str:
+    rows = "1 quarantined row matches" if matched == 1 else f"{matched:,} quarantined rows match"
+    action = "replaying it" if matched == 1 else "replaying them"
+    if edits:
+        action = f"setting {', '.join(f'{name}={value}' for name, value in edits.items())} and {action}"
+    return f"{where}: {rows} {selection.describe()}; {action}."
+
+
+def _nothing_matches(where: str, selection: Selection, pending: int) -> str:
+    if not pending:
+        return f"error: nothing is quarantined in {where}; nothing was replayed"
+    rows = "1 row is" if pending == 1 else f"{pending:,} rows are"
+    return (f"error: no quarantined row of {where} matches {selection.describe()}; nothing was replayed. "
+            f"{rows} quarantined: headwater quarantine show {where}")
+
+
+def _outcome(where: str, result: TableReplay) -> str:
+    if result.skipped:
+        return f"{where}: {result.skipped}"
+    line = f"{where}: {result.replayed:,} loaded, {result.still_quarantined:,} still quarantined"
+    if result.reasons:
+        line += " (" + ", ".join(f"{rule} {count:,}" for rule, count in result.reasons.items()) + ")"
+    return line

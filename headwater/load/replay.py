@@ -13,32 +13,41 @@ Exactly once, even if the replay dies midway:
 
 A package is either loaded (both changes visible) or pending (recovered by step 1 of the next
 replay or run). Tables that merge on a key take a re-applied job without duplicates as well.
+
+A replay can take only some rows (a `Selection`: rule, location, record values) and set fields of
+their records first (`--set`). The edited record is written back in the same package as the rows it
+loads, so a fix is either loaded and recorded together or not at all. `prepare_replay` does all the
+reading and checking, so a caller can say how many rows match before `PreparedReplay.load` writes.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import dlt
 import polars as pl
 
-from headwater.common.file_rows import FILE_COLUMN, REPLACES_FILES_HINT
+from headwater.common.file_rows import FILE_COLUMN, FILE_ROW_COLUMNS, REPLACES_FILES_HINT
 from headwater.common.timestamps import iso_timestamp
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import ProjectConfig, SourceConfig
 from headwater.quarantine import records
 from headwater.quarantine.naming import QUARANTINE_SUFFIX, quarantine_table_name
+from headwater.quarantine.selection import RAW_LINE, Selection
 
-# Written into the record of a landing-file line that could not be read (connectors.filesystem.tolerant).
-RAW_LINE = "_raw_line"
 # Replaying into these would rewrite the whole table from a handful of rows.
 UNSUPPORTED = {"replace": "it is replaced on every load", "scd2": "scd2 would retire every row not replayed"}
 DLT_TYPES = {
     "bigint": pl.Int64, "double": pl.Float64, "bool": pl.Boolean, "text": pl.String,
     "timestamp": pl.Datetime("us", "UTC"), "date": pl.Date, "decimal": pl.Float64,
 }
+# Added to the reason of a line that could not be read and was replayed unchanged (once: it starts the same).
+UNREADABLE_HINT_START = " (still unreadable"
+UNREADABLE_HINT = f"{UNREADABLE_HINT_START}: give its fields with `replay --set FIELD=VALUE`, which drops {RAW_LINE})"
 
 
 class ReplayError(ValueError):
@@ -48,15 +57,53 @@ class ReplayError(ValueError):
 @dataclass
 class TableReplay:
     table: str
+    pending: int = 0  # quarantined rows found, before the selection
+    matched: int = 0  # quarantined rows this replay takes: all of them, or those the selection picks
     replayed: int = 0  # loaded into the table by this replay
     still_quarantined: int = 0  # went through again and failed again
     skipped: str | None = None  # why the table was not replayed
     reasons: dict[str, int] = field(default_factory=dict)  # rule -> rows still failing
 
 
+@dataclass
+class PreparedReplay:
+    """A replay read and checked, with its outcome per table already known; nothing is written until `load`."""
+
+    results: list[TableReplay]
+    pipeline: dlt.Pipeline
+    items: list
+
+    def load(self) -> list[TableReplay]:
+        from headwater.load.pipeline import LOADER_FILE_FORMAT
+
+        if self.items:
+            schema = self.pipeline.default_schema
+            info = self.pipeline.run(self.items, schema=schema, loader_file_format=LOADER_FILE_FORMAT)
+            info.raise_on_failed_jobs()
+        return self.results
+
+
 def replay(
-    config: ProjectConfig, source: SourceConfig, address: PostgresAddress, tables: list[str] | None = None
+    config: ProjectConfig,
+    source: SourceConfig,
+    address: PostgresAddress,
+    tables: list[str] | None = None,
+    selection: Selection | None = None,
+    edits: dict[str, str] | None = None,
 ) -> list[TableReplay]:
+    return prepare_replay(config, source, address, tables, selection, edits).load()
+
+
+def prepare_replay(
+    config: ProjectConfig,
+    source: SourceConfig,
+    address: PostgresAddress,
+    tables: list[str] | None = None,
+    selection: Selection | None = None,
+    edits: dict[str, str] | None = None,
+) -> PreparedReplay:
+    """Read the quarantined rows `selection` picks, set `edits` (field -> value as typed) in their records,
+    and send them through the table's plan; raises ReplayError before anything is written."""
     from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
     from headwater.load.recovery import recover
 
@@ -70,16 +117,13 @@ def replay(
     names = tables or sorted(name[: -len(suffix)] for name in schema.tables if name.endswith(suffix))
     results, items = [], []
     for table in names:
-        result, table_items = _replay_table(config, source, pipeline, table)
+        result, table_items = _replay_table(config, source, pipeline, table, selection or Selection(), edits or {})
         results.append(result)
         items.extend(table_items)
-    if items:
-        info = pipeline.run(items, schema=schema, loader_file_format=LOADER_FILE_FORMAT)
-        info.raise_on_failed_jobs()
-    return results
+    return PreparedReplay(results, pipeline, items)
 
 
-def _replay_table(config, source, pipeline, table: str):
+def _replay_table(config, source, pipeline, table: str, selection: Selection, edits: dict[str, str]):
     from headwater.load.table_processor import table_plan
 
     result = TableReplay(table)
@@ -95,19 +139,26 @@ def _replay_table(config, source, pipeline, table: str):
     if disposition in UNSUPPORTED or (target or {}).get("x-merge-strategy") == "scd2":
         result.skipped = f"not replayed: {UNSUPPORTED.get(disposition, UNSUPPORTED['scd2'])}; reload the source instead"
         return result, []
-    pending = _pending(pipeline, quarantine)
-    if not pending:
+    pending, chosen = _pending(pipeline, quarantine), []
+    result.pending = len(pending)
+    for entry in pending:
+        record = _parsed(entry["record"])
+        if selection.matches(entry["rule"], entry["location"], record):
+            chosen.append((entry, record))
+    result.matched = len(chosen)
+    if not chosen:
         return result, []
+    if edits:
+        values = _typed_edits(edits, f"{source.name}.{table}", target or {}, [record for _, record in chosen])
+        chosen = [_edited(entry, record, values) for entry, record in chosen]
 
     now = datetime.now(timezone.utc)
     config_table = next((t for t in source.tables if t.name == table), None)
     plan = table_plan(config, config_table)
     readable, updates = [], []
-    for entry in pending:
-        record = json.loads(entry["record"])
+    for entry, record in chosen:
         if not isinstance(record, dict) or RAW_LINE in record:
-            hint = f" (still unreadable: correct `record` and remove {RAW_LINE})"
-            reason = entry["reason"] if entry["reason"].endswith(hint) else entry["reason"] + hint
+            reason = entry["reason"].split(UNREADABLE_HINT_START)[0] + UNREADABLE_HINT
             updates.append(_update(entry, now, records.QUARANTINED, entry["rule"], reason))
         else:
             readable.append((entry, record))
@@ -140,7 +191,7 @@ def _replay_table(config, source, pipeline, table: str):
     items = []
     if good is not None and good.height:
         items.append(dlt.mark.with_hints(good.to_arrow(), dlt.mark.make_hints(table_name=table, **hints)))
-    keys = [name for name in pending[0] if name not in records.OWN_COLUMNS and not name.startswith("_dlt")]
+    keys = [name for name in chosen[0][0] if name not in records.OWN_COLUMNS and not name.startswith("_dlt")]
     items.append(records.mark(records.build_rows(table, updates, {name: None for name in keys}), table))
     # Named like the table's own resource so the schema keeps attributing the table to it; no
     # incremental is attached, so the table's cursor state is left as it is.
@@ -160,6 +211,68 @@ def _pending(pipeline, quarantine: str) -> list[dict]:
         ) as cursor:
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _parsed(record: str) -> Any:
+    try:
+        return json.loads(record)
+    except ValueError:  # edited by hand into something that is not JSON: it stays quarantined, as unreadable
+        return record
+
+
+def _typed_edits(edits: dict[str, str], where: str, target: dict, chosen: list[Any]) -> dict[str, Any]:
+    """The `--set` values, checked against the fields the rows have and typed like the table's columns.
+
+    A field that is neither in the records nor a column of the table is refused: loaded, it would add a column.
+    """
+    columns = target.get("columns", {})
+    fields = list(dict.fromkeys(
+        [name for record in chosen if isinstance(record, dict) for name in record] + list(columns)
+    ))
+    settable = [name for name in fields if name not in FILE_ROW_COLUMNS and name != RAW_LINE
+                and not name.startswith("_dlt")]
+    typed = {}
+    for name, text in edits.items():
+        if name not in settable:
+            kept = name in FILE_ROW_COLUMNS or name == RAW_LINE or name.startswith("_dlt")
+            problem = "is kept by Headwater and cannot be set" if kept else f"is not a field of {where}"
+            raise ReplayError(f"--set {name}={text}: {name!r} {problem}; fields: {', '.join(settable)}")
+        typed[name] = _typed_value(name, text, columns.get(name, {}).get("data_type"), where)
+    return typed
+
+
+def _typed_value(name: str, text: str, data_type: str | None, where: str) -> Any:
+    """The value as the JSON record should hold it; timestamps, dates and decimals stay text, checked."""
+    try:
+        if data_type == "bigint":
+            return int(text)
+        if data_type == "double":
+            return float(text)
+        if data_type == "bool":
+            if text.strip().lower() not in ("true", "false"):
+                raise ValueError(text)
+            return text.strip().lower() == "true"
+        if data_type == "decimal":
+            Decimal(text)
+        elif data_type == "timestamp" and iso_timestamp(text) is None:
+            raise ValueError(text)
+        elif data_type == "date":
+            date.fromisoformat(text)
+    except (ValueError, InvalidOperation):
+        raise ReplayError(f"--set {name}={text}: {text!r} is not a valid {data_type} (column {name} of {where}); "
+                          "nothing was replayed") from None
+    return text
+
+
+def _edited(entry: dict, record: Any, values: dict[str, Any]) -> tuple[dict, Any]:
+    """The entry with its record's fields set; a line that could not be read is taken as corrected (no _raw_line).
+
+    A whole file that could not be read (`_raw_line` null) has no fields to correct: it stays as it is.
+    """
+    if not isinstance(record, dict) or (RAW_LINE in record and record[RAW_LINE] is None):
+        return entry, record
+    edited = {name: value for name, value in record.items() if name != RAW_LINE} | values
+    return {**entry, "record": records.record_json(edited)}, edited
 
 
 def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: str | None) -> dict:

@@ -3,7 +3,7 @@
 Each table `T` of a source has a side table `raw_<source>.T__quarantine` (see `records.py` for its
 columns). Rows land there in the same dlt load package as the table's good rows, so a run either
 records both or neither. headwater.load.replay sends them through the table's current steps and rules again;
-report.py lists them.
+report.py lists them, per table or row by row, and selection.py says which rows a command's filters pick.
 
 Imports: common, postgres.
 """

@@ -1,19 +1,23 @@
-"""Row rules on a database source: failing rows are quarantined with the key and cursor, replayed after a fix."""
+"""Row rules on a database source: failing rows are quarantined with the key and cursor, replayed after a fix
+of the config or, with `--set`, of the rows' values."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import textwrap
 from io import StringIO
 
+import pytest
 from rich.console import Console
 
 from headwater.load.pipeline import load_source
-from headwater.load.replay import replay
+from headwater.load.replay import ReplayError, prepare_replay, replay
 from headwater.ops.summary import RunSummary, print_summary
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
+from headwater.quarantine.selection import Selection
 from tests.conftest import query
 
 ROWS = [
@@ -101,3 +105,55 @@ def test_rules_quarantine_database_rows_and_a_config_fix_replays_them_once(tmp_p
     later = load_source(fixed, fixed.source("shop"), connector, address)
     assert [(t.read, t.loaded, t.quarantined) for t in later.tables] == [(1, 1, 0)]
     assert query(database_url, "select count(*), count(distinct id) from raw_shop.orders") == [(4, 4)]
+
+
+def test_a_replay_sets_fields_of_picked_rows_and_an_interrupted_one_is_completed_once(tmp_path, database_url,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("SHOP_DB_URL", f"sqlite:///{tmp_path / 'shop.db'}")
+    make_database(tmp_path / "shop.db", ROWS)
+    project = project_file(tmp_path, "placed, shipped")
+    source = project.source("shop")
+    address = PostgresAddress.from_url(database_url)
+    assert load_source(project, source, connector_registry().get("sql_database"), address).ok
+    location_of_3 = "orders[id=3, updated_at=2026-11-01 12:00:00+00:00]"
+
+    # Extracted and normalized, then interrupted before the load: nothing is visible yet.
+    prepared = prepare_replay(project, source, address, ["orders"], Selection(rule="pattern"),
+                              {"email": "e@example.com"})
+    assert [(r.pending, r.matched, r.replayed) for r in prepared.results] == [(4, 1, 1)]
+    prepared.pipeline.extract(prepared.items, schema=prepared.pipeline.default_schema)
+    prepared.pipeline.normalize()
+    assert query(database_url, "select id from raw_shop.orders order by id") == [(1,), (6,)]
+
+    # The next replay loads the pending package first, so the same fix finds nothing left to do.
+    [again] = replay(project, source, address, ["orders"], Selection(rule="pattern"), {"email": "e@example.com"})
+    assert (again.pending, again.matched, again.replayed) == (3, 0, 0)
+    assert query(database_url, "select id, email from raw_shop.orders order by id") == [
+        (1, "a@example.com"), (5, "e@example.com"), (6, "f@example.com")]
+
+    # By the record's value, and by location (the key and cursor, as `show` prints it).
+    [by_value] = replay(project, source, address, ["orders"], Selection(fields=(("quantity", "5000"),)),
+                        {"quantity": "50"})
+    [by_location] = replay(project, source, address, ["orders"], Selection(locations=(location_of_3,)),
+                           {"status": "placed"})
+    assert [(r.matched, r.replayed, r.still_quarantined) for r in (by_value, by_location)] == [(1, 1, 0), (1, 1, 0)]
+    # A fix that breaks another rule keeps the row quarantined, with the edited record and the new reason.
+    [still] = replay(project, source, address, ["orders"], Selection(rule="required"), {"email": "nobody"})
+    assert (still.matched, still.replayed, still.reasons) == (1, 0, {"pattern": 1})
+
+    assert query(database_url, "select id, email, status, quantity from raw_shop.orders order by id") == [
+        (1, "a@example.com", "placed", 2), (3, "c@example.com", "placed", 1), (4, "d@example.com", "shipped", 50),
+        (5, "e@example.com", "placed", 3), (6, "f@example.com", "shipped", 4)]
+    rows = query(database_url, "select id, status, rule, attempts, record from raw_shop.orders__quarantine order by id")
+    assert [row[:4] for row in rows] == [
+        (2, "quarantined", "pattern", 1), (3, "replayed", "allowed", 1), (4, "replayed", "range", 1),
+        (5, "replayed", "pattern", 1)]
+    assert [json.loads(row[4])["email"] for row in rows] == ["nobody", "c@example.com", "d@example.com",
+                                                             "e@example.com"]
+
+    # A value that does not fit its column is refused before anything is written.
+    with pytest.raises(ReplayError, match=r"--set quantity=many: 'many' is not a valid bigint \(column quantity of "
+                                          r"shop.orders\); nothing was replayed"):
+        replay(project, source, address, ["orders"], Selection(rule="pattern"), {"quantity": "many"})
+    assert query(database_url, "select id, status, rule, attempts, record from raw_shop.orders__quarantine "
+                               "order by id") == rows
