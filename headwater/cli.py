@@ -9,7 +9,7 @@ import sys
 from headwater.common.runtime import quiet_telemetry
 
 # Each module exposes add_parser(subparsers); the parser it adds sets `run(args) -> int`.
-COMMAND_MODULES = ("db", "stack", "example", "run", "connectors", "check", "new", "quarantine", "dbt", "status",
+COMMAND_MODULES = ("scaffold", "db", "stack", "example", "run", "connectors", "check", "quarantine", "dbt", "status",
                    "lineage", "docs", "inspect")
 
 

@@ -1,8 +1,9 @@
-"""`headwater new`: render a pip-installable connector plugin package from the templates shipped here.
+"""`headwater new` and `headwater init`: render a connector plugin package or a new project from the templates here.
 
 Templates live in `templates/<kind>/` as `*.tmpl` files (so that neither pytest nor linters treat
-them as code of this repository). `{{key}}` placeholders are replaced, and a directory named
-`__module__` becomes the plugin's import package.
+them as code of this repository). `{{key}}` placeholders are replaced (`{{ ... }}` with spaces, as
+dbt's Jinja writes it, is left alone), and in a connector a directory named `__module__` becomes the
+plugin's import package. The project templates are rendered by `headwater.scaffold.project`.
 
 Imports: nothing from headwater.
 """
@@ -79,7 +80,7 @@ def new_connector(name: str, directory: Path | None = None) -> tuple[Path, list[
         raise ScaffoldError(f"{target} already exists; choose another --directory or remove it first")
     values = names.values()
     written = []
-    for relative, template in _templates(resources.files(__package__) / "templates" / "connector"):
+    for relative, template in templates("connector"):
         path = target / Path(*(names.module if part == MODULE_DIR else part for part in relative))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(template.read_text(encoding="utf-8"), values), encoding="utf-8")
@@ -97,6 +98,11 @@ def render(text: str, values: dict[str, str]) -> str:
         return values[key]
 
     return PLACEHOLDER.sub(replace, text)
+
+
+def templates(kind: str) -> list[tuple[tuple[str, ...], Traversable]]:
+    """The templates of one kind (`connector`, `project`), as (relative path without .tmpl, file), sorted."""
+    return _templates(resources.files(__package__) / "templates" / kind)
 
 
 def _templates(folder: Traversable, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Traversable]]:

@@ -11,10 +11,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from headwater import cli
+from headwater.example.session import running_example
 from headwater.load.pipeline import load_source
 from headwater.marts.source_definitions import MISSING_MARK, load_document
 from headwater.marts.transform import run_dbt
 from headwater.plugins.connectors import ConnectorRegistry, Plugin
+from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
 from tests.conftest import REPO
@@ -168,3 +170,22 @@ def test_an_unknown_source_is_an_error(plant, capsys):
 @pytest.mark.parametrize("text", ["", "sources:\n", "version: 2\n"])
 def test_an_empty_file_or_one_without_sources_is_a_starting_point(text):
     assert load_document(text)["sources"] == []
+
+
+def test_the_bundled_example_sources_file_is_exactly_what_the_command_writes(shop_project, database_url, monkeypatch,
+                                                                          capsys):
+    """A fresh clone that runs the example and then `headwater dbt sources` must find the tracked file unchanged."""
+    monkeypatch.setenv("HEADWATER_DATABASE_URL", database_url)
+    registry = connector_registry()
+    project = load_project(shop_project / "headwater.yaml", registry)
+    address = PostgresAddress.from_url(database_url)
+    with running_example(project, advance_days=2):  # landing files of every format: CSV, JSONL, Parquet
+        for source in project.sources:
+            result = load_source(project, source, registry.get(source.connector), address)
+            assert result.ok, result.error
+
+    assert cli.main(["dbt", "sources"]) == 0
+
+    assert "__sources.yml is up to date." in capsys.readouterr().out
+    tracked = REPO / "transform" / "models" / "staging" / "__sources.yml"
+    assert sources_yml(shop_project).read_bytes() == tracked.read_bytes()
