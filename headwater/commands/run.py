@@ -1,4 +1,5 @@
-"""`headwater run`: the daily pipeline, the same as `python -m flows.daily`."""
+"""`headwater run`: the daily pipeline now, the same as `python -m flows.daily`; `headwater deploy`: its
+deployments (prefect.yaml) on a Prefect server, optionally one run now and a worker for the schedule."""
 
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ def add_parser(subparsers) -> None:
                         help="rebuild every dbt model, not only those downstream of tables that received rows")
     parser.set_defaults(run=run)
 
+    deploy = subparsers.add_parser(
+        "deploy",
+        help="register the deployments of prefect.yaml on the Prefect server; run one now, start a worker",
+        description="Register the deployments of prefect.yaml (work pools created when missing) on the Prefect "
+        "server of PREFECT_API_URL, else on the local server of `headwater up`, started if it is not running.",
+    )
+    deploy.add_argument(
+        "--run", dest="run_once", nargs="?", const="", default=None, metavar="DEPLOYMENT",
+        help="then run a deployment once now and wait for its final state (exit code 1 unless Completed); "
+        "DEPLOYMENT is its name in prefect.yaml, needed only when the file defines several",
+    )
+    deploy.add_argument(
+        "--worker", action="store_true",
+        help="then run a process worker for the work pool in the foreground until Ctrl-C or SIGTERM: "
+        "it runs the scheduled runs",
+    )
+    deploy.set_defaults(run=run_deploy)
+
 
 def run(args: argparse.Namespace) -> int:
     from headwater.local.stack import use_local_stack
@@ -32,3 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.full_build:
         argv.append("--full-build")
     return main(argv)
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    from headwater.common.runtime import project_root, state_dir
+    from headwater.deployments.deploy import deploy
+
+    return deploy(project_root(), state_dir(), run=args.run_once, worker=args.worker)

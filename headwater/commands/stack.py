@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     down.set_defaults(run=run_down)
 
     ps = subparsers.add_parser("ps", help="Show whether the local Prefect server and database are running.")
+    ps.add_argument("--api-url", action="store_true",
+                    help="Print only the Prefect API URL of the running server: "
+                    'export PREFECT_API_URL="$(headwater ps --api-url)" points Prefect\'s own CLI at it.')
     ps.set_defaults(run=run_ps)
 
 
@@ -72,7 +76,14 @@ def run_down(args: argparse.Namespace) -> int:
 def run_ps(args: argparse.Namespace) -> int:
     from headwater.local import stack
 
-    Console().print(_table(stack.status(state_dir())))
+    current = stack.status(state_dir())
+    if args.api_url:
+        if not current.prefect_api_url:
+            print("The local Prefect server is not running; start it with `headwater up`.", file=sys.stderr)
+            return 1
+        print(current.prefect_api_url)  # alone on stdout, to be substituted into other commands
+        return 0
+    Console().print(_table(current))
     return 0
 
 

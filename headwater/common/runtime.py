@@ -37,6 +37,12 @@ def quiet_telemetry() -> None:
         os.environ.setdefault(name, value)
 
 
+def child_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process Headwater starts (Prefect server, worker, CLI): this process's, with
+    telemetry off unless the user chose otherwise, plus `extra`."""
+    return {**TELEMETRY_OFF, **PREFECT_DEFAULTS, **os.environ, **(extra or {})}
+
+
 def config_path() -> Path:
     """The project's config file: $HEADWATER_CONFIG, else headwater.yaml in the working directory."""
     return Path(os.environ.get(CONFIG_ENV) or CONFIG_FILE).resolve()

@@ -51,6 +51,7 @@ def read_yaml(path: Path) -> YamlDocument:
 
 def _build(node: yaml.Node, key_path: KeyPath, lines: dict[KeyPath, int], constructor: yaml.SafeLoader) -> Any:
     if isinstance(node, yaml.MappingNode):
+        constructor.flatten_mapping(node)  # `<<: *anchor` merge keys become the keys they stand for
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = constructor.construct_object(key_node)

@@ -205,15 +205,12 @@ def _start_prefect(state_dir: Path, *, port: int | None, timeout: float, say: Pr
     log_path = state_dir / SERVER_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    env = dict(os.environ)
+    env = runtime.child_environ(
+        {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+         "PREFECT_SERVER_UI_API_URL": api_url}
+    )
     # The server must not think of itself as a client of some other server.
     env.pop("PREFECT_API_URL", None)
-    env.update(
-        PREFECT_HOME=str(prefect_home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_SERVER_UI_API_URL=api_url,
-    )
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} {' '.join(command)}\n")
