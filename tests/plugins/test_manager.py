@@ -23,8 +23,8 @@ from headwater.load.pipeline import load_source
 from headwater.plugins import manager as plugins
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
-from tests.conftest import REPO, TEST_SERVER_URL, query
 from tests.commands.test_connectors import table_rows
+from tests.conftest import REPO, TEST_SERVER_URL, query
 
 EXAMPLE = REPO / "examples" / "headwater-exchange-rates"
 WIDE = "250"
@@ -123,7 +123,7 @@ def test_installed_plugin_is_listed_with_its_package_and_version(exchange_rates_
     assert show.returncode == 0, show.stderr
     settings = table_rows(show.stdout)
     assert settings["api_key"] == ["api_key", "str | None", "None", "no", "yes"]
-    assert settings["start_date"][1:4] == ["datetime.date | None", "None", "no"]
+    assert settings["start_date"][1:4] == ["date | None", "None", "no"]
     assert settings["rates"] == ["rates", "date, currency", "date", ""]
 
 
