@@ -31,7 +31,7 @@ from flows.tasks import (
 from headwater.common.runtime import config_path
 from headwater.example.session import running_example
 from headwater.lineage.pii import pii_exposures
-from headwater.load.reload import ReloadError, add_reload_arguments, plan_reload
+from headwater.load.reload import ReloadError, add_reload_arguments, not_backfilled, plan_reload
 from headwater.local.destination import resolve_destination, uses_embedded_database
 from headwater.local.stack import StackError, prefect_server_for_runs
 from headwater.marts.publish import PUBLISHED_SCHEMAS
@@ -141,8 +141,8 @@ def daily(
     logger = get_run_logger()
     project = read_project()
     reload = plan_reload(project, full_refresh, since, until)  # unknown names stop the run here
-    for warning in reload.warnings:
-        logger.warning(warning)
+    for line in not_backfilled(project, reload, connector_registry()):  # the summary repeats them, per table loaded
+        logger.warning(line)
     address = resolve_destination(project.state_dir)
     logger.info("Destination: %s", address.safe_url)
     run = RunInfo.current("daily")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from typing_extensions import NotRequired, Required, TypedDict
 
 from connectors.filesystem.column_types import parse_declared
@@ -66,7 +66,7 @@ class ColumnSettings(TypedDict, total=False):
 class FileTable(TypedDict):
     """One table's files, with how to read them when detection is not enough."""
 
-    glob: Required[str]
+    glob: Required[Annotated[str, Field(examples=["orders/*.csv"])]]
     format: NotRequired[Literal["csv", "jsonl", "parquet"]]
     csv: NotRequired[CsvSettings]
     null_values: NotRequired[list[str]]

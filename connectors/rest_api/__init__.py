@@ -6,13 +6,14 @@ import dlt
 from dlt.sources.rest_api import rest_api_resources
 
 from connectors.rest_api.helpers import Retries, retrying_session, with_session
+from connectors.rest_api.settings import Client, ResourceDefaults, Resources
 
 
 @dlt.source(name="rest_api")
 def rest_api(
-    client: dict,
-    resources: list,
-    resource_defaults: dict | None = None,
+    client: Client,
+    resources: Resources,
+    resource_defaults: ResourceDefaults | None = None,
     retries: Retries | None = None,
 ):
     """Load the endpoints of a REST API: pagination, auth and incremental parameters as dlt's rest_api declares them.

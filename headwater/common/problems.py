@@ -11,3 +11,6 @@ from headwater.common.yaml_source import KeyPath
 class Problem:
     key_path: KeyPath
     message: str
+    # Where no key can say it (a YAML syntax error): the 1-based line and column.
+    line: int | None = None
+    column: int | None = None

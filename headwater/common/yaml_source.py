@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from headwater.common.yaml_errors import SyntaxProblem, explain
+
 KeyPath = tuple[str | int, ...]
 
 
@@ -31,21 +33,31 @@ class YamlDocument:
 
 
 class YamlSyntaxError(ValueError):
-    pass
+    """The file cannot be read as YAML; ``line`` and ``column`` (1-based, when known) say where to look."""
+
+    def __init__(self, path: Path, problem: SyntaxProblem):
+        self.path, self.line, self.column, self.reason = path, problem.line, problem.column, problem.message
+        where = ":".join(str(part) for part in (path, problem.line, problem.column) if part is not None)
+        super().__init__(f"{where}: {problem.message}")
 
 
 def read_yaml(path: Path) -> YamlDocument:
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = raw[: error.start]
+        line, column = before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1
+        message = f"not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file with the UTF-8 encoding"
+        raise YamlSyntaxError(path, SyntaxProblem(line, column, message)) from None
+    document = YamlDocument(path=path, data=None)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # Scalars are constructed from their nodes; the loader's own stream is never read.
+        constructor = yaml.SafeLoader("")
+        document.data = _build(node, (), document.lines, constructor) if node is not None else {}
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise YamlSyntaxError(f"{where}: not valid YAML ({getattr(error, 'problem', error)}).") from None
-    document = YamlDocument(path=path, data=None)
-    # Scalars are constructed from their nodes; the loader's own stream is never read.
-    constructor = yaml.SafeLoader("")
-    document.data = _build(node, (), document.lines, constructor) if node is not None else {}
+        raise YamlSyntaxError(path, explain(error, text)) from None
     return document
 
 
@@ -56,6 +68,9 @@ def _build(node: yaml.Node, key_path: KeyPath, lines: dict[KeyPath, int], constr
         for key_node, value_node in node.value:
             key = constructor.construct_object(key_node)
             child = (*key_path, key)
+            if key in result:  # PyYAML keeps the last one silently, ignoring all that is under the first
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"found duplicate key {key!r} (first at line {lines[child]})", key_node.start_mark)
             lines[child] = key_node.start_mark.line + 1
             result[key] = _build(value_node, child, lines, constructor)
         return result

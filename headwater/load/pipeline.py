@@ -21,7 +21,7 @@ from headwater.load.deletes import DeleteResult, detect_deletes
 from headwater.load.progress import LoadProgress
 from headwater.load.recovery import recover
 from headwater.load.refusals import run_setting_aside
-from headwater.load.reload import Reload, ReloadError
+from headwater.load.reload import BackfillOutcome, Reload, ReloadError
 from headwater.load.table_processor import attach_processors
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
@@ -81,6 +81,7 @@ class TableLoad:
     files: list[dict] = field(default_factory=list)  # landing files read, one report each (headwater.common.file_rows)
     widened: list[Widening] = field(default_factory=list)  # columns whose type this run widened
     deletes: DeleteResult | None = None  # rows gone from the source, for tables with `deletes:`
+    backfill: BackfillOutcome | None = None  # what a --since/--until window did to the table; None: no window
 
     @property
     def loaded(self) -> int:
@@ -183,7 +184,7 @@ def build_source(config: ProjectConfig, source: SourceConfig, connector: Connect
         dlt_source = dlt_source.with_resources(*(table.name for table in source.tables))
     for table in source.tables:
         resource = dlt_source.resources[table.name]
-        apply_write_mode(resource, table, reload.backfill_incremental(source.name, table) if reload else None)
+        apply_write_mode(resource, table, reload.backfill_incremental(source, table) if reload else None)
     attach_processors(config, source, dlt_source)  # steps, rules and quarantine, per selected table
     for table in source.tables:
         add_history_hash(dlt_source.resources[table.name], table)
@@ -216,7 +217,9 @@ def load_source(
         result.load_ids = list(recovered.load_ids)
         row_counts = dict(recovered.row_counts)
         result.set_aside = list(recovered.set_aside)
-        for dlt_source, refresh in _runs(build_source(config, source, connector, reload), source, reload):
+        built = build_source(config, source, connector, reload)
+        backfills = _backfill_outcomes(built, source, connector, reload)
+        for dlt_source, refresh in _runs(built, source, reload):
             run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
             infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run)
             for info in infos:
@@ -235,6 +238,7 @@ def load_source(
                 result.tables.append(TableLoad(table=table.name, rows=0))
         _add_file_reports(result, pipeline, started_at)
         _add_widenings(result, types_before, address.column_types(source.dataset))
+        _add_backfills(result, backfills, pipeline)
         # Only here, after the whole source loaded: a failed load raised above and compares nothing.
         if any(table.deletes for table in source.tables):
             found = detect_deletes(source, connector, config.resolved_settings(source), address,
@@ -257,6 +261,32 @@ def _add_file_reports(result: SourceLoad, pipeline: dlt.Pipeline, since: datetim
             load = TableLoad(table=table, rows=0)
             result.tables.append(load)
         load.files = files
+
+
+def _backfill_outcomes(dlt_source: DltSource, source: SourceConfig, connector: Connector,
+                       reload: Reload | None) -> dict[str, BackfillOutcome]:
+    """Per table of every resource this load runs (as the resource names it), what the window does to it."""
+    if reload is None or not reload.backfills:
+        return {}
+    outcomes = {}
+    for name, resource in dlt_source.selected_resources.items():
+        outcome = reload.backfill_outcome(source, name, connector.cursor_in_settings)
+        if outcome is not None:
+            outcomes[resource.table_name if isinstance(resource.table_name, str) else name] = outcome
+    return outcomes
+
+
+def _add_backfills(result: SourceLoad, outcomes: dict[str, BackfillOutcome], pipeline: dlt.Pipeline) -> None:
+    if not outcomes:
+        return
+    normalize = pipeline.default_schema.naming.normalize_table_identifier  # how the destination names the table
+    loads = {load.table: load for load in result.tables}
+    for name, outcome in outcomes.items():
+        table = normalize(name)
+        if table not in loads:  # nothing loaded: the table still shows, with what the window did
+            loads[table] = TableLoad(table=table, rows=0)
+            result.tables.append(loads[table])
+        loads[table].backfill = outcome
 
 
 def _add_widenings(result: SourceLoad, before: dict, after: dict) -> None:

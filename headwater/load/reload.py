@@ -10,9 +10,11 @@ lists the allowed ones.
 - **Backfill** re-reads the window ``since <= cursor < until`` of every table that has a ``cursor:``
   and is written with ``merge`` or ``scd2``, where reloaded rows replace themselves. The regular
   cursor does not move (dlt keeps no state for a bounded window), so the next run continues where
-  it was. ``append`` and ``replace`` tables are not backfilled, with a warning: appending the window
-  again would duplicate it, and replacing would shrink the table to the window. Reload those with
-  ``--full-refresh SOURCE.TABLE`` instead. A table being fully refreshed ignores the window.
+  it was. Every other table of the run loads as usual, and the run says which and why
+  (``backfill_outcome``): ``append`` and ``replace`` tables (appending the window again would
+  duplicate it, replacing would shrink the table to the window: reload those with
+  ``--full-refresh SOURCE.TABLE``), tables without a ``cursor:``, and tables whose cursor is a
+  parameter in the connector's settings (rest_api). A table being fully refreshed ignores the window.
 """
 
 from __future__ import annotations
@@ -23,13 +25,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from headwater.plugins.connectors import ConnectorRegistry
 from headwater.project.config import ProjectConfig, SourceConfig, TableConfig
 
 BACKFILL_MODES = ("merge", "scd2")
+# What re-reading a window would do to a table written in these modes.
+NOT_BACKFILLED_MODES = {"append": "would load the window's rows a second time",
+                        "replace": "would shrink the table to the window"}
 
 
 class ReloadError(ValueError):
     """A --full-refresh or --since/--until value the project cannot honour; str() says what is allowed."""
+
+
+@dataclass(frozen=True)
+class BackfillOutcome:
+    """What the --since/--until window did to one table."""
+
+    backfilled: bool
+    detail: str  # backfilled: the cursor and window; otherwise why not, and what the run did instead
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,6 @@ class Reload:
     full_refresh: dict[str, frozenset[str]] = field(default_factory=dict)
     since: Any = None
     until: Any = None
-    warnings: tuple[str, ...] = ()
 
     def refreshes_source(self, source: str) -> bool:
         return source in self.full_refresh and not self.full_refresh[source]
@@ -52,15 +65,56 @@ class Reload:
     def backfills(self) -> bool:
         return self.since is not None or self.until is not None
 
-    def backfill_incremental(self, source: str, table: TableConfig):
+    def backfill_incremental(self, source: SourceConfig, table: TableConfig):
         """The bounded cursor that replaces ``table``'s regular one in this run, or None."""
-        if not self.backfills or not table.cursor or table.effective_write_disposition not in BACKFILL_MODES:
-            return None
-        if self.refreshes_source(source) or table.name in self.refreshed_tables(source):
+        outcome = self.backfill_outcome(source, table.name)
+        if outcome is None or not outcome.backfilled:
             return None
         import dlt  # only when a window is used: the CLI imports this module to build its options
 
         return dlt.sources.incremental(table.cursor, initial_value=self.since, end_value=self.until)
+
+    def backfill_outcome(self, source: SourceConfig, table_name: str, cursor_in_settings: bool = False
+                         ) -> BackfillOutcome | None:
+        """Whether the window reaches ``table_name`` of ``source``, and if not why; None without a window.
+
+        ``cursor_in_settings``: the source's connector takes its cursor in its settings (rest_api).
+        """
+        if not self.backfills:
+            return None
+        if self.refreshes_source(source.name) or table_name in self.refreshed_tables(source.name):
+            return BackfillOutcome(False, "--full-refresh reloads it whole instead")
+        if cursor_in_settings:
+            return BackfillOutcome(False, "its cursor is a parameter in the source's settings (`type: incremental`), "
+                                          "which --since/--until do not reach; loaded as usual")
+        table = next((table for table in source.tables if table.name == table_name), None)
+        if table is None or not table.cursor:
+            why = "the table has no `cursor:`" if table else "the table is not under `tables:` with a `cursor:`"
+            return BackfillOutcome(False, f"no cursor ({why}; --since/--until need one); loaded as usual")
+        mode = table.effective_write_disposition
+        if mode not in BACKFILL_MODES:
+            return BackfillOutcome(False, f"write_disposition {mode} {NOT_BACKFILLED_MODES.get(mode, '')}; loaded "
+                                          f"as usual; reload it with --full-refresh {source.name}.{table.name}")
+        return BackfillOutcome(True, f"{table.cursor} from {_shown(self.since)} to {_shown(self.until)}")
+
+
+def not_backfilled(project: ProjectConfig, reload: Reload, registry: ConnectorRegistry) -> list[str]:
+    """Before the run: `source.table: not backfilled: why` for each table under `tables:` the window misses.
+
+    Tables a source finds by itself (no `tables:`) are known only once it is built: the run summary names them.
+    """
+    lines = []
+    for source in project.sources:
+        connector = registry.get(source.connector) if source.enabled else None
+        for table in source.tables if connector is not None else ():
+            outcome = reload.backfill_outcome(source, table.name, connector.cursor_in_settings)
+            if outcome is not None and not outcome.backfilled:
+                lines.append(f"{source.name}.{table.name}: not backfilled: {outcome.detail}")
+    return lines
+
+
+def _shown(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else str(value)
 
 
 def plan_reload(
@@ -92,23 +146,7 @@ def plan_reload(
         if start >= end:
             raise ReloadError(f"--since ({since}) must be before --until ({until or 'now'})")
 
-    warnings = []
-    if start is not None or end is not None:
-        skipped = [
-            f"{source.name}.{table.name} ({table.effective_write_disposition})"
-            for source in project.sources if source.enabled
-            for table in source.tables
-            if table.cursor and table.effective_write_disposition not in BACKFILL_MODES
-        ]
-        if skipped:
-            warnings.append(
-                "backfill skips tables that would duplicate or lose rows, loading them as usual: "
-                + ", ".join(skipped) + "; reload them with --full-refresh SOURCE.TABLE"
-            )
-    return Reload(
-        full_refresh={name: frozenset(tables) for name, tables in refresh.items()},
-        since=start, until=end, warnings=tuple(warnings),
-    )
+    return Reload(full_refresh={name: frozenset(tables) for name, tables in refresh.items()}, since=start, until=end)
 
 
 def parse_cursor_value(text: str | None, option: str) -> int | datetime | None:

@@ -181,6 +181,22 @@ def _print_deletes(summary: RunSummary, console: Console) -> None:
                               f"{escape(table.deletes.describe())}", highlight=False)
 
 
+def _print_backfills(summary: RunSummary, console: Console) -> None:
+    """With --since/--until: per table, whether the window was re-read, and if not why and what was done instead."""
+    for load in summary.loads:
+        for table in load.tables:
+            if table.backfill is None:
+                continue
+            where = f"{load.dataset}.{table.table}"
+            # One line per table, never wrapped: easy to read in CI logs and to grep.
+            if table.backfill.backfilled:
+                console.print(f"Backfilled {where}: {escape(table.backfill.detail)}, {table.rows:,} rows",
+                              highlight=False, soft_wrap=True)
+            else:
+                console.print(f"[yellow]Not backfilled[/yellow] {where}: {escape(table.backfill.detail)}",
+                              highlight=False, soft_wrap=True)
+
+
 def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
     """Warn-severity misses, what dbt skipped, and what reached the published schema."""
     for contract in summary.contracts:
@@ -261,6 +277,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console.print(summary_table(summary))
     _print_file_problems(summary, console)
     _print_deletes(summary, console)
+    _print_backfills(summary, console)
     _print_rebuild_and_publish(summary, console)
     _print_pii(summary, console)
     for result in summary.freshness:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,9 +32,25 @@ class Setting:
     def type_name(self) -> str:
         if self.annotation is inspect.Parameter.empty:
             return "any"
-        if typing.get_origin(self.annotation) is None and hasattr(self.annotation, "__name__"):
-            return self.annotation.__name__
-        return str(self.annotation).replace("typing.", "")
+        return type_text(self.annotation)
+
+
+def type_text(annotation: Any) -> str:
+    """A type as people write it: `dict[str, str | FileTable]`, without validators, tags or module paths."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_text(member) for member in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    if annotation is type(None):
+        return "None"
+    if origin is not None and args:
+        return f"{type_text(origin)}[{', '.join(type_text(arg) for arg in args)}]"
+    if isinstance(annotation, type) or hasattr(annotation, "__name__"):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,8 @@ def _signature(source: Callable[..., Any]) -> inspect.Signature:
     """The source's signature with real types, also where the plugin uses `from __future__ import annotations`."""
     signature = inspect.signature(source)
     try:
-        hints = typing.get_type_hints(inspect.unwrap(source))
+        # With their Annotated validators, which check the value when headwater.yaml is read.
+        hints = typing.get_type_hints(inspect.unwrap(source), include_extras=True)
     except Exception:  # an annotation that cannot be evaluated stays a string and is not type-checked
         return signature
     return signature.replace(

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from headwater.common.interpolation import SECRETS_FILE, Variables
 from headwater.common.problems import Problem
 from headwater.common.runtime import STATE_DIR
@@ -26,6 +24,7 @@ from headwater.processing import validate_plan
 from headwater.project.alerting import parse_alerts
 from headwater.project.deletes import parse_deletes
 from headwater.project.freshness import FreshnessSLA, parse_freshness
+from headwater.project.setting_types import check_setting
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog"}
@@ -138,12 +137,13 @@ class ConfigError(Exception):
     def __init__(self, path: Path, problems: list[Problem], document: YamlDocument | None = None):
         self.path = path
         self.problems = problems
-        lines = []
+        located = []
         for problem in problems:
-            line = document.line_of(problem.key_path) if document else None
-            where = f"{path}:{line}" if line else str(path)
+            line = problem.line or (document.line_of(problem.key_path) if document else None)
+            where = ":".join(str(part) for part in (path, line, problem.column) if part is not None)
             key = ".".join(str(part) for part in problem.key_path)
-            lines.append(f"{where}: {key}: {problem.message}" if key else f"{where}: {problem.message}")
+            located.append((line or 0, f"{where}: {key}: {problem.message}" if key else f"{where}: {problem.message}"))
+        lines = [text for _, text in sorted(located, key=lambda item: item[0])]  # in file order
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         super().__init__(
             f"Invalid project config ({count}); nothing was run or written. Fix and run again:\n  "
@@ -162,7 +162,7 @@ def load_project(path: Path, registry: ConnectorRegistry) -> ProjectConfig:
     try:
         document = read_yaml(path)
     except YamlSyntaxError as error:
-        raise ConfigError(path, [Problem((), str(error).split(": ", 1)[-1])]) from None
+        raise ConfigError(path, [Problem((), error.reason, error.line, error.column)]) from None
 
     variables = Variables(path.parent, path.parent / STATE_DIR / SECRETS_FILE)
     problems: list[Problem] = []
@@ -378,30 +378,10 @@ def _check_settings(
                     f"${{{setting.name.upper()}}} and set that in the environment or {variables.secrets_file}",
                 )
             )
-        if not variables.references_in(value) & provided:  # checked once the example provides the value
-            _check_type(setting.annotation, value, setting.type_name, (*where, setting.name), variables, problems)
-
-
-def _check_type(annotation, value, type_name, where: KeyPath, variables: Variables, problems: list[Problem]) -> None:
-    if annotation is None or annotation is Any or isinstance(annotation, str):
-        return
-    try:
-        adapter = TypeAdapter(annotation)
-    except Exception:  # a type pydantic cannot describe (an engine, a credentials class): not checked here
-        return
-    try:
-        adapter.validate_python(variables.resolve(value), strict=not variables.references_in(value))
-    except ValidationError as error:
-        first = error.errors()[0]
-        got = type(value).__name__
-        problems.append(
-            Problem(where, f"expected {type_name}, got {got} {_shown(value)} ({first['msg'].lower()})")
-        )
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        # A value whose reference is not known yet (the example provides it when it runs) is checked then.
+        check_setting(setting.annotation, value, variables.resolve(value), setting.type_name, (*where, setting.name),
+                      strict=not variables.references_in(value), problems=problems,
+                      unresolved=lambda raw: bool(variables.references_in(raw) & provided or variables.missing(raw)))
 
 
 def _check_secrets_are_references(value: Any, where: KeyPath, problems: list[Problem]) -> None:

@@ -230,6 +230,29 @@ def test_check_stops_at_an_invalid_config_with_exit_2(tmp_path, monkeypatch, cap
     assert out == ""
 
 
+def test_check_stops_at_invalid_rest_api_settings_with_exit_2(tmp_path, monkeypatch, capsys):
+    path = write_config(
+        tmp_path,
+        """\
+        sources:
+          api:
+            connector: rest_api
+            settings:
+              client: {base_url: "http://127.0.0.1:9/"}
+              resources:
+                - name: payments
+                  endpoint: {path: payments, paginator: {type: cursor, cursor_pth: next}}
+        """,
+    )
+    monkeypatch.setenv("HEADWATER_CONFIG", str(path))
+    code, out, err = run_cli(capsys, "check")
+    assert code == 2
+    assert (f"{path}:8: sources.api.settings.resources.0.endpoint.paginator.cursor_pth: unknown key; did you mean "
+            "'cursor_path'? allowed: cursor_body_path, cursor_param, cursor_path, has_more_path, "
+            "stop_after_empty_page, type") in err
+    assert out == ""
+
+
 def test_check_masks_secrets_that_an_error_message_quotes(tmp_path, database_url, monkeypatch, capsys):
     class Refusing(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (the name http.server calls)

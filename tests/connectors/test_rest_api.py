@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from headwater.load.pipeline import SourceLoad, load_source
+from headwater.load.reload import BackfillOutcome, plan_reload
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import ConfigError, load_project
@@ -279,6 +280,29 @@ def test_a_second_run_asks_only_for_new_data_and_loads_only_new_and_changed_rows
     assert {load_ids[2], load_ids[5]} == set(second.load_ids)
 
 
+def test_a_backfill_window_does_not_reach_an_incremental_param_and_the_load_says_so(api, tmp_path, database_url):
+    rows = [{"order_id": n, "updated_at": f"2024-02-0{n}T00:00:00+00:00"} for n in range(1, 5)]
+    api.get("/orders")(lambda request: Reply(body={"data": rows}))
+    settings = {
+        "client": {"base_url": api.url, "paginator": "single_page"},
+        "resources": [{"name": "orders", "endpoint": {"path": "orders", "data_selector": "data", "params": {
+            "updated_since": {"type": "incremental", "cursor_path": "updated_at", "initial_value": "2024-01-01"}}}}],
+    }
+    project = write_project(tmp_path, settings, {"orders": {"primary_key": "order_id"}})
+    window = plan_reload(project, since="2024-02-02", until="2024-02-03")
+
+    result = load_source(project, project.source("api"), connector_registry().get("rest_api"),
+                         PostgresAddress.from_url(database_url), window)
+
+    assert result.ok, result.error
+    [orders] = result.tables
+    assert (orders.table, orders.rows) == ("orders", 4)  # loaded as usual: from the param's initial_value
+    assert orders.backfill == BackfillOutcome(False, "its cursor is a parameter in the source's settings "
+                                                     "(`type: incremental`), which --since/--until do not reach; "
+                                                     "loaded as usual")
+    assert [request.param("updated_since") for request in api.requests_to("/orders")] == ["2024-01-01"]
+
+
 # Parent and child endpoints ---------------------------------------------------------------------------------------
 
 
@@ -368,9 +392,10 @@ def test_a_source_can_set_its_own_retry_policy(api, tmp_path, database_url, monk
 @pytest.mark.parametrize(
     "retries, message",
     [
-        ({"max_attemps": 3}, "extra inputs are not permitted"),
-        ({"max_attempts": 0}, "greater than or equal to 1"),
-        ({"backoff_factor": "fast"}, "valid number"),
+        ({"max_attemps": 3}, "retries.max_attemps: unknown key; did you mean 'max_attempts'? "
+                             "allowed: backoff_factor, max_attempts, max_delay, timeout"),
+        ({"max_attempts": 0}, "retries.max_attempts: input should be greater than or equal to 1, got int 0"),
+        ({"backoff_factor": "fast"}, "retries.backoff_factor: expected number, got str 'fast'"),
     ],
 )
 def test_an_invalid_retry_policy_is_rejected_with_the_config(retries, message, tmp_path):
@@ -379,4 +404,38 @@ def test_an_invalid_retry_policy_is_rejected_with_the_config(retries, message, t
     with pytest.raises(ConfigError) as error:
         write_project(tmp_path, settings)
 
-    assert "sources.api.settings.retries" in str(error.value) and message in str(error.value)
+    assert f"sources.api.settings.{message}" in str(error.value)
+
+
+# Settings types ---------------------------------------------------------------------------------------------------
+
+
+def test_the_settings_types_take_every_key_of_dlts_rest_api_config_that_yaml_can_hold():
+    from typing import get_args
+
+    from dlt.sources.rest_api import typing as dlt_config
+    from dlt.sources.rest_api.typing import AuthType
+    from typing_extensions import get_type_hints
+
+    from connectors.rest_api import settings as ours
+
+    objects = {"session", "processing_steps", "convert"}  # Python objects and functions: not in a YAML file
+    pairs = [
+        (dlt_config.ClientConfig, ours.Client), (dlt_config.EndpointResource, ours.Resource),
+        (dlt_config.EndpointResourceBase, ours.ResourceDefaults), (dlt_config.Endpoint, ours.Endpoint),
+        (dlt_config.IncrementalConfig, ours.Incremental), (dlt_config.IncrementalParamConfig, ours.IncrementalParam),
+        (dlt_config.ResolveParamConfig, ours.ResolveParam), (dlt_config.ResponseActionDict, ours.ResponseAction),
+        (dlt_config.BearerTokenAuthConfig, ours.BearerAuth), (dlt_config.ApiKeyAuthConfig, ours.ApiKeyAuth),
+        (dlt_config.HttpBasicAuthConfig, ours.HttpBasicAuth),
+        (dlt_config.OAuth2ClientCredentialsConfig, ours.OAuth2ClientCredentials),
+        (dlt_config.JSONResponseCursorPaginatorConfig, ours.CursorPaginator),
+        (dlt_config.JSONLinkPaginatorConfig, ours.JsonLinkPaginator),
+        (dlt_config.HeaderLinkPaginatorConfig, ours.HeaderLinkPaginator),
+        (dlt_config.HeaderCursorPaginatorConfig, ours.HeaderCursorPaginator),
+        (dlt_config.OffsetPaginatorConfig, ours.OffsetPaginator),
+        (dlt_config.PageNumberPaginatorConfig, ours.PageNumberPaginator),
+    ]
+    for theirs, mine in pairs:
+        assert set(get_type_hints(theirs)) - objects == set(get_type_hints(mine)), mine.__name__
+    auth_tags = [get_args(member)[1].tag for member in get_args(get_args(ours.Auth)[0])]
+    assert auth_tags == list(get_args(AuthType))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from rich.console import Console
 
-from headwater.load.reload import ReloadError, plan_reload
+from headwater.load.reload import ReloadError, not_backfilled, plan_reload
+from headwater.ops.summary import RunSummary, print_summary
 from tests.conftest import query
-from tests.load.helpers import execute, fingerprint, load, read, write_project
+from tests.load.helpers import execute, fingerprint, load, read, registry, write_project
 
 TABLES = {"src": """
     items: {primary_key: id, cursor: updated_at, write_disposition: merge}
@@ -77,16 +79,60 @@ def test_full_refresh_of_a_source_reloads_every_table_without_duplicates(project
 def test_backfill_rereads_the_window_and_keeps_the_regular_cursor(project, source_url, database_url):
     execute(source_url, "update items set name = 'fixed'")  # corrected at the source without a cursor bump
     plan = plan_reload(read(project), since="2024-01-03", until="2024-01-06")
-    assert plan.warnings and "src.logs (append)" in plan.warnings[0]  # appending the window again would duplicate
 
     result = load(project, database_url, "src", plan)
     assert {(t.table, t.rows) for t in result.tables} == {("items", 3), ("logs", 0)}
+    assert {t.table: t.backfill.backfilled for t in result.tables} == {"items": True, "logs": False}
     assert items(database_url) == [(i, "fixed" if 3 <= i <= 5 else "v1") for i in range(1, 11)]  # [since, until)
 
     # The regular cursor did not move back: the next run reads only the new row.
     execute(source_url, "insert into items values (11, 'new', '2024-01-11T00:00Z')")
     assert [(t.table, t.rows) for t in load(project, database_url, "src").tables] == [("items", 1), ("logs", 0)]
     assert query(database_url, "select count(*) from raw_src.logs") == [(10,)]
+
+
+def test_backfill_names_every_table_it_did_not_backfill_and_why(project, source_url, database_url):
+    # notes has no cursor; the source `whole` lists no tables, so it reads every table without one.
+    execute(source_url, """
+        create table notes (id int primary key, body text);
+        insert into notes select i, 'note ' || i from generate_series(1, 4) i;
+    """)
+    path = write_project(project.parent, {"src": TABLES["src"] + "    notes: {primary_key: id}\n", "whole": ""})
+    plan = plan_reload(read(path), since="2024-01-03", until="2024-01-06")
+
+    # Before the run, for the tables under `tables:`.
+    assert not_backfilled(read(path), plan, registry()) == [
+        "src.logs: not backfilled: write_disposition append would load the window's rows a second time; "
+        "loaded as usual; reload it with --full-refresh src.logs",
+        "src.notes: not backfilled: no cursor (the table has no `cursor:`; --since/--until need one); "
+        "loaded as usual",
+    ]
+
+    loads = [load(path, database_url, name, plan) for name in ("src", "whole")]
+    # "Loaded as usual": logs from its regular cursor (nothing new), notes and the cursor-less source in full.
+    assert {(t.table, t.rows) for t in loads[0].tables} == {("items", 3), ("logs", 0), ("notes", 4)}
+    assert {(t.table, t.rows) for t in loads[1].tables} == {("items", 10), ("logs", 10), ("notes", 4)}
+    assert query(database_url, "select count(*) from raw_src.logs") == [(10,)]  # not appended twice
+
+    console = Console(record=True, width=400)
+    print_summary(RunSummary(loads=loads), console)
+    lines = [line.strip() for line in console.export_text().splitlines() if "backfilled" in line.lower()]
+    assert lines == [  # in the order of the summary's table
+        "Backfilled raw_src.items: updated_at from 2024-01-03T00:00:00+00:00 to 2024-01-06T00:00:00+00:00, 3 rows",
+        "Not backfilled raw_src.notes: no cursor (the table has no `cursor:`; --since/--until need one); "
+        "loaded as usual",
+        "Not backfilled raw_src.logs: write_disposition append would load the window's rows a second time; "
+        "loaded as usual; reload it with --full-refresh src.logs",
+        *(f"Not backfilled raw_whole.{table}: no cursor (the table is not under `tables:` with a `cursor:`; "
+          "--since/--until need one); loaded as usual" for table in ("items", "logs", "notes")),
+    ]
+
+
+def test_a_table_being_fully_refreshed_is_not_backfilled(project, source_url, database_url):
+    plan = plan_reload(read(project), ["src.items"], since="2024-01-03", until="2024-01-06")
+    result = load(project, database_url, "src", plan)
+    outcomes = {t.table: (t.rows, t.backfill.detail) for t in result.tables}
+    assert outcomes["items"] == (10, "--full-refresh reloads it whole instead")
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -123,7 +123,7 @@ def test_installed_plugin_is_listed_with_its_package_and_version(exchange_rates_
     assert show.returncode == 0, show.stderr
     settings = table_rows(show.stdout)
     assert settings["api_key"] == ["api_key", "str | None", "None", "no", "yes"]
-    assert settings["start_date"][1:4] == ["datetime.date | None", "None", "no"]
+    assert settings["start_date"][1:4] == ["date | None", "None", "no"]
     assert settings["rates"] == ["rates", "date, currency", "date", ""]
 
 

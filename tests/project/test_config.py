@@ -168,10 +168,25 @@ def test_bundled_config_loads_with_every_source_and_table():
             ["sources.files.tables.orders.pii", "must be a list of column names",
              ":7: catalog.pii_exposure", "unknown action 'block'; allowed: warn, fail"],
         ),
+        (
+            """\
+            sources:
+              files:
+                connector: filesystem
+                settings:
+                  bucket_url: /data
+                  files:
+                    orders: {glob: "orders/*", format: xml}
+                    refunds: {csv: {delimiter: ";"}}
+            """,
+            7,
+            ["sources.files.settings.files.orders.format: unknown format 'xml'; allowed: csv, jsonl, parquet",
+             ":8: sources.files.settings.files.refunds: needs 'glob'; add `glob: orders/*.csv`"],
+        ),
     ],
     ids=["unknown-connector", "missing-setting", "wrong-type", "literal-secret", "unset-reference",
          "bad-write-disposition", "misspelt-key", "bad-source-name", "cursor-on-api-table", "renamed-cursor",
-         "bad-pii-and-catalog"],
+         "bad-pii-and-catalog", "nested-setting"],
 )
 def test_broken_config_names_the_key_and_line(tmp_path, monkeypatch, body, expected_line, expected_fragments):
     monkeypatch.setenv("DB_URL", "postgresql://localhost/app")
@@ -224,23 +239,143 @@ def test_secret_references_resolve_from_environment_then_secrets_file(tmp_path, 
     assert project.source("db").settings["credentials"] == "sqlite:///${PROJECT_DIR}/${FILE_ONLY}-${BOTH}.db"
 
 
-def test_broken_config_stops_the_daily_flow_before_anything_is_written(tmp_path, database_url):
-    path = write_config(
-        tmp_path,
-        """\
-        sources:
-          files:
-            connector: filesytem
-            settings: {bucket_url: /data, files: {orders: "*.csv"}}
-        """,
-    )
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (
+            """\
+            sources:
+              files:
+                connector: filesytem
+                settings: {bucket_url: /data, files: {orders: "*.csv"}}
+            """,
+            ":3: sources.files.connector: unknown connector 'filesytem'; did you mean 'filesystem'?",
+        ),
+        (
+            """\
+            sources:
+              api:
+                connector: rest_api
+                settings:
+                  client: {paginator: single_page}
+                  resources: [orders]
+            """,
+            ":5: sources.api.settings.client: needs 'base_url'; add `base_url: https://api.example.com/v1`",
+        ),
+    ],
+    ids=["unknown-connector", "rest-api-settings"],
+)
+def test_broken_config_stops_the_daily_flow_before_anything_is_written(tmp_path, database_url, body, expected):
+    path = write_config(tmp_path, body)
     env = {**__import__("os").environ, "HEADWATER_CONFIG": str(path), "HEADWATER_DATABASE_URL": database_url}
     run = subprocess.run(
         [sys.executable, "-m", "flows.daily"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 2
-    assert "unknown connector 'filesytem'; did you mean 'filesystem'?" in run.stderr
-    assert f"{path}:3" in run.stderr
+    assert f"{path}{expected}" in run.stderr
     schemas = query(database_url, "select schema_name from information_schema.schemata where schema_name like 'raw_%'")
     assert schemas == []
     assert not (tmp_path / ".headwater").exists()
+
+
+# YAML syntax errors: line and column of the spot to fix, and what to do ------------------------------------------
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("sources:\n  db:\n\tconnector: sql_database\n",
+         "3:1: not valid YAML: a tab character, where YAML allows only spaces; replace the tab with spaces"),
+        ("sources:\n  db:\n    connector: sql_database\n   settings: {}\n",
+         "4:4: not valid YAML: this line is indented 3 spaces, which lines up with no key above it (line 3 has 4); "
+         "indent it like the keys it belongs with"),
+        ("sources:\n  db:\n    connector: sql_database\n      settings: {}\n",
+         "4:7: not valid YAML: this line is indented more than the key above it (6 spaces, line 3 has 4), so YAML "
+         "reads it as part of that key's value; line it up with that key"),
+        ('sources:\n  db:\n    connector: "sql_database\n    settings: {}\n',
+         '3:16: not valid YAML: the quoted value that starts here is never closed; add the closing "'),
+        ("sources:\n  db:\n    connector: 'sql_database\n    settings: {credentials: 'x'}\n",
+         "3:16: not valid YAML: the quoted value that starts here runs on to line 4, column 29; add the closing ' "
+         "on line 3"),
+        ("sources:\n  db:\n    settings: {credentials: x, chunk_size: 5\n",
+         "3:15: not valid YAML: the { that starts here is never closed; add }"),
+        ("sources:\n  db\n  files:\n    connector: filesystem\n",
+         "2:3: not valid YAML: this key has no `:`, so YAML reads it and line 3 as one value; end the key with `:`"),
+        ("sources:\n  db: {connector: sql_database}\n  db: {connector: filesystem}\n",
+         "3:3: not valid YAML: the key 'db' (first at line 2) appears twice in one mapping; keep one, with "
+         "everything that belongs under it"),
+    ],
+    ids=["tab", "indented-less", "indented-more", "unclosed-quote", "quote-closed-lines-later", "unclosed-brace",
+         "key-without-colon", "duplicate-key"],
+)
+def test_a_yaml_syntax_error_names_line_and_column_and_what_to_do(tmp_path, body, expected):
+    path = tmp_path / "headwater.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    assert str(raised.value) == (
+        "Invalid project config (1 problem); nothing was run or written. Fix and run again:\n"
+        f"  {path}:{expected}"
+    )
+
+
+def test_a_config_that_is_not_utf8_names_the_byte(tmp_path):
+    path = tmp_path / "headwater.yaml"
+    path.write_bytes("sources:\n  # café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    assert f"{path}:2:8: not UTF-8 text (byte 0xe9); save the file with the UTF-8 encoding" in str(raised.value)
+
+
+# rest_api settings: checked like every connector's, each problem at its own key -----------------------------------
+
+def test_rest_api_settings_are_checked_key_by_key_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "t0ken")
+    path = write_config(
+        tmp_path,
+        """\
+        sources:
+          api:
+            connector: rest_api
+            settings:
+              client:
+                paginator: {type: pages}
+                auth: {type: bearer, tokn: "${API_TOKEN}"}
+              resources:
+                - endpoint: orders
+                - name: customers
+                  endpoint: {path: customers, paginator: {type: offset}, data_selecter: data}
+                - name: refunds
+                  endpoint:
+                    params:
+                      since: {type: incremental, initial_value: "2024-01-01"}
+                      order_id: {type: resolv}
+          api2:
+            connector: rest_api
+            settings:
+              client: {base_url: "api.example.com/v1", paginator: page}
+              resources: []
+        """,
+    )
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    settings = f"{path}:{{}}: sources.api.settings"
+    assert str(raised.value).splitlines()[1:] == [f"  {line}" for line in [
+        settings.format(5) + ".client: needs 'base_url'; add `base_url: https://api.example.com/v1`",
+        settings.format(6) + ".client.paginator.type: unknown type 'pages'; allowed: json_link, json_response, "
+                             "header_link, header_cursor, auto, single_page, cursor, offset, page_number",
+        settings.format(7) + ".client.auth: needs 'token'; add `token: ${API_TOKEN}`",
+        settings.format(7) + ".client.auth.tokn: unknown key; did you mean 'token'? allowed: token, type",
+        settings.format(9) + ".resources.0: needs 'name'; add `name: orders`",
+        settings.format(11) + ".resources.1.endpoint.paginator: needs 'limit'; add `limit: 100`",
+        settings.format(11) + ".resources.1.endpoint.data_selecter: unknown key; did you mean 'data_selector'? "
+                              "allowed: auth, data, data_selector, headers, incremental, json, method, paginator, "
+                              "params, path, response_actions",
+        settings.format(15) + ".resources.2.endpoint.params.since: needs 'cursor_path'; add `cursor_path: updated_at`",
+        settings.format(16) + ".resources.2.endpoint.params.order_id.type: unknown type 'resolv'; "
+                              "allowed: incremental, resolve",
+        f"{path}:20: sources.api2.settings.client.base_url: 'api.example.com/v1' is not an http(s) URL; write it "
+        "whole, e.g. https://api.example.com/v1",
+        f"{path}:20: sources.api2.settings.client.paginator: unknown paginator 'page'; allowed: json_link, "
+        "json_response, header_link, header_cursor, auto, single_page, cursor, offset, page_number",
+        f"{path}:21: sources.api2.settings.resources: lists no endpoint; add one, e.g. `- name: orders`",
+    ]]
