@@ -24,10 +24,19 @@ def run_log_path() -> Path:
 
 
 def run_log_handler() -> logging.Handler:
-    """Appends to the project's run log, created on the first record (a command that logs nothing leaves none)."""
-    path = run_log_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return logging.FileHandler(path, encoding="utf-8", delay=True)
+    return RunLogHandler(run_log_path())
+
+
+class RunLogHandler(logging.FileHandler):
+    """Appends to the project's run log, folder and file made on the first record: a command that stops
+    before logging anything (a broken config) leaves nothing behind."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
 
 
 class ConsoleFormatter(PrefectFormatter):
