@@ -13,13 +13,34 @@ import psycopg
 import pytest
 
 from headwater.common.runtime import quiet_telemetry
+from tests.servers import (
+    MariaDB,
+    describe_embedded,
+    describe_mariadb,
+    describe_postgres,
+    mariadb_server,
+    postgres_server_url,
+    prepare_postgres_environment,
+)
 
 quiet_telemetry()
 
 REPO = Path(__file__).resolve().parents[1]
-# The machine's PostgreSQL server; each test gets a database of its own on it.
-TEST_SERVER_URL = os.environ.get("HEADWATER_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
 PROJECT_FILES = ("headwater.yaml", "transform", "quality", "flows", "prefect.yaml")
+
+
+def pytest_configure(config):
+    prepare_postgres_environment()
+
+
+def pytest_report_header(config):
+    return [describe_postgres(), describe_mariadb()]
+
+
+def pytest_terminal_summary(terminalreporter):
+    embedded = describe_embedded()
+    if embedded is not None:
+        terminalreporter.write_line(embedded)
 
 
 def free_port() -> int:
@@ -30,15 +51,22 @@ def free_port() -> int:
 
 @contextmanager
 def fresh_database(prefix: str = "hw_test"):
-    """A new, empty database on the test server, dropped on exit; yields its URL."""
+    """A new, empty database on the test server (tests/servers.py), dropped on exit; yields its URL."""
+    server = postgres_server_url()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"{TEST_SERVER_URL}/{name}"
+        yield f"{server}/{name}"
     finally:
-        with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> MariaDB:
+    """The tests' MariaDB server; a test that uses it is skipped, saying why, when none is reachable."""
+    return mariadb_server()
 
 
 @pytest.fixture
@@ -65,7 +93,7 @@ def local_stack(tmp_path_factory):
     state = root / ".headwater"
     state.mkdir()
     previous = {name: os.environ.get(name) for name in ("PREFECT_API_URL", "HEADWATER_DATABASE_URL")}
-    os.environ["HEADWATER_DATABASE_URL"] = f"{TEST_SERVER_URL}/postgres"  # only Prefect starts
+    os.environ["HEADWATER_DATABASE_URL"] = f"{postgres_server_url()}/postgres"  # only Prefect starts
     try:
         status = stack.up(state, port=free_port())
     finally:

@@ -34,7 +34,7 @@ _embedded_error: str | None = None
 
 def server_address() -> PostgresAddress:
     """The server to create test databases on; its `database` is the one to connect to for CREATE DATABASE."""
-    url = os.environ.get(SERVER_URL_ENV) or _embedded_server_url()
+    url = os.environ.get(SERVER_URL_ENV) or embedded_server_url()
     return PostgresAddress.from_url(url)
 
 
@@ -60,8 +60,11 @@ def fresh_database() -> Iterator[PostgresAddress]:
             connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
 
 
-def _embedded_server_url() -> str:
-    """Start the embedded server on first use; later calls in the same process reuse it."""
+def embedded_server_url() -> str:
+    """Start the embedded server on first use; later calls in the same process reuse it.
+
+    Returns the URL of its maintenance database (`postgres`), where test databases are created.
+    """
     global _embedded_url, _embedded_error
     with _embedded_lock:
         if _embedded_error is not None:
@@ -76,6 +79,11 @@ def _embedded_server_url() -> str:
                 )
                 raise RuntimeError(_embedded_error) from error
         return _embedded_url
+
+
+def started_embedded_server_url() -> str | None:
+    """The URL embedded_server_url() returned if this process started the embedded server, else None."""
+    return _embedded_url
 
 
 def _start_embedded() -> str:

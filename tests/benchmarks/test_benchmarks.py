@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.servers import postgres_server_url
 
 # One row per case the quick run must report (a prefix of the row's case column).
 EXPECTED_CASES = [
@@ -45,10 +47,18 @@ def table_rows(text: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-def test_quick_benchmark_runs_every_case_and_writes_results(tmp_path):
+def test_quick_benchmark_runs_every_case_and_writes_results(tmp_path, mariadb):
     out = tmp_path / "results.md"
+    env = {
+        **os.environ,
+        "HEADWATER_BENCH_POSTGRES": postgres_server_url(),
+        "HEADWATER_BENCH_MARIADB_HOST": mariadb.host,
+        "HEADWATER_BENCH_MARIADB_PORT": str(mariadb.port),
+        "HEADWATER_BENCH_MARIADB_USER": mariadb.user,
+        "HEADWATER_BENCH_MARIADB_PASSWORD": mariadb.password,
+    }
     run = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+                         env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     text = out.read_text()
 

@@ -20,7 +20,8 @@ import psycopg
 import pytest
 
 from tests.catalog_site.dom import Page
-from tests.conftest import REPO, TEST_SERVER_URL, copy_shop_project, query
+from tests.conftest import REPO, copy_shop_project, query
+from tests.servers import postgres_server_url
 
 pytestmark = pytest.mark.slow
 
@@ -81,10 +82,11 @@ def example_site(prefect_api, tmp_path_factory):
     anchor = "  shop_db:\n    connector: sql_database\n"
     assert anchor in text
     config.write_text(text.replace(anchor, anchor + "    freshness: {warn_after: 26h}\n"))
+    server = postgres_server_url()
     name = f"hw_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = f"{TEST_SERVER_URL}/{name}"
+    database_url = f"{server}/{name}"
     timings = {}
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -107,7 +109,7 @@ def example_site(prefect_api, tmp_path_factory):
         yield {"out": out, "stdout": docs.stdout, "database_url": database_url, "timings": timings,
                "runs": [first, second]}
     finally:
-        with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         print("timings:", {step: f"{seconds:.1f}s" for step, seconds in timings.items()})
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
-import pymysql
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import TEST_SERVER_URL
+from tests.conftest import fresh_database
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 # Postgres trusts local connections whatever the password, so a URL can carry one that must never be logged.
 PASSWORD = "s3cret-Pa55word"
 
@@ -19,20 +16,16 @@ PASSWORD = "s3cret-Pa55word"
 @pytest.fixture
 def postgres_source():
     """A fresh source database on the test server; its SQLAlchemy URL carries a (trusted, ignored) password."""
-    name = f"hw_src_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    server = sa.make_url(TEST_SERVER_URL)
-    yield str(server.set(drivername="postgresql+psycopg", password=PASSWORD, database=name).render_as_string(False))
-    with psycopg.connect(f"{TEST_SERVER_URL}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("hw_src") as url:
+        yield sa.make_url(url).set(drivername="postgresql+psycopg", password=PASSWORD).render_as_string(False)
 
 
 @pytest.fixture
-def mariadb_source():
+def mariadb_source(mariadb):
+    """A fresh database on the tests' MariaDB (skipped when none is reachable), dropped afterwards."""
     name = f"hw_src_{uuid.uuid4().hex[:10]}"
-    with pymysql.connect(**MARIADB, connect_timeout=5) as admin, admin.cursor() as cursor:
+    with mariadb.connect() as admin, admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}`")
-    yield f"mysql+pymysql://{MARIADB['user']}:@{MARIADB['host']}:{MARIADB['port']}/{name}"
-    with pymysql.connect(**MARIADB, connect_timeout=5) as admin, admin.cursor() as cursor:
+    yield mariadb.url(name)
+    with mariadb.connect() as admin, admin.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")

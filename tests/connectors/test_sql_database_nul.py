@@ -27,7 +27,7 @@ UPDATED = datetime(2024, 5, 1, 12, 0)
 
 def fill_mariadb(url: str) -> None:
     parsed = sa.make_url(url)
-    with pymysql.connect(host=parsed.host, port=parsed.port, user=parsed.username, password="",
+    with pymysql.connect(host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password or "",
                          database=parsed.database, charset="utf8mb4") as connection, connection.cursor() as cursor:
         cursor.execute("create table types (id int primary key, body text, doc json, updated_at datetime not null)")
         cursor.executemany("insert into types values (%s, %s, %s, %s)", [(*row, UPDATED) for row in ROWS])

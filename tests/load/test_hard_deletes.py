@@ -10,7 +10,6 @@ from __future__ import annotations
 import tracemalloc
 import uuid
 
-import pymysql
 import pytest
 import sqlalchemy as sa
 from rich.console import Console
@@ -23,8 +22,6 @@ from headwater.ops.summary import RunSummary, print_summary
 from headwater.postgres.address import PostgresAddress
 from tests.conftest import query
 from tests.load.helpers import SOURCE_URL_VARIABLE, execute, load, read, registry, write_project
-
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
 # Text keys whose order differs between collations: MariaDB's utf8mb4_general_ci sorts case- and
 # accent-insensitively (Ångström, apple, b, Banana, ..., zz), Postgres "C" and SQLite by bytes
@@ -62,12 +59,12 @@ def raw_keys(url: str, relation: str, columns: str) -> list[tuple]:
 
 
 @pytest.fixture
-def mariadb_url():
+def mariadb_url(mariadb):
     name = f"hw_src_{uuid.uuid4().hex[:10]}"
-    with pymysql.connect(**MARIADB, connect_timeout=5) as admin, admin.cursor() as cursor:
+    with mariadb.connect() as admin, admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
-    yield f"mysql+pymysql://root:@127.0.0.1:3306/{name}?charset=utf8mb4"
-    with pymysql.connect(**MARIADB, connect_timeout=5) as admin, admin.cursor() as cursor:
+    yield mariadb.url(name, "charset=utf8mb4")
+    with mariadb.connect() as admin, admin.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 

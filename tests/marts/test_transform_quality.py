@@ -22,15 +22,13 @@ from headwater.common.runtime import quiet_telemetry
 from headwater.marts.quality import discover_contracts, verify_contracts
 from headwater.marts.transform import run_dbt
 from headwater.postgres.address import PostgresAddress
+from tests.servers import postgres_server_url
 
 quiet_telemetry()
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSFORM_DIR = REPO / "transform"
 QUALITY_DIR = REPO / "quality"
-# Same server variable as conftest.py; the scratch database is created on it.
-SERVER_URL = os.environ.get("HEADWATER_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
-ADMIN_URL = f"{SERVER_URL}/postgres"
 
 RAW_TABLES = """
 create schema raw_shop_files;
@@ -111,9 +109,10 @@ def utc(*parts: int) -> datetime:
 def address():
     """A fresh database holding the raw tables and rows above; dropped afterwards."""
     name = f"hw_test_tq_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+    admin_url = f"{postgres_server_url()}/postgres"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    base = PostgresAddress.from_url(ADMIN_URL)
+    base = PostgresAddress.from_url(admin_url)
     scratch = PostgresAddress(base.host, base.port, base.user, base.password, name)
     try:
         with connect(scratch) as connection:
@@ -121,7 +120,7 @@ def address():
             connection.execute(RAW_ROWS)
         yield scratch
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 

@@ -24,7 +24,8 @@ from headwater.plugins import manager as plugins
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
 from tests.commands.test_connectors import table_rows
-from tests.conftest import REPO, TEST_SERVER_URL, query
+from tests.conftest import REPO, query
+from tests.servers import postgres_server_url
 
 EXAMPLE = REPO / "examples" / "headwater-exchange-rates"
 WIDE = "250"
@@ -184,7 +185,7 @@ def test_check_tests_a_plugin_source_and_refuses_an_unset_secret(exchange_rates_
         api.publish(date(2024, 3, 4), 1)
         config = tmp_path / "headwater.yaml"
         config.write_text(f"sources:\n  fx:\n    connector: exchange_rates\n    settings: {{base_url: '{api.url}'}}\n")
-        env = {"HEADWATER_CONFIG": str(config), "HEADWATER_DATABASE_URL": f"{TEST_SERVER_URL}/postgres"}
+        env = {"HEADWATER_CONFIG": str(config), "HEADWATER_DATABASE_URL": f"{postgres_server_url()}/postgres"}
         ok = headwater("check", pythonpath=[exchange_rates_site], cwd=tmp_path, **env)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert table_rows(ok.stdout)["fx"][1:3] == ["exchange_rates", "OK"]
@@ -236,7 +237,7 @@ def test_the_example_plugin_passes_its_own_acceptance_tests(exchange_rates_site)
         env = {
             **os.environ,
             "PYTHONPATH": str(exchange_rates_site),
-            "HEADWATER_TEST_SERVER_URL": TEST_SERVER_URL,
+            "HEADWATER_TEST_SERVER_URL": postgres_server_url(),
         }
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],

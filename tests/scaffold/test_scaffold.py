@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from headwater.cli import main
-from tests.conftest import TEST_SERVER_URL
 from tests.plugins.test_manager import pip_install
+from tests.servers import postgres_server_url
 
 NAME = "demo_feed"
 PACKAGE = "headwater-demo-feed"
@@ -64,7 +64,7 @@ def test_the_generated_package_passes_the_acceptance_kit(scaffolded):
     site = workdir / "site"
     # --no-deps: the test extra (headwater, pytest) and dlt and pluggy are already in this environment.
     pip_install(workdir / PACKAGE, site)
-    env = {**os.environ, "PYTHONPATH": str(site), "HEADWATER_TEST_SERVER_URL": TEST_SERVER_URL}
+    env = {**os.environ, "PYTHONPATH": str(site), "HEADWATER_TEST_SERVER_URL": postgres_server_url()}
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=workdir / PACKAGE, env=env, capture_output=True, text=True, timeout=300,

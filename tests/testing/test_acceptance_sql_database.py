@@ -6,21 +6,19 @@ test's folder), dropped after the test. The URL is a secret, so settings referen
 
 from __future__ import annotations
 
-import os
 import uuid
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
-import pymysql
+import pytest
 import sqlalchemy as sa
 
 from headwater.testing import ConnectorAcceptanceTests
+from tests.conftest import fresh_database
+from tests.servers import MariaDB
 
-# The machine's PostgreSQL (as in tests/conftest.py); the source databases are separate from the destination.
-POSTGRES_SERVER_URL = os.environ.get("HEADWATER_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 URL_VARIABLE = "ACCEPTANCE_SOURCE_DB_URL"
 FIRST_UPDATE = datetime(2024, 1, 1, 8, 0, 0)
 
@@ -126,32 +124,30 @@ class TestSqlDatabasePostgres(SqlDatabaseAcceptance):
     schema = "shop"
 
     def create_database(self, workdir: Path) -> str:
-        name = f"hw_source_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(f"{POSTGRES_SERVER_URL}/postgres", autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-
-        def drop() -> None:
-            with psycopg.connect(f"{POSTGRES_SERVER_URL}/postgres", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-        self.add_cleanup(drop)
-        return f"{POSTGRES_SERVER_URL.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+        # A database of its own on the tests' PostgreSQL server, separate from the destination database.
+        database = ExitStack()
+        url = database.enter_context(fresh_database("hw_source"))
+        self.add_cleanup(database.close)
+        return url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 class TestSqlDatabaseMariaDB(SqlDatabaseAcceptance):
+    @pytest.fixture(autouse=True)
+    def _mariadb(self, mariadb: MariaDB) -> None:
+        """The tests' MariaDB; the tests are skipped, saying why, when none is reachable."""
+        self.mariadb = mariadb
+
     def create_database(self, workdir: Path) -> str:
         name = f"hw_source_{uuid.uuid4().hex[:10]}"
-        # The test machine runs MariaDB: an unreachable server is a failure, never a skip.
-        admin = pymysql.connect(**MARIADB, connect_timeout=5)
-        with admin, admin.cursor() as cursor:
+        with self.mariadb.connect() as admin, admin.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE `{name}`")
 
         def drop() -> None:
-            with pymysql.connect(**MARIADB, connect_timeout=5) as admin, admin.cursor() as cursor:
+            with self.mariadb.connect() as admin, admin.cursor() as cursor:
                 cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
         self.add_cleanup(drop)
-        return f"mysql+pymysql://{MARIADB['user']}:@{MARIADB['host']}:{MARIADB['port']}/{name}"
+        return self.mariadb.url(name)
 
 
 class TestSqlDatabaseSQLite(SqlDatabaseAcceptance):
