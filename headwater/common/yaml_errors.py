@@ -40,6 +40,9 @@ def explain(error: yaml.YAMLError, text: str) -> SyntaxProblem:
                          "quotes ('C:\\data', '^\\d+$') or double each backslash")
     if "flow" in context and opened is not None:
         bracket = _char(lines, opened)
+        if bracket not in "[{":  # PyYAML names the end of the file: find the bracket left open before it
+            opened = _open_bracket(lines) or opened
+            bracket = _char(lines, opened)
         closing = {"{": "}", "[": "]"}.get(bracket, "the closing bracket")
         if "<stream end>" in problem:
             return _at(opened, f"the {bracket} that starts here is never closed; add {closing}")
@@ -72,6 +75,31 @@ def _at(mark, message: str) -> SyntaxProblem:
     if mark is None:
         return SyntaxProblem(None, None, f"not valid YAML: {message}")
     return SyntaxProblem(mark.line + 1, mark.column + 1, f"not valid YAML: {message}")
+
+
+@dataclass(frozen=True)
+class _Mark:
+    line: int  # 0-based, like PyYAML's marks
+    column: int
+
+
+def _open_bracket(lines: list[str]) -> _Mark | None:
+    """The last `[` or `{` still open at the end of the text (quotes and comments skipped)."""
+    stack: list[_Mark] = []
+    for number, line in enumerate(lines):
+        quote = None
+        for column, char in enumerate(line):
+            if quote:
+                quote = None if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "#" and (column == 0 or line[column - 1] in " \t"):
+                break
+            elif char in "[{":
+                stack.append(_Mark(number, column))
+            elif char in "]}" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
 
 
 def _char(lines: list[str], mark) -> str:

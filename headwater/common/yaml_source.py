@@ -63,14 +63,14 @@ def read_yaml(path: Path) -> YamlDocument:
 
 def _build(node: yaml.Node, key_path: KeyPath, lines: dict[KeyPath, int], constructor: yaml.SafeLoader) -> Any:
     if isinstance(node, yaml.MappingNode):
-        constructor.flatten_mapping(node)  # `<<: *anchor` merge keys become the keys they stand for
+        _refuse_duplicate_keys(node, constructor)
+        # `<<: *anchor` merge keys become the keys they stand for, placed first: a key written in the
+        # mapping itself then overrides the merged one, as YAML defines.
+        constructor.flatten_mapping(node)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = constructor.construct_object(key_node)
             child = (*key_path, key)
-            if key in result:  # PyYAML keeps the last one silently, ignoring all that is under the first
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"found duplicate key {key!r} (first at line {lines[child]})", key_node.start_mark)
             lines[child] = key_node.start_mark.line + 1
             result[key] = _build(value_node, child, lines, constructor)
         return result
@@ -82,3 +82,16 @@ def _build(node: yaml.Node, key_path: KeyPath, lines: dict[KeyPath, int], constr
             items.append(_build(item, child, lines, constructor))
         return items
     return constructor.construct_object(node, deep=True)
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode, constructor: yaml.SafeLoader) -> None:
+    """A key written twice in one mapping: PyYAML keeps the last silently, ignoring all under the first."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = constructor.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"found duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1

@@ -40,7 +40,7 @@ def test_merge_keys_carry_the_work_pool_into_each_deployment(tmp_path):
     ("deployments:\n  - {name: a, entrypoint: 'f.py:a', work_pool: {name: p}}\n"
      "  - {name: a, entrypoint: 'f.py:b', work_pool: {name: p}}\n",
      "prefect.yaml:3: deployments[1].name: `a` is used twice; each needs its own name."),
-    ("deployments: [\n", "prefect.yaml:2: not valid YAML"),
+    ("deployments: [\n", "prefect.yaml:1:14: not valid YAML: the [ that starts here is never closed; add ]"),
 ])
 def test_problems_name_the_file_line_and_key(tmp_path, text, message):
     (tmp_path / "prefect.yaml").write_text(text)

@@ -74,7 +74,7 @@ def test_a_lineage_that_cannot_be_built_is_reported_not_raised(prefect_api, monk
     from flows.daily import check_pii
     from headwater.project.config import CatalogConfig, ProjectConfig
 
-    def build_lineage(project, address, *, refresh=True):
+    def build_lineage(project, address, *, refresh=True, progress=None):
         raise RuntimeError("manifest.json not found")
 
     monkeypatch.setitem(sys.modules, "headwater.lineage.build", types.SimpleNamespace(build_lineage=build_lineage))

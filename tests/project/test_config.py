@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from headwater.common.yaml_source import read_yaml
 from headwater.plugins.manager import connector_registry
 from headwater.project.config import ConfigError, load_project
 from tests.conftest import REPO, query
@@ -303,9 +304,11 @@ def test_broken_config_stops_the_daily_flow_before_anything_is_written(tmp_path,
         ("sources:\n  db: {connector: sql_database}\n  db: {connector: filesystem}\n",
          "3:3: not valid YAML: the key 'db' (first at line 2) appears twice in one mapping; keep one, with "
          "everything that belongs under it"),
+        ("sources:\n  db:\n    connector: sql_database\n    tables: [customers, orders\n",
+         "4:13: not valid YAML: the [ that starts here is never closed; add ]"),
     ],
     ids=["tab", "indented-less", "indented-more", "unclosed-quote", "quote-closed-lines-later", "unclosed-brace",
-         "key-without-colon", "duplicate-key"],
+         "key-without-colon", "duplicate-key", "unclosed-bracket-at-end"],
 )
 def test_a_yaml_syntax_error_names_line_and_column_and_what_to_do(tmp_path, body, expected):
     path = tmp_path / "headwater.yaml"
@@ -379,3 +382,13 @@ def test_rest_api_settings_are_checked_key_by_key_before_anything_runs(tmp_path,
         "json_response, header_link, header_cursor, auto, single_page, cursor, offset, page_number",
         f"{path}:21: sources.api2.settings.resources: lists no endpoint; add one, e.g. `- name: orders`",
     ]]
+
+
+def test_a_key_that_overrides_a_merged_one_is_not_a_duplicate(tmp_path):
+    path = tmp_path / "headwater.yaml"
+    path.write_text("defaults: &db {connector: sql_database, settings: {credentials: 'sqlite:///a.db'}}\n"
+                    "sources:\n  db:\n    <<: *db\n    settings: {credentials: 'sqlite:///b.db'}\n")
+    document = read_yaml(path)
+    assert document.data["sources"]["db"] == {"connector": "sql_database",
+                                              "settings": {"credentials": "sqlite:///b.db"}}
+    assert document.line_of(("sources", "db", "settings")) == 5
