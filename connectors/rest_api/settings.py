@@ -181,9 +181,9 @@ Auth = Annotated[
 # Endpoint params: plain values, or `{type: incremental, ...}` / `{type: resolve, ...}`.
 
 @with_config(Strict)
-class IncrementalParam(TypedDict, total=False):
-    type: Required[Literal["incremental"]]
-    cursor_path: Required[Annotated[JsonPath, _e("updated_at")]]
+class _CursorOptions(TypedDict, total=False):
+    """What dlt's incremental takes, however the cursor is sent (as a param, or as an `incremental:` block)."""
+
     initial_value: Any
     end_value: Any
     row_order: Literal["asc", "desc"]
@@ -194,6 +194,12 @@ class IncrementalParam(TypedDict, total=False):
     range_end: Literal["open", "closed"]
     last_value_func: str
     primary_key: str | list[str]
+
+
+@with_config(Strict)
+class IncrementalParam(_CursorOptions, total=False):
+    type: Required[Literal["incremental"]]
+    cursor_path: Required[Annotated[JsonPath, _e("updated_at")]]
 
 
 @with_config(Strict)
@@ -218,22 +224,12 @@ Param = Annotated[
 
 
 @with_config(Strict)
-class Incremental(TypedDict, total=False):
+class Incremental(_CursorOptions, total=False):
     """An endpoint's `incremental:` block: the cursor sent as start_param (and end_param)."""
 
     start_param: str
     end_param: str
     cursor_path: JsonPath
-    initial_value: Any
-    end_value: Any
-    row_order: Literal["asc", "desc"]
-    allow_external_schedulers: bool
-    lag: float
-    on_cursor_value_missing: Literal["raise", "include", "exclude"]
-    range_start: Literal["open", "closed"]
-    range_end: Literal["open", "closed"]
-    last_value_func: str
-    primary_key: str | list[str]
 
 
 @with_config(Strict)
