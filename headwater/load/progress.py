@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from dlt.common.runtime.collector import Collector
 
+from headwater.common.pace import Pace
+
 # dlt's own counters, not tables.
 STEP_COUNTERS = frozenset({"Resources", "Files", "Items", "Jobs"})
 
@@ -24,12 +26,10 @@ class LoadProgress(Collector):
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.say = say
-        self.period = period
-        self.clock = clock
+        self.pace = Pace(delay, period, clock)
         self.step = ""
         self.counters: dict[str, int] = defaultdict(int)
         self.totals: dict[str, int] = {}
-        self.next_report = clock() + delay
         self.last_line = ""
 
     def update(self, name: str, inc: int = 1, total: int | None = None, inc_total: int | None = None,
@@ -41,11 +41,10 @@ class LoadProgress(Collector):
             self.totals[name] = total
         elif inc_total:
             self.totals[name] = self.totals.get(name, 0) + inc_total
-        now = self.clock()
-        if now >= self.next_report:
+        if self.pace.due():
             line = self.describe()
             if line and line != self.last_line:  # dlt also reports counters that did not move
-                self.next_report = now + self.period
+                self.pace.reported()
                 self.last_line = line
                 self.say(line)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from headwater.common.pace import Pace
+
 
 class BuildProgress:
     """A dbtRunner callback that says how many of the selected nodes have finished.
@@ -17,9 +19,7 @@ class BuildProgress:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.command = command
         self.say = say
-        self.period = period
-        self.clock = clock
-        self.next_report = clock() + delay
+        self.pace = Pace(delay, period, clock)
         self.total = 0
         self.done = 0
         self.last = ""
@@ -31,8 +31,7 @@ class BuildProgress:
         elif name == "NodeFinished":
             self.done += 1
             self.last = event.data.node_info.node_name
-            now = self.clock()
-            if now >= self.next_report:
-                self.next_report = now + self.period
+            if self.pace.due():
+                self.pace.reported()
                 of = f" of {self.total}" if self.total else ""
                 self.say(f"dbt {self.command}: {self.done}{of} nodes done (last: {self.last})")
