@@ -34,15 +34,19 @@ from headwater.lineage.pii import pii_exposures
 from headwater.load.reload import ReloadError, add_reload_arguments, not_backfilled, plan_reload
 from headwater.local.destination import resolve_destination, uses_embedded_database
 from headwater.local.stack import StackError, prefect_server_for_runs
+from headwater.marts.build_lock import build_lock
 from headwater.marts.publish import PUBLISHED_SCHEMAS
 from headwater.marts.rebuild import changed_relations
 from headwater.ops.alerts import notify
+from headwater.ops.crashed_runs import mark_crashed_runs, run_alive
 from headwater.ops.freshness import evaluate_freshness
 from headwater.ops.history import RunInfo, record_run, start_run
-from headwater.ops.pending import pending_relations
+from headwater.ops.pending import pending_relations, remember_pending
 from headwater.ops.pending import settle as settle_pending
 from headwater.ops.summary import RunSummary, print_site, print_summary
 from headwater.plugins.manager import connector_registry
+from headwater.postgres.advisory_locks import LockNotAcquired
+from headwater.postgres.address import PostgresAddress
 from headwater.project.config import ConfigError, ProjectConfig, load_project
 
 
@@ -120,6 +124,28 @@ def record_crash(flow, flow_run, state) -> None:
         logger.exception("could not record the failed run %s", flow_run.id)
 
 
+def build_and_publish(project: ProjectConfig, address: PostgresAddress, summary: RunSummary, loaded, full_build: bool,
+                      run_id: str, logger):
+    """Check raw contracts, rebuild what changed, audit and publish, settle what is still pending; returns
+    the lineage (None without a dbt project or when it could not be built)."""
+    # Only what changed is checked and rebuilt (with what earlier runs could not publish);
+    # a source failing its raw contract feeds nothing.
+    changed = sorted(set(loaded) | set(pending_relations(address)))
+    if project.quality_dir is not None:
+        summary.contracts = verify_raw_contracts_task(project, address, changed, full_build)
+    lineage = None
+    if project.transform_dir is not None:
+        summary.rebuild = plan_rebuild_task(project, address, changed, summary.contracts, full_build)
+        summary.dbt = dbt_rebuild_task(project, address, summary.rebuild)
+        # Marts are built in their audit schema and published only if every blocking check passed.
+        summary.publish = audit_and_publish_task(project, address, summary.dbt)
+        summary.contracts += summary.publish.audited
+        # What reaches the published marts now: PII exposure warns or fails (catalog.pii_exposure).
+        lineage = check_pii(project, address, summary, logger)
+    settle_pending(address, changed, summary, run_id)
+    return lineage
+
+
 @flow(name="daily", log_prints=False, on_failure=[record_crash], on_crashed=[record_crash])
 def daily(
     advance_example: int = 0,
@@ -146,30 +172,31 @@ def daily(
     address = resolve_destination(project.state_dir)
     logger.info("Destination: %s", address.safe_url)
     run = RunInfo.current("daily")
-    start_run(address, run)  # a run that crashes from here on stays visible as 'running' in headwater_ops
+    # Held until the run ends; a later run that finds this run 'running' with the lock free marks it crashed.
+    with run_alive(address, run.run_id):
+        return _daily(project, address, run, reload, advance_example, full_build, started, logger)
 
+
+def _daily(project: ProjectConfig, address: PostgresAddress, run: RunInfo, reload, advance_example: int,
+           full_build: bool, started: float, logger) -> RunSummary:
+    start_run(address, run)  # a run that crashes from here on stays 'running' until the next run marks it
     summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database(),
                          contract_tables=contract_tables(project))
+    summary.crashed_runs = mark_crashed_runs(address, run.run_id)
     with running_example(project, advance_days=advance_example):
         for source in project.sources:
             if source.enabled:
                 summary.loads.append(load_source_task(project, source, address, reload))
-    # Only what changed is checked and rebuilt (with what earlier runs could not publish);
-    # a source failing its raw contract feeds nothing.
-    changed = sorted(set(changed_relations(summary.loads)) | set(pending_relations(address)))
-    if project.quality_dir is not None:
-        summary.contracts = verify_raw_contracts_task(project, address, changed, full_build)
-    if project.transform_dir is not None:
-        summary.rebuild = plan_rebuild_task(project, address, changed, summary.contracts, full_build)
-        summary.dbt = dbt_rebuild_task(project, address, summary.rebuild)
-        # Marts are built in their audit schema and published only if every blocking check passed.
-        summary.publish = audit_and_publish_task(project, address, summary.dbt)
-        summary.contracts += summary.publish.audited
-        # What reaches the published marts now: PII exposure warns or fails (catalog.pii_exposure).
-        lineage = check_pii(project, address, summary, logger)
-    else:
+    loaded = changed_relations(summary.loads)
+    try:
+        # One build and publish at a time per destination: a second run waits, then builds what is behind.
+        with build_lock(address, project.run.lock_wait_seconds, waiting=logger.info):
+            lineage = build_and_publish(project, address, summary, loaded, full_build, run.run_id, logger)
+    except LockNotAcquired as busy:
+        summary.build_skipped = (f"another run was building the marts ({busy.holder or 'holder unknown'}); "
+                                 f"waited {busy.waited:.0f} s (run.lock_wait)")
+        remember_pending(address, loaded, run.run_id)  # the next run builds them
         lineage = None
-    settle_pending(address, changed, summary, run.run_id)
     summary.seconds = time.perf_counter() - started
 
     summary.run_id = run.run_id

@@ -16,7 +16,7 @@ from headwater.project.freshness import format_age
 if TYPE_CHECKING:
     from headwater.ops.run_records import History
 
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "pass": "green", "warn": "yellow",
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "crashed": "red", "running": "yellow", "pass": "green", "warn": "yellow",
                 "error": "red"}
 
 

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from headwater.load.progress import LoadProgress
 from headwater.load.recovery import recover
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
+from headwater.load.source_lock import LockNotAcquired, source_lock
 from headwater.load.table_processor import attach_processors
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
@@ -132,6 +134,7 @@ class SourceLoad:
     load_ids: list[str] = field(default_factory=list)
     error: str | None = None
     set_aside: list = field(default_factory=list)  # refusals.SetAside: rows Postgres refused, quarantined
+    skipped: str | None = None  # why this run did not load the source at all (another run held it)
 
     @property
     def ok(self) -> bool:
@@ -201,9 +204,33 @@ def load_source(
 ) -> SourceLoad:
     """Extract, normalize and load one source; the cursor state commits with the data in the destination.
 
-    Packages an interrupted run left pending are loaded first (headwater.load.recovery), then the source
-    is extracted as usual, or reloaded as ``reload`` asks (headwater.load.reload).
+    The source is locked first (headwater.load.source_lock): another run loading it is waited for up to
+    `run.lock_wait`, after which this run skips the source. Packages an interrupted run left pending are
+    loaded next (headwater.load.recovery), then the source is extracted as usual, or reloaded as ``reload``
+    asks (headwater.load.reload).
     """
+    started = time.perf_counter()
+    purpose = f"load pid {os.getpid()} on {socket.gethostname()}"
+    try:
+        with source_lock(address, source.name, config.run.lock_wait_seconds, purpose, waiting=progress):
+            return _load_locked(config, source, connector, address, reload, progress)
+    except LockNotAcquired as busy:
+        return SourceLoad(source=source.name, dataset=source.dataset, seconds=time.perf_counter() - started,
+                          skipped=f"another run was loading it ({busy.holder or 'holder unknown'}); "
+                                  f"waited {busy.waited:.0f} s (run.lock_wait), it loads on the next run")
+    except Exception as error:  # the lock could not even be asked for: the database is unreachable
+        return SourceLoad(source=source.name, dataset=source.dataset, seconds=time.perf_counter() - started,
+                          error=_describe(error))
+
+
+def _load_locked(
+    config: ProjectConfig,
+    source: SourceConfig,
+    connector: Connector,
+    address: PostgresAddress,
+    reload: Reload | None,
+    progress: Callable[[str], None] | None,
+) -> SourceLoad:
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc)
     pipeline = open_pipeline(config, source, address, progress)

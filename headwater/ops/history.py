@@ -32,7 +32,7 @@ MIGRATIONS: tuple[str, ...] = (
         parameters jsonb not null default '{}',
         started_at timestamptz not null,
         ended_at timestamptz,
-        status text not null,                -- running | succeeded | failed
+        status text not null,                -- running | succeeded | failed (| crashed: see below)
         started_by text not null,            -- deployment:<name> or manual:<os user>
         headwater_version text not null,
         seconds double precision,
@@ -154,6 +154,11 @@ MIGRATIONS: tuple[str, ...] = (
         add column deletes_seconds double precision,
         add column deletes_error text            -- the comparison failed and changed nothing
     """,
+    """
+    -- A source a run did not load because another run held it (headwater.load.source_lock); runs.status
+    -- gains 'crashed': a later run found the run gone without finishing (headwater.ops.crashed_runs).
+    alter table headwater_ops.table_loads add column skipped text
+    """,
 )
 
 
@@ -237,7 +242,7 @@ def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, 
         cursor.executemany(
             f"insert into {SCHEMA}.table_loads (run_id, source, table_name, rows_read, rows_loaded, rows_quarantined, "
             "load_ids, seconds, error, deletes_action, rows_deleted, rows_restored, source_keys, deletes_seconds, "
-            "deletes_error) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "deletes_error, skipped) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             _load_rows(run, summary),
         )
         cursor.executemany(
@@ -277,10 +282,10 @@ def _load_rows(run: RunInfo, summary: "RunSummary") -> list[tuple]:
     for load in summary.loads:
         if not load.tables:
             rows.append((run.run_id, load.source, None, None, None, None, load.load_ids, load.seconds, load.error,
-                         *_NO_DELETES))
+                         *_NO_DELETES, load.skipped))
         for table in load.tables:
             rows.append((run.run_id, load.source, table.table, table.read, table.loaded, table.quarantined,
-                         load.load_ids, load.seconds, load.error, *_deletes_columns(table.deletes)))
+                         load.load_ids, load.seconds, load.error, *_deletes_columns(table.deletes), None))
     return rows
 
 

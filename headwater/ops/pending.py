@@ -48,7 +48,14 @@ def settle(address: "PostgresAddress", changed: list[Relation], summary: "RunSum
         for schema, table in changed:
             if (schema, table) not in pending:
                 connection.execute(f"delete from {TABLE} where schema_name = %s and table_name = %s", (schema, table))
-        for schema, table in pending:
+    remember_pending(address, pending, run_id)
+
+
+def remember_pending(address: "PostgresAddress", relations: list[Relation], run_id: str) -> None:
+    """Keep ``relations`` pending for the next run: this run loaded them but could not build their marts."""
+    with address.connect() as connection:
+        ensure_schema(connection)
+        for schema, table in relations:
             connection.execute(
                 f"insert into {TABLE} (schema_name, table_name, since_run) values (%s, %s, %s) "
                 "on conflict (schema_name, table_name) do nothing",

@@ -22,7 +22,7 @@ OPS = "headwater_ops"
 @dataclass(frozen=True)
 class RunRecord:
     run_id: str
-    status: str  # running | succeeded | failed
+    status: str  # running | succeeded | failed | crashed
     started_at: datetime
     ended_at: datetime | None
     seconds: float | None

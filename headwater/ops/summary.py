@@ -41,6 +41,8 @@ class RunSummary:
     contract_tables: set = field(default_factory=set)  # (schema, table) of every contract the project has
     site: Path | None = None  # the catalog site's index.html (catalog.site_after_run)
     site_error: str | None = None  # the catalog site could not be written
+    crashed_runs: list = field(default_factory=list)  # ops.crashed_runs.CrashedRun: earlier runs found dead
+    build_skipped: str | None = None  # why dbt and publish did not run (another run held the marts)
 
     @property
     def failures(self) -> list[str]:
@@ -118,6 +120,9 @@ def summary_table(summary: RunSummary) -> Table:
         if not load.ok:
             table.add_row(f"load {load.source}", load.dataset, "-", f"{load.seconds:.1f}s", f"[red]{load.error}[/red]")
             continue
+        if load.skipped:
+            table.add_row(f"load {load.source}", load.dataset, "-", f"{load.seconds:.1f}s", "[yellow]skipped[/yellow]")
+            continue
         for index, table_load in enumerate(load.tables):
             table.add_row(
                 f"load {load.source}" if index == 0 else "",
@@ -148,6 +153,25 @@ def summary_table(summary: RunSummary) -> Table:
                     _contract_cell(contract),
                 )
     return table
+
+
+def _print_crashed_runs(summary: RunSummary, console: Console) -> None:
+    for run in summary.crashed_runs:
+        console.print(f"[yellow]Crashed[/yellow] earlier run {run.run_id} ({run.flow_name}, started "
+                      f"{run.started_at:%Y-%m-%d %H:%M:%S %Z} by {run.started_by}) ended without finishing; "
+                      "marked crashed. The next load of each of its sources completes what it left unfinished.",
+                      highlight=False, soft_wrap=True)
+
+
+def _print_skipped(summary: RunSummary, console: Console) -> None:
+    """Sources and builds this run left to another run that was busy with them."""
+    for load in summary.loads:
+        if load.skipped:
+            console.print(f"[yellow]Skipped[/yellow] {load.source}: {escape(load.skipped)}", highlight=False,
+                          soft_wrap=True)
+    if summary.build_skipped:
+        console.print(f"[yellow]Skipped[/yellow] dbt build and publish: {escape(summary.build_skipped)}; the tables "
+                      "this run loaded are rebuilt by the next run", highlight=False, soft_wrap=True)
 
 
 def _print_file_problems(summary: RunSummary, console: Console) -> None:
@@ -214,7 +238,9 @@ def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
             console.print("dbt did not run: no model reads the tables that changed; the published marts are "
                           "unchanged.", highlight=False)
         else:
-            console.print("No new rows: dbt did not run, the published marts are unchanged.", highlight=False)
+            which = "from the sources this run loaded" if any(load.skipped for load in summary.loads) else ""
+            console.print(f"No new rows{' ' + which if which else ''}: dbt did not run, the published marts are "
+                          "unchanged.", highlight=False)
     if summary.publish is not None and summary.publish.published:
         console.print(f"Published {', '.join(summary.publish.published)}", highlight=False)
 
@@ -274,7 +300,9 @@ def _console() -> Console:
 
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console = console or _console()
+    _print_crashed_runs(summary, console)
     console.print(summary_table(summary))
+    _print_skipped(summary, console)
     _print_file_problems(summary, console)
     _print_deletes(summary, console)
     _print_backfills(summary, console)

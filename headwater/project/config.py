@@ -24,10 +24,11 @@ from headwater.processing import validate_plan
 from headwater.project.alerting import parse_alerts
 from headwater.project.deletes import parse_deletes
 from headwater.project.freshness import FreshnessSLA, parse_freshness
+from headwater.project.run_settings import RunSettings, parse_run_settings
 from headwater.project.setting_types import check_setting
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog"}
+TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog", "run"}
 SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness", "naming"}
 # dlt naming conventions a source may choose: how source names become table and column names.
 NAMING_CONVENTIONS = {
@@ -110,6 +111,7 @@ class ProjectConfig:
     variables: Variables | None = field(default=None, compare=False, repr=False)
     alerts: tuple = ()  # headwater.project.alerting.AlertConfig, one per entry of `alerts:`
     catalog: "CatalogConfig" = field(default_factory=lambda: CatalogConfig())
+    run: RunSettings = field(default_factory=RunSettings)  # the `run:` block: waiting for busy sources
 
     @property
     def root(self) -> Path:
@@ -210,6 +212,7 @@ def _parse(
         variables=variables,
         alerts=_alerts(data.get("alerts"), variables, problems),
         catalog=_catalog(data.get("catalog"), path.parent, problems),
+        run=parse_run_settings(data.get("run"), problems),
     )
 
 
