@@ -118,6 +118,34 @@ def test_the_error_of_an_unreadable_page_says_how_its_body_breaks(body, detail, 
     assert len(api.requests_to("/customers")) == 3  # RUNTIME__REQUEST_MAX_ATTEMPTS
 
 
+@pytest.mark.parametrize("ignored", [False, True])
+def test_no_content_is_not_asked_for_again_and_a_response_action_can_end_the_walk_on_it(
+    ignored, api, tmp_path, database_url
+):
+    @api.get("/customers")
+    def customers(request: Received) -> Reply:
+        return Reply(204) if request.param("cursor") == "3" else paginated(CUSTOMERS, "cursor", request, api.url,
+                                                                             PAGE_SIZE)
+
+    settings = customers_settings(api, paginator=PAGINATORS["cursor"])
+    if ignored:
+        settings["resources"][0]["endpoint"]["response_actions"] = [{"status_code": 204, "action": "ignore"}]
+
+    result = load(tmp_path, database_url, settings)
+
+    assert len(api.requests_to("/customers")) == 2
+    if ignored:
+        assert result.ok, result.error
+        assert len(loaded_customers(database_url)) == PAGE_SIZE
+    else:
+        assert result.error.startswith(f"UnreadablePage: page 2 (cursor '3') of GET {api.url}/customers?cursor=3 "
+                                       "answered 204 No Content (application/json, 0 bytes) with a body that is not "
+                                       "JSON (Expecting value: line 1 column 1 (char 0)): the body is empty; nothing "
+                                       "of this extract is loaded. No Content is not asked for again; if the "
+                                       "endpoint has nothing to send, add the response action "
+                                       "`{status_code: 204, action: ignore}`")
+
+
 def test_a_child_endpoint_for_one_entity_asks_again_for_a_page_that_is_not_json(api, tmp_path, database_url):
     api.get("/customers")(lambda request: paginated(CUSTOMERS, "cursor", request, api.url, PAGE_SIZE))
     api.get("/customers/{customer_id}")(lambda request, customer_id: Reply(body=CUSTOMERS[int(customer_id) - 1]))
