@@ -6,6 +6,8 @@ import dlt
 from dlt.sources.rest_api import rest_api_resources
 
 from connectors.rest_api.helpers import Retries, retrying_session, with_session
+from connectors.rest_api.page_guard import with_page_guards
+from connectors.rest_api.redaction import Redaction
 from connectors.rest_api.settings import Client, ResourceDefaults, Resources
 
 
@@ -25,12 +27,16 @@ def rest_api(
             A param `{type: incremental, cursor_path, initial_value}` asks only for data newer than the last
             run; a param `{type: resolve, resource, field}` calls the endpoint once per row of a parent resource.
         resource_defaults: Settings shared by every resource (e.g. write_disposition, primary_key).
-        retries: This source's retry policy for 429, 5xx and connection errors: max_attempts, backoff_factor,
-            max_delay, timeout (seconds). Keys left out, or no `retries` at all, follow dlt's runtime
-            settings (RUNTIME__REQUEST_MAX_ATTEMPTS, ...), which apply to every source.
+        retries: This source's retry policy for 429, 5xx, pages that are not JSON and connection errors:
+            max_attempts, backoff_factor, max_delay, timeout (seconds). Keys left out, or no `retries` at all,
+            follow dlt's runtime settings (RUNTIME__REQUEST_MAX_ATTEMPTS, ...), which apply to every source.
+
+    A page that is still not JSON after the last attempt, or pagination that leads back to a page
+    already fetched, fails the source with an error naming the request and the page.
     """
-    if retries:
-        client, resources = with_session(client, resources, retrying_session(retries))
+    redaction = Redaction.of_settings(client, resources, resource_defaults)
+    client, resources = with_session(client, resources, retrying_session(retries or {}))
+    client, resources = with_page_guards(client, resources, resource_defaults, redaction)
     config = {"client": client, "resources": resources}
     if resource_defaults:
         config["resource_defaults"] = resource_defaults

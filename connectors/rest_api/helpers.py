@@ -3,8 +3,9 @@
 dlt retries 429, 5xx, connection errors and timeouts with exponential backoff and honours
 `Retry-After`; the policy comes from dlt's runtime settings (`RUNTIME__REQUEST_MAX_ATTEMPTS`,
 `RUNTIME__REQUEST_BACKOFF_FACTOR`, `RUNTIME__REQUEST_MAX_RETRY_DELAY`, `RUNTIME__REQUEST_TIMEOUT`),
-which apply to every source of a run. A source that needs its own policy gets a session of its own
-here, so setting it never changes how other sources (or dlt's shared client) behave.
+which apply to every source of a run. Each source gets a session of its own here, which also
+retries a page whose body is not JSON (page_guard.py), and follows the source's own `retries`
+where it sets them; other sources, and dlt's shared client, are never changed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, with_config
 from requests import Session
 from typing_extensions import TypedDict  # pydantic validates only typing_extensions' TypedDict on Python < 3.12
+
+from connectors.rest_api.page_guard import retry_unreadable_page
 
 # Auth types whose token request goes out through a session of their own.
 TOKEN_AUTH_TYPES = frozenset({"oauth2_client_credentials"})
@@ -40,12 +43,15 @@ CLIENT_ARGUMENTS = {
 
 
 def retrying_session(retries: Retries) -> Session:
-    """A requests session that retries as `retries` says, falling back to dlt's runtime settings per key."""
+    """A requests session that retries as `retries` says, falling back to dlt's runtime settings per key.
+
+    Besides dlt's conditions (429, 5xx, connection errors, timeouts), a page that is not JSON is retried.
+    """
     from dlt.sources.helpers.requests import Client
 
     arguments = {CLIENT_ARGUMENTS[key]: value for key, value in retries.items()}
     # raise_for_status=False: dlt's RESTClient raises itself, after its response actions had their say.
-    return Client(raise_for_status=False, **arguments).session
+    return Client(raise_for_status=False, retry_condition=retry_unreadable_page, **arguments).session
 
 
 def with_session(client: dict, resources: list, session: Session) -> tuple[dict, list]:

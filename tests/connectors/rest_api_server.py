@@ -2,8 +2,8 @@
 
 The server runs in a daemon thread on a free port, records every request it receives
 (so tests can assert on the auth headers and query parameters a connector sent), and
-can be told to answer the next requests to a path with scripted failures (429, 5xx)
-before the real handler runs. `paginated` serves a list of rows in each of the
+can be told to answer the next requests to a path with scripted failures (429, 5xx, bodies
+that are not JSON) before the real handler runs. `paginated` serves a list of rows in each of the
 pagination styles dlt's rest_api understands.
 """
 
@@ -47,6 +47,7 @@ class Reply:
     status: int = 200
     body: Any = None  # serialised as JSON unless None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # sent as it is instead of body: an HTML page, cut-off JSON, nothing
 
 
 Handler = Callable[..., Reply]
@@ -143,11 +144,12 @@ class ApiServer:
                     at=time.monotonic(),
                 )
                 reply = server._respond(request)
-                payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+                payload = reply.raw
+                if payload is None:
+                    payload = b"" if reply.body is None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
-                for name, value in reply.headers.items():
+                for name, value in ({"Content-Type": "application/json"} | reply.headers).items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)

@@ -29,19 +29,7 @@ CUSTOMERS = [
 ]  # 7 rows: three pages of 3, 3 and 1
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    """dlt's process-wide retry policy, small enough for tests (defaults: 5 attempts, factor 1, up to 300 s)."""
-    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
-    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.01")
-    monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "2")
-    monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "10")
-
-
-@pytest.fixture
-def api():
-    with ApiServer() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def write_project(tmp_path, settings: dict, tables: dict | None = None):
