@@ -13,7 +13,7 @@ Columns of `raw_<source>.<table>__quarantine`:
 | `quarantined_at` | when it was (last) rejected |
 | `replayed_at` | when a replay loaded it or found it superseded; null while quarantined |
 | `attempts` | how many replays it has been through |
-| `read_load_id` | the load that read the row from its source (null in older rows: `_dlt_load_id` is that load) |
+| `read_load_id` | the load that read the row from its source; null outside an extract: `_dlt_load_id` stands for it |
 | key and cursor columns | an incremental table's (dlt's incremental step reads them); a replay's loaded rows' key |
 | `_dlt_load_id` | the load that wrote this version of the row (a replay's, once replayed) |
 
