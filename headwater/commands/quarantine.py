@@ -130,7 +130,8 @@ def run_list(args: argparse.Namespace) -> int:
     for entry in entries:
         table.add_row(
             escape(f"{entry.source}.{entry.table}"),
-            f"{entry.quarantined:,} quarantined\n{entry.replayed:,} replayed",
+            f"{entry.quarantined:,} quarantined\n{entry.replayed:,} replayed"
+            + (f"\n{entry.superseded:,} superseded" if entry.superseded else ""),
             escape("\n".join(f"{rule} {count:,}" for rule, count in entry.by_rule.items())),
             escape("\n".join(f"{_abbreviated(reason)} ({location})" for reason, location in entry.latest)),
         )
@@ -283,7 +284,8 @@ def _nothing_matches(where: str, selection: Selection, pending: int) -> str:
 def _outcome(where: str, result: TableReplay) -> str:
     if result.skipped:
         return f"{where}: {result.skipped}"
-    line = f"{where}: {result.replayed:,} loaded, {result.still_quarantined:,} still quarantined"
+    superseded = f"{result.superseded:,} superseded by newer versions (not loaded), " if result.superseded else ""
+    line = f"{where}: {result.replayed:,} loaded, {superseded}{result.still_quarantined:,} still quarantined"
     if result.reasons:
         line += " (" + ", ".join(f"{rule} {count:,}" for rule, count in result.reasons.items()) + ")"
     return line

@@ -77,25 +77,29 @@ def _type_only(column: dict) -> dict:
 
 def conform_batch(batch: pa.Table, columns: dict[str, dict], caps: Any,
                   normalize: Callable[[str], str] = str,
-                  typed_by_source: frozenset[str] = frozenset()) -> tuple[pa.Table, dict[str, dict]]:
+                  typed_by_source: frozenset[str] = frozenset(),
+                  retyped: frozenset[str] = frozenset()) -> tuple[pa.Table, dict[str, dict]]:
     """``batch`` cast to its table's column types, and the column hints dlt needs where the batch widens one.
 
     ``columns``: the table's columns as dlt's schema has them so far (the destination's types, and
     what earlier batches of this run made them), named as the schema's naming convention
     (``normalize``) names the batch's columns. ``typed_by_source``: columns whose type the connector
-    declares (a database column's type): they are left as the connector sends them. Returns the
-    batch and {column: hint} for each column whose type changes (widened, created from nulls, or
-    typed after being all nulls).
+    declares (a database column's type): they are left as the connector sends them, unless they are
+    ``retyped``: a step changed their type, so they are conformed like any column and always get a
+    hint of their type, which replaces the connector's. Returns the batch and {column: hint} for each
+    column whose type changes (widened, created from nulls, typed after being all nulls, or retyped).
     """
     hints: dict[str, dict] = {}
     arrays, fields, changed = [], [], False
     for field, array in zip(batch.schema, batch.columns, strict=True):
-        if field.name in typed_by_source:
+        if field.name in typed_by_source and field.name not in retyped:
             arrays.append(array)
             fields.append(field)
             continue
         column = columns.get(normalize(field.name)) or {}
         array, hint = _conform_column(field, array, column, caps)
+        if field.name in retyped and hint is None:
+            hint = type_hint(array.type)  # said for every batch: the connector's declared type must not win
         if hint is not None:
             hints[field.name] = hint
         if array.type != field.type:
@@ -126,6 +130,27 @@ def _conform_column(field: pa.Field, array, column: dict, caps: Any):
     if target == stored:
         return _cast(array, stored, caps), None
     return _cast(array, target, caps), _hint(target)
+
+
+def type_hint(arrow_type: pa.DataType) -> dict:
+    """The dlt column hint that gives a column exactly this Arrow type, a precision or scale it had before cleared."""
+    return _hint(_column_type(arrow_type))
+
+
+def retype_hint(stored: dict, arrow_type: pa.DataType) -> dict:
+    """The hint for a column whose values now have ``arrow_type``: that type, or the wider one the column has."""
+    arriving = _column_type(arrow_type)
+    if not stored.get("data_type") or stored.get(ALL_NULL_HINT):
+        return _hint(arriving)
+    return _hint(widest(stored, arriving))
+
+
+def _column_type(arrow_type: pa.DataType) -> dict:
+    column_type = get_column_type_from_py_arrow(arrow_type)
+    if column_type["data_type"] == "timestamp" and column_type.get("precision") == 6:
+        # Microseconds are Postgres' own precision: the plain `timestamp with time zone` every source lands as.
+        del column_type["precision"]
+    return column_type
 
 
 def _hint(column_type: dict) -> dict:

@@ -14,6 +14,11 @@ Exactly once, even if the replay dies midway:
 A package is either loaded (both changes visible) or pending (recovered by step 1 of the next
 replay or run). Tables that merge on a key take a re-applied job without duplicates as well.
 
+A replay never takes a table back in time: a row that passes is applied only when the table holds
+no newer version of its key (by cursor, file position or load; headwater.quarantine.versions). A row
+that loses is not loaded; its entry is marked `superseded`, in the same package, so it is not
+replayed again.
+
 A replay can take only some rows (a `Selection`: rule, location, record values) and set fields of
 their records first (`--set`). The edited record is written back in the same package as the rows it
 loads, so a fix is either loaded and recorded together or not at all. `prepare_replay` does all the
@@ -38,6 +43,7 @@ from headwater.project.config import ProjectConfig, SourceConfig
 from headwater.quarantine import records
 from headwater.quarantine.naming import QUARANTINE_SUFFIX, quarantine_table_name
 from headwater.quarantine.selection import RAW_LINE, Selection
+from headwater.quarantine.versions import Version, superseded, version_order
 
 # Replaying into these would rewrite the whole table from a handful of rows.
 UNSUPPORTED = {"replace": "it is replaced on every load", "scd2": "scd2 would retire every row not replayed"}
@@ -60,6 +66,7 @@ class TableReplay:
     pending: int = 0  # quarantined rows found, before the selection
     matched: int = 0  # quarantined rows this replay takes: all of them, or those the selection picks
     replayed: int = 0  # loaded into the table by this replay
+    superseded: int = 0  # passed, but not loaded: the table already held a newer version of the key
     still_quarantined: int = 0  # went through again and failed again
     skipped: str | None = None  # why the table was not replayed
     reasons: dict[str, int] = field(default_factory=dict)  # rule -> rows still failing
@@ -115,15 +122,18 @@ def prepare_replay(
     schema = pipeline.default_schema
     suffix = QUARANTINE_SUFFIX
     names = tables or sorted(name[: -len(suffix)] for name in schema.tables if name.endswith(suffix))
+    column_types = address.column_types(pipeline.dataset_name)
     results, items = [], []
     for table in names:
-        result, table_items = _replay_table(config, source, pipeline, table, selection or Selection(), edits or {})
+        result, table_items = _replay_table(config, source, pipeline, table, selection or Selection(), edits or {},
+                                            column_types)
         results.append(result)
         items.extend(table_items)
     return PreparedReplay(results, pipeline, items)
 
 
-def _replay_table(config, source, pipeline, table: str, selection: Selection, edits: dict[str, str]):
+def _replay_table(config, source, pipeline, table: str, selection: Selection, edits: dict[str, str],
+                  column_types: dict[tuple[str, str], str]):
     from headwater.load.table_processor import table_plan
 
     result = TableReplay(table)
@@ -178,9 +188,16 @@ def _replay_table(config, source, pipeline, table: str, selection: Selection, ed
             for row in outcome.rejected.iter_rows(named=True):
                 entry = readable[row["_quarantine_row"]][0]
                 updates.append(_update(entry, now, records.QUARANTINED, row["_rule"], row["_reason"]))
-        for index in passed["_quarantine_row"].to_list():
-            updates.append(_update(readable[index][0], now, records.REPLAYED, None, None))
-        result.replayed = passed.height
+        older = _superseded(pipeline, column_types, table, target or {}, _cursor(pipeline, table, config_table),
+                            [entry for entry, _ in readable], passed)
+        for index in sorted(older):
+            updates.append(_update(readable[index][0], now, records.SUPERSEDED, None, None))
+        passed = passed.filter(~pl.col("_quarantine_row").is_in(list(older)))
+        key = _recorded_key(target or {}, passed)
+        for row in passed.select(["_quarantine_row", *key]).iter_rows(named=True):
+            loaded_key = {name: row[name] for name in key}
+            updates.append(_update(readable[row["_quarantine_row"]][0], now, records.REPLAYED, None, None, loaded_key))
+        result.replayed, result.superseded = passed.height, len(older)
         good = passed.drop("_quarantine_row")
     for update in updates:
         if update["status"] == records.QUARANTINED:
@@ -192,7 +209,10 @@ def _replay_table(config, source, pipeline, table: str, selection: Selection, ed
     if good is not None and good.height:
         items.append(dlt.mark.with_hints(good.to_arrow(), dlt.mark.make_hints(table_name=table, **hints)))
     keys = [name for name in chosen[0][0] if name not in records.OWN_COLUMNS and not name.startswith("_dlt")]
-    items.append(records.mark(records.build_rows(table, updates, {name: None for name in keys}), table))
+    key_types = {name: None for name in keys}
+    if good is not None:
+        key_types |= {name: good.schema[name] for name in _recorded_key(target or {}, good) if name not in key_types}
+    items.append(records.mark(records.build_rows(table, updates, key_types), table))
     # Named like the table's own resource so the schema keeps attributing the table to it; no
     # incremental is attached, so the table's cursor state is left as it is.
 
@@ -275,9 +295,52 @@ def _edited(entry: dict, record: Any, values: dict[str, Any]) -> tuple[dict, Any
     return {**entry, "record": records.record_json(edited)}, edited
 
 
-def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: str | None) -> dict:
+def _superseded(pipeline, column_types, table: str, target: dict, cursor: str | None, entries: list[dict],
+                passed: pl.DataFrame) -> set[int]:
+    """The rows of `passed` (by `_quarantine_row`, an index into `entries`) that a newer version of their key
+    supersedes, in the table or among themselves. Only tables that merge on a key replace a version."""
+    order = version_order(target.get("columns", {}), cursor) if target.get("write_disposition") == "merge" else None
+    if order is None or not passed.height or any(name not in passed.columns for name in order.key):
+        return set()
+    columns = ["_quarantine_row", *order.key, *(name for name in order.columns if name in passed.columns)]
+    rows = passed.select(columns).to_dicts()
+    versions = [Version(tuple(row[name] for name in order.key), tuple(row.get(name) for name in order.columns),
+                        _read_load_id(entries[row["_quarantine_row"]])) for row in rows]
+    with pipeline.sql_client() as client:
+        lost = superseded(client, column_types, table, quarantine_table_name(table), order, versions)
+    return {rows[position]["_quarantine_row"] for position in lost}
+
+
+def _cursor(pipeline, table: str, config_table) -> str | None:
+    """The table's incremental cursor: as configured, else as dlt recorded it (a connector's own, rest_api's)."""
+    if config_table is not None and config_table.cursor:
+        return config_table.cursor
+    for state in (pipeline.state.get("sources") or {}).values():
+        incremental = ((state.get("resources") or {}).get(table) or {}).get("incremental") or {}
+        for path in incremental:
+            return path
+    return None
+
+
+def _primary_key(target: dict) -> list[str]:
+    return [name for name, column in target.get("columns", {}).items() if column.get("primary_key")]
+
+
+def _recorded_key(target: dict, loaded: pl.DataFrame) -> list[str]:
+    """The key columns written into the quarantine rows of the rows a replay loads: a later replay then knows which
+    quarantined row (and which load read it) a version in the table came from (headwater.quarantine.versions)."""
+    return [name for name in _primary_key(target) if name in loaded.columns and name not in records.OWN_COLUMNS]
+
+
+def _read_load_id(entry: dict) -> str | None:
+    """The load that read the quarantined row; rows quarantined before this was kept have it as their own load."""
+    return entry.get(records.READ_LOAD_ID) or entry.get("_dlt_load_id")
+
+
+def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: str | None,
+            loaded_key: dict | None = None) -> dict:
     """The quarantine row rewritten after a replay attempt (same id: the merge replaces it)."""
-    replayed = status == records.REPLAYED
+    resolved = status != records.QUARANTINED  # loaded, or superseded by a newer version
     return {
         "id": entry[records.ID],
         "record": entry["record"],
@@ -285,10 +348,11 @@ def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: s
         "reason": reason or entry["reason"],
         "location": entry["location"],
         "status": status,
-        "quarantined_at": entry["quarantined_at"] if replayed else now,
-        "replayed_at": now if replayed else None,
+        "quarantined_at": entry["quarantined_at"] if resolved else now,
+        "replayed_at": now if resolved else None,
         "attempts": (entry.get("attempts") or 0) + 1,
-        "keys": {name: value for name, value in entry.items() if name not in records.OWN_COLUMNS},
+        records.READ_LOAD_ID: _read_load_id(entry),
+        "keys": {name: value for name, value in entry.items() if name not in records.OWN_COLUMNS} | (loaded_key or {}),
     }
 
 
@@ -300,7 +364,7 @@ def _table_hints(target: dict) -> dict:
     """
     disposition = target.get("write_disposition", "append")
     strategy = target.get("x-merge-strategy")
-    key = [name for name, column in target.get("columns", {}).items() if column.get("primary_key")]
+    key = _primary_key(target)
     hints: dict = {"write_disposition": {"disposition": "merge", "strategy": strategy} if strategy else disposition}
     # Column types are not repeated as hints: the stored schema passed to the run already has them.
     if key:

@@ -7,7 +7,10 @@ rejected (landing-file lines it could not read) arrive marked and are given the 
 
 The rows that load are then given the table's column types (headwater.common.widening): a batch narrower
 than a column is cast up to it, one that needs a wider type widens the column in dlt's schema, so
-files and extracts whose types drift land in one table. A batch of a landing file loaded before
+files and extracts whose types drift land in one table. A column whose type the connector declares
+(a database column's) keeps it, unless a step changes it (a `cast` of a text column to int, a hash of
+a number): the step's type then replaces the declared one, which would otherwise turn the values
+back into the source's type, or fail the load. A batch of a landing file loaded before
 (headwater.common.file_rows) makes a keyless table replace that file's earlier rows in this load.
 """
 
@@ -25,7 +28,7 @@ from dlt.extract.items import DataItemWithMeta
 from dlt.extract.items_transform import YieldMapItem
 
 from headwater.common.file_rows import FILE_COLUMN, REPLACES_FILES_HINT, is_reread
-from headwater.common.widening import conform_batch
+from headwater.common.widening import conform_batch, retype_hint
 from headwater.quarantine import records
 from headwater.quarantine.naming import is_quarantine_table
 
@@ -73,24 +76,37 @@ class TableProcessor:
             good = back(result.good)
             if isinstance(good, pa.Table) and isinstance(item, pa.Table) and item.schema.metadata:
                 good = good.replace_schema_metadata(item.schema.metadata)  # keeps the re-read mark
-            yield self._typed(good, meta)
+            # Arrow batches carry their types, which only the connector's declared ones override; rows as dicts
+            # are typed by dlt from their values, which loses what a step made of them (a decimal's precision).
+            watched = self.typed_by_source() if isinstance(good, pa.Table) else frozenset(frame.columns)
+            yield self._typed(good, meta, _retyped(frame.schema, result.good, watched))
         if result.rejected.height:
             yield records.mark(self._from_rejected(result.rejected), self.table)
 
-    def _typed(self, item: Any, meta: Any) -> Any:
-        """The batch in the table's column types, with the hints that change them or its write mode."""
+    def _typed(self, item: Any, meta: Any, retyped: dict[str, pa.DataType] | None = None) -> Any:
+        """The batch in the table's column types, with the hints that change them or its write mode.
+
+        ``retyped``: columns a step gave another type than the connector declares or dlt would infer, with
+        that type. It replaces theirs, widened to the type the table already has (types only widen).
+        """
         if isinstance(item, pa.RecordBatch):
             item = pa.Table.from_batches([item])
-        if not isinstance(item, pa.Table) or _names_another_table(meta):
+        if _names_another_table(meta):
             return _with_meta(item, meta)
+        retyped = retyped or {}
         hints: dict = {}
         schema = _live_schema()
-        if schema is not None:
+        if isinstance(item, pa.Table) and schema is not None:
             columns = schema.get_table_columns(self.table) if self.table in schema.tables else {}
             item, widened = conform_batch(item, columns, _capabilities(), schema.naming.normalize_identifier,
-                                          self.typed_by_source())
+                                          self.typed_by_source(), frozenset(retyped))
             if widened:
                 hints["columns"] = widened
+        elif retyped:  # rows as dicts, or outside an extract
+            columns = schema.get_table_columns(self.table) if schema is not None and self.table in schema.tables else {}
+            normalize = schema.naming.normalize_identifier if schema is not None else str
+            hints["columns"] = {name: retype_hint(columns.get(normalize(name)) or {}, arrow_type)
+                                for name, arrow_type in retyped.items()}
         if is_reread(item):
             if self.resource.write_disposition == "append":
                 hints.update(FILE_SCOPED_REPLACE)
@@ -160,6 +176,20 @@ class TableProcessor:
                 entry.update(status=records.REPLAYED, replayed_at=now)
             entries.append(entry)
         return records.build_rows(self.table, entries, {name: None for name in keys})
+
+
+def _retyped(before: pl.Schema, good: pl.DataFrame, watched: frozenset[str]) -> dict[str, pa.DataType]:
+    """The `watched` columns a step changed the type of (a `cast`, a hash), with their Arrow type now.
+
+    A connector's declared type (a database `text` column's, say) would otherwise stay the column's type:
+    cast values would land as text again, or, with a precision the cast brings (a decimal's), fail the load.
+    """
+    changed = [name for name in watched
+               if name in before and name in good.columns and good.schema[name] != before[name]]
+    if not changed:
+        return {}
+    types = good.select(changed).head(0).to_arrow().schema
+    return {name: types.field(name).type for name in changed}
 
 
 def attach_processor(resource: DltResource, table: str, plan=None) -> TableProcessor:

@@ -9,12 +9,13 @@ Columns of `raw_<source>.<table>__quarantine`:
 | `rule` | what rejected it: a rule name, or `columns`, `encoding`, `json`, `cast` for unreadable lines |
 | `reason` | why, in words, with the offending value |
 | `location` | `file:line` for landing files, else the resource and the row's key |
-| `status` | `quarantined`, or `replayed` once it loaded into the table |
+| `status` | `quarantined`; `replayed` once it loaded; `superseded`: the table held a newer version of its key |
 | `quarantined_at` | when it was (last) rejected |
-| `replayed_at` | when a replay loaded it; null while quarantined |
+| `replayed_at` | when a replay loaded it or found it superseded; null while quarantined |
 | `attempts` | how many replays it has been through |
-| key and cursor columns | present when the table is incremental: dlt's incremental step reads them |
-| `_dlt_load_id` | the load that wrote this version of the row |
+| `read_load_id` | the load that read the row from its source; null outside an extract: `_dlt_load_id` stands for it |
+| key and cursor columns | an incremental table's (dlt's incremental step reads them); a replay's loaded rows' key |
+| `_dlt_load_id` | the load that wrote this version of the row (a replay's, once replayed) |
 
 The table merges on `quarantine_id`: reading the same bad line again, or replaying it, updates
 its row instead of adding one, which is what makes a replay exactly-once (see `replay.py`).
@@ -30,16 +31,18 @@ from typing import Any, Iterable
 import dlt
 import polars as pl
 import pyarrow as pa
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 
 from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN
 from headwater.quarantine.naming import quarantine_table_name
 
-QUARANTINED, REPLAYED = "quarantined", "replayed"
+QUARANTINED, REPLAYED, SUPERSEDED = "quarantined", "replayed", "superseded"
 ID = "quarantine_id"
 RECORD = "record"
+READ_LOAD_ID = "read_load_id"
 # The quarantine table's own columns; any other column is a key or cursor column of the rejected row.
 OWN_COLUMNS = frozenset({ID, RECORD, "rule", "reason", "location", "status", "quarantined_at", "replayed_at",
-                         "attempts"})
+                         "attempts", READ_LOAD_ID})
 # apply_plan marks each rejected row with these.
 RULE_COLUMN, REASON_COLUMN = "_rule", "_reason"
 
@@ -77,6 +80,14 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _extracting_load_id() -> str | None:
+    """The load a dlt extract is writing rows into; None outside one (the rows then get it as `_dlt_load_id`)."""
+    try:
+        return dlt.current.load_package_state()["load_id"]
+    except CurrentLoadPackageStateNotAvailable:
+        return None
+
+
 def location_of(row: dict[str, Any], resource: str, key_columns: Iterable[str]) -> str:
     """`file:line` for landing files; otherwise the resource and the row's key, when it has one."""
     if row.get(FILE_COLUMN) is not None and row.get(LINE_COLUMN) is not None:
@@ -98,6 +109,7 @@ def build_rows(
     type they have in the table (None: keep as found).
     """
     now = now or datetime.now(timezone.utc)
+    reading_load = _extracting_load_id()
     data: dict[str, list] = {
         ID: [entry.get("id") or quarantine_id(table, entry["location"], entry["record"]) for entry in entries],
         "record": [entry["record"] for entry in entries],
@@ -108,13 +120,14 @@ def build_rows(
         "quarantined_at": [entry.get("quarantined_at", now) for entry in entries],
         "replayed_at": [entry.get("replayed_at") for entry in entries],
         "attempts": [entry.get("attempts", attempts) for entry in entries],
+        READ_LOAD_ID: [entry.get(READ_LOAD_ID) or reading_load for entry in entries],
     }
     frame = pl.DataFrame(
         data,
         schema={
             ID: pl.String, "record": pl.String, "rule": pl.String, "reason": pl.String, "location": pl.String,
             "status": pl.String, "quarantined_at": pl.Datetime("us", "UTC"),
-            "replayed_at": pl.Datetime("us", "UTC"), "attempts": pl.Int64,
+            "replayed_at": pl.Datetime("us", "UTC"), "attempts": pl.Int64, READ_LOAD_ID: pl.String,
         },
     )
     keys = []

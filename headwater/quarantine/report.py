@@ -24,6 +24,7 @@ class QuarantineEntry:
     table: str
     quarantined: int = 0
     replayed: int = 0
+    superseded: int = 0  # resolved by a replay without loading: the table held a newer version of the key
     by_rule: dict[str, int] = field(default_factory=dict)  # rows still quarantined, per rule
     latest: list[tuple[str, str]] = field(default_factory=list)  # (reason, location), newest first
 
@@ -67,6 +68,8 @@ def quarantine_report(address: PostgresAddress, datasets: list[str]) -> list[Qua
             ):
                 if status == "replayed":
                     entry.replayed = count
+                elif status == "superseded":
+                    entry.superseded = count
                 else:
                     entry.quarantined += count
             entry.by_rule = _by_rule(connection, relation)
@@ -75,7 +78,7 @@ def quarantine_report(address: PostgresAddress, datasets: list[str]) -> list[Qua
                 .format(relation),
                 (LATEST,),
             ).fetchall()
-            if entry.quarantined or entry.replayed:
+            if entry.quarantined or entry.replayed or entry.superseded:
                 entries.append(entry)
     return entries
 
