@@ -209,7 +209,6 @@ def _rows_table(where: str, rule: str | None, found: QuarantinedRows) -> Table:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from headwater.load.replay import ReplayError, prepare_replay
     from headwater.project.config import ConfigError
     from headwater.quarantine.selection import Selection
 
@@ -228,6 +227,22 @@ def run_replay(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    from headwater.load.source_lock import LockNotAcquired, source_lock
+
+    # A replay writes the raw schema and uses the source's dlt working folder: never beside a run's load.
+    try:
+        with source_lock(address, source.name, project.run.lock_wait_seconds, "quarantine replay",
+                         waiting=lambda line: print(line, file=sys.stderr)):
+            return _replay(project, source, address, table_name, selection, edits)
+    except LockNotAcquired as busy:
+        print(f"error: {source.name} is busy: {busy}; nothing was replayed. Try again when that run ends "
+              "(or raise run.lock_wait).", file=sys.stderr)
+        return 1
+
+
+def _replay(project, source, address, table_name: str, selection, edits: dict[str, str]) -> int:
+    from headwater.load.replay import ReplayError, prepare_replay
+
     try:
         prepared = prepare_replay(project, source, address, [table_name] if table_name else None, selection, edits)
     except ReplayError as error:

@@ -203,3 +203,20 @@ def test_replay_sets_fields_of_the_rows_a_filter_picks_and_loads_them_once(drops
     assert "_raw_line" not in records[1]
     assert query(database_url, "select reason from raw_drops.items__quarantine where location = 'items.csv:6'") == [
         ("qty: '11' is above the maximum 10",)]
+
+
+def test_replay_waits_for_a_run_loading_the_source_and_gives_up_past_lock_wait(drops, database_url, capsys):
+    from headwater.load.source_lock import source_lock
+
+    drops.write_text(drops.read_text().replace("max: 10", "max: 100") + "run: {lock_wait: 1s}\n")
+    with source_lock(PostgresAddress.from_url(database_url), "drops", wait_seconds=0, purpose="load pid 42 on box"):
+        code, lines, err = run(capsys, "quarantine", "replay", "drops.items")
+    assert code == 1 and lines == []
+    assert "waiting for source drops, held by headwater load pid 42 on box drops" in err
+    assert err.splitlines()[-1] == ("error: drops is busy: source drops is held by headwater load pid 42 on box drops; "
+                                   "gave up after waiting 1 s; nothing was replayed. Try again when that run ends "
+                                   "(or raise run.lock_wait).")
+    assert query(database_url, "select id from raw_drops.items order by id") == [(1,), (4,)]  # nothing replayed
+
+    assert run(capsys, "quarantine", "replay", "drops.items")[1] == [  # the run has ended: the replay goes ahead
+        "drops.items: 2 loaded, 1 still quarantined (columns 1)"]
