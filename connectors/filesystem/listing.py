@@ -27,7 +27,7 @@ def table_listing(bucket_url: str, glob: str, table: str):
 
     # Named as dlt's listing was, so the incremental state of earlier runs carries on.
     @dlt.resource(name=f"{table}_files", primary_key="file_url")
-    def listing(modified=dlt.sources.incremental("modification_date")):
+    def listing(modified=dlt.sources.incremental("modification_date")):  # noqa: B008 (dlt binds it per resource)
         files = matching_files(bucket_url, glob, table)
         _note_match(table, bucket_url, glob, matched=bool(files))
         for start in range(0, len(files), PAGE):

@@ -288,8 +288,8 @@ def _parse_source(
     if not connector_name:
         problems.append(Problem(where, f"`connector:` is missing; installed: {installed}"))
     elif not isinstance(connector_name, str):
-        problems.append(Problem((*where, "connector"),
-                                f"expected a connector name (text), got {found(connector_name)}; installed: {installed}"))
+        expected = f"expected a connector name (text), got {found(connector_name)}"
+        problems.append(Problem((*where, "connector"), f"{expected}; installed: {installed}"))
     else:
         connector = registry.get(connector_name)
     if connector is None and isinstance(connector_name, str) and connector_name:
@@ -297,9 +297,8 @@ def _parse_source(
         hint = f"did you mean {close[0]!r}? " if close else ""
         # A connector may be unknown because its plugin is broken: say so next to the name.
         broken = "".join(f"; note: {problem}" for problem in registry.problems)
-        problems.append(
-            Problem((*where, "connector"), f"unknown connector {connector_name!r}; {hint}installed: {installed}{broken}")
-        )
+        problems.append(Problem((*where, "connector"),
+                                f"unknown connector {connector_name!r}; {hint}installed: {installed}{broken}"))
 
     settings = raw.get("settings")
     if settings is None:

@@ -81,7 +81,8 @@ def misconfigure(root: Path) -> Path:
     """To `headwater init`'s project, add a table whose glob matches no file and a source over no folder."""
     config = root / "headwater.yaml"
     text = config.read_text()
-    text = text.replace('        orders: "orders/*.csv"\n', '        orders: "orders/*.csv"\n        refunds: "refunds/*.csv"\n')
+    text = text.replace('        orders: "orders/*.csv"\n',
+                        '        orders: "orders/*.csv"\n        refunds: "refunds/*.csv"\n')
     text = text.replace("          - required: [order_id, ordered_at]\n",
                         "          - required: [order_id, ordered_at]\n      refunds: {primary_key: refund_id}\n")
     text = text.replace("  # A database,", "  archive:\n    connector: filesystem\n    settings:\n"

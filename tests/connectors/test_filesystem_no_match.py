@@ -34,6 +34,7 @@ def test_a_glob_matching_no_file_warns_for_its_table_while_the_others_load(tmp_p
     landing, project = landing_project(tmp_path, {"orders": "orders/*.csv", "refunds": "refunds/*.csv"})
     (landing / "orders").mkdir()
     (landing / "orders" / "day1.csv").write_text(ORDERS)
+    (landing / "refunds").mkdir()  # there, but empty on the first run
 
     first = load_drops(project, database_url)
 
@@ -56,7 +57,6 @@ def test_a_glob_matching_no_file_warns_for_its_table_while_the_others_load(tmp_p
     assert "Warning raw_drops.orders" not in summary_text(second)
 
     # The files arrive: they load, and the note is gone from the state.
-    (landing / "refunds").mkdir()
     (landing / "refunds" / "day2.csv").write_text("refund_id,order_id\n7,1\n")
     third = load_drops(project, database_url)
     assert tables(third)["refunds"].rows == 1
