@@ -6,6 +6,7 @@ from headwater.hookspecs import hookimpl
 @hookimpl
 def register_connectors(register):
     from connectors.filesystem import filesystem
+    from connectors.filesystem.listing import unmatched_tables
     from connectors.rest_api import rest_api
     from connectors.sql_database import sql_database
     from connectors.sql_database.keys import list_keys
@@ -14,6 +15,7 @@ def register_connectors(register):
         "filesystem",
         filesystem,
         docs_url="https://dlthub.com/docs/dlt-ecosystem/verified-sources/filesystem",
+        preflight=unmatched_tables,
     )
     register(
         "sql_database",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 import dlt
-from dlt.sources.filesystem import filesystem as list_files
 
 from connectors.filesystem.file_log import FileLog
 from connectors.filesystem.helpers import FileReport, TableReading, read_landing_file
+from connectors.filesystem.listing import table_listing
 from connectors.filesystem.settings import CsvSettings, FileTable
 from connectors.filesystem.table_options import table_reading
 from headwater.common.file_rows import FILE_ROW_COLUMNS
@@ -38,11 +38,7 @@ def filesystem(
     for table, spec in files.items():
         glob = spec if isinstance(spec, str) else spec["glob"]
         # Incremental on modification time: a run reads only files that appeared or changed since the last one.
-        listing = list_files(
-            bucket_url=bucket_url,
-            file_glob=glob,
-            incremental=dlt.sources.incremental("modification_date"),
-        ).with_name(f"{table}_files")
+        listing = table_listing(bucket_url, glob, table)
         reading = table_reading(table, spec, file_format, csv, null_values)
         yield (listing | _read_files(reading)).with_name(table)
 

@@ -49,10 +49,10 @@ class FileReport:
     """What reading one file came to: lines = records + skipped lines (+ the extra lines of multi-line records)."""
 
     file: str
-    modified_at: str
+    modified_at: str | None
     size: int
     format: str
-    status: str = "loaded"  # loaded | empty | header only | unreadable
+    status: str = "loaded"  # loaded | empty | header only | unreadable | no match (file: the glob)
     lines: int = 0  # lines in the file (Parquet: rows)
     rows: int = 0  # records handed on to the table
     rejected: int = 0  # records set aside by the reader (quarantined)

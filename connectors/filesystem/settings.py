@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field, with_config
 from typing_extensions import NotRequired, Required, TypedDict
 
 from connectors.filesystem.column_types import parse_declared
@@ -16,6 +16,8 @@ SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".nd
 # Written for a missing value by R (NA), Excel (#N/A), databases (NULL, \N), pandas and NumPy (NaN, <NA>, None),
 # and most open-data portals (N/A): the values mainstream readers take as missing by default.
 DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "#N/A", "NULL", "null", "NaN", "nan", "None", "<NA>", "\\N")
+# A misspelt key (`delimeter:`) is an error when headwater.yaml is read, not a setting silently ignored.
+Strict = ConfigDict(extra="forbid")
 
 
 def _codec(name: str) -> str:
@@ -42,6 +44,7 @@ OptionalCharacter = Annotated[str | None, AfterValidator(_one_character)]
 ColumnType = Annotated[str, AfterValidator(_column_type)]
 
 
+@with_config(Strict)
 class CsvSettings(TypedDict, total=False):
     """A CSV dialect: each key given here is used as is, the others are detected per file."""
 
@@ -57,12 +60,14 @@ class CsvSettings(TypedDict, total=False):
     skip_initial_space: bool
 
 
+@with_config(Strict)
 class ColumnSettings(TypedDict, total=False):
     type: ColumnType  # text, bigint, double, decimal(12,2), bool, date, timestamp, time
     format: str  # strftime pattern for a date or timestamp column written otherwise than ISO 8601
     null_values: list[str]  # this column's missing-value tokens, instead of the table's
 
 
+@with_config(Strict)
 class FileTable(TypedDict):
     """One table's files, with how to read them when detection is not enough."""
 

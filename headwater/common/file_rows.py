@@ -9,6 +9,8 @@ the one from the most recently modified file, then the latest line (headwater.po
 The connector also logs every file it reads in its resource state under ``FILES_STATE_KEY``: file
 name -> report (status, lines, rows, rejected, skipped lines, dialect, ``read_at``, ...). The state
 commits with the rows, and ``files_read`` lists the reports a run wrote, for its summary and record.
+A table whose files match nothing gets one report of its own instead, under ``NO_MATCH_STATE_KEY``
+with status ``NO_MATCH``: its glob as the file, and why nothing matched as the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ REPLACES_FILES_HINT = "x-headwater-replaces-files"
 
 
 FILES_STATE_KEY = "files"
+NO_MATCH_STATE_KEY = "no_match"
+NO_MATCH = "no match"  # the status of a report that stands for a glob matching no file
 
 
 def files_read(pipeline_state: dict, since: datetime) -> dict[str, list[dict]]:
@@ -35,7 +39,8 @@ def files_read(pipeline_state: dict, since: datetime) -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {}
     for source in (pipeline_state.get("sources") or {}).values():
         for resource, state in (source.get("resources") or {}).items():
-            for report in (state.get(FILES_STATE_KEY) or {}).values():
+            reports = [*(state.get(FILES_STATE_KEY) or {}).values(), *filter(None, [state.get(NO_MATCH_STATE_KEY)])]
+            for report in reports:
                 if str(report.get("read_at", "")) >= since.isoformat():
                     tables.setdefault(resource, []).append(report)
     for reports in tables.values():

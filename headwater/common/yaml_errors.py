@@ -22,6 +22,8 @@ class SyntaxProblem:
 
 def explain(error: yaml.YAMLError, text: str) -> SyntaxProblem:
     """What ``error``, raised while reading ``text``, means for the person editing the file."""
+    if isinstance(error, yaml.reader.ReaderError):
+        return _bad_character(error, text)
     lines = text.splitlines()
     problem = str(getattr(error, "problem", "") or error)
     context = str(getattr(error, "context", "") or "")
@@ -69,6 +71,15 @@ def explain(error: yaml.YAMLError, text: str) -> SyntaxProblem:
         return _at(mark, f"unknown tag {tag}; remove it: headwater.yaml holds plain values only")
     where = f" ({context} at line {opened.line + 1}, column {opened.column + 1})" if opened is not None else ""
     return _at(mark, f"{problem}{where}; check the quotes, colons and indentation (spaces only) here")
+
+
+def _bad_character(error: yaml.reader.ReaderError, text: str) -> SyntaxProblem:
+    """A control character YAML refuses (PyYAML names only its position in the whole text)."""
+    position = error.position
+    line, column = text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
+    code = error.character if isinstance(error.character, int) else ord(error.character)
+    return SyntaxProblem(line, column, f"not valid YAML: the control character U+{code:04X}, which YAML does not "
+                                       "allow in a file; remove it (is this a text file?)")
 
 
 def _at(mark, message: str) -> SyntaxProblem:

@@ -1,7 +1,8 @@
 """Read YAML into plain Python values while remembering the line each key came from.
 
 Config errors must point at a line, so the loader keeps a map from key path
-(e.g. ("sources", "shop_db", "settings")) to the 1-based line of that key.
+(e.g. ("sources", "shop_db", "settings")) to the 1-based line of that key. Only text of a sane
+size is read (headwater.common.yaml_guards): anything else is refused with a message saying why.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 
 from headwater.common.yaml_errors import SyntaxProblem, explain
+from headwater.common.yaml_guards import GuardedLoader, YamlLimitError, binary_kind, check_size
 
 KeyPath = tuple[str | int, ...]
 
@@ -42,23 +44,47 @@ class YamlSyntaxError(ValueError):
 
 
 def read_yaml(path: Path) -> YamlDocument:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        before = raw[: error.start]
-        line, column = before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1
-        message = f"not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file with the UTF-8 encoding"
-        raise YamlSyntaxError(path, SyntaxProblem(line, column, message)) from None
+    """The file's values and the line of every key; YamlSyntaxError says what keeps it from being read."""
+    text = _text(path)
     document = YamlDocument(path=path, data=None)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=GuardedLoader)
         # Scalars are constructed from their nodes; the loader's own stream is never read.
         constructor = yaml.SafeLoader("")
         document.data = _build(node, (), document.lines, constructor) if node is not None else {}
+    except YamlLimitError as error:
+        mark = error.mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        raise YamlSyntaxError(path, SyntaxProblem(line, column, error.message)) from None
     except yaml.YAMLError as error:
         raise YamlSyntaxError(path, explain(error, text)) from None
     return document
+
+
+def _text(path: Path) -> str:
+    """The file as text: a folder, an unreadable, oversized or binary file, or bytes that are not UTF-8 are refused."""
+    try:
+        check_size(path.stat().st_size)
+        raw = path.read_bytes()
+    except YamlLimitError as error:
+        raise YamlSyntaxError(path, SyntaxProblem(None, None, error.message)) from None
+    except IsADirectoryError:
+        raise YamlSyntaxError(path, SyntaxProblem(None, None, "is a folder, not a file; name the YAML file "
+                                                              "itself")) from None
+    except OSError as error:
+        raise YamlSyntaxError(path, SyntaxProblem(None, None, f"cannot be read: {error.strerror or error}")) from None
+    kind = binary_kind(raw)
+    if kind is not None:
+        raise YamlSyntaxError(path, SyntaxProblem(None, None, f"not a text YAML file: it looks like {kind}. "
+                                                              "Is this the file you meant?"))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = raw[: error.start]
+        line, column = before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1
+        encoding = "UTF-16 text" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "not UTF-8 text"
+        message = f"{encoding} (byte 0x{raw[error.start]:02x}); save the file with the UTF-8 encoding"
+        raise YamlSyntaxError(path, SyntaxProblem(line, column, message)) from None
 
 
 def _build(node: yaml.Node, key_path: KeyPath, lines: dict[KeyPath, int], constructor: yaml.SafeLoader) -> Any:

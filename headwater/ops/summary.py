@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.common.file_rows import NO_MATCH
 from headwater.load.pipeline import SourceLoad, TableLoad
 
 if TYPE_CHECKING:
@@ -175,7 +176,8 @@ def _print_skipped(summary: RunSummary, console: Console) -> None:
 
 
 def _print_file_problems(summary: RunSummary, console: Console) -> None:
-    """Rows Postgres refused, landing files that gave no row, columns a load widened: each named, with what to do."""
+    """Rows Postgres refused, landing files that gave no row, globs that matched no file, columns a load widened:
+    each named, with what to do."""
     for load in summary.loads:
         for refused in load.set_aside:
             console.print(f"[yellow]Quarantined[/yellow] {refused.rows:,} rows of {load.dataset}.{refused.table} that "
@@ -184,6 +186,11 @@ def _print_file_problems(summary: RunSummary, console: Console) -> None:
             where = f"{load.dataset}.{table.table}"
             for report in table.problem_files:
                 status = report.get("status")
+                if status == NO_MATCH:  # the table loaded nothing: a misconfiguration until proven otherwise
+                    console.print(f"[yellow]Warning[/yellow] {where}: {escape(str(report.get('reason')))}; nothing "
+                                  "loads into it until files match (check bucket_url and the glob in headwater.yaml)",
+                                  highlight=False, soft_wrap=True)
+                    continue
                 detail = {"empty": "the file is empty", "header only": "the file has a header and no rows"}.get(
                     status, f"{status}: {report.get('reason')}; quarantined as a whole")
                 console.print(f"[yellow]No rows[/yellow] from {escape(report['file'])} ({where}): {escape(detail)}",

@@ -14,7 +14,8 @@ from headwater.common.registry import PluginRegistry, RegistrationError, check_m
 
 # Metadata a plugin may pass to register(); anything else is a registration error.
 METADATA_KEYS = frozenset(
-    {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings", "list_keys"}
+    {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings", "list_keys",
+     "preflight"}
 )
 
 
@@ -80,6 +81,9 @@ class Connector:
     # list_keys(settings, table, columns) -> chunks (lists of rows of key values) of every key of a source table, so
     # that `deletes:` finds rows gone from the source (headwater.load.deletes); None: the connector cannot list them.
     list_keys: Callable[..., Any] | None = None
+    # preflight(settings, tables) -> {table: problem}: what `headwater check` can tell is wrong with a table before
+    # any run, beyond a failed read (for filesystem: a glob that matches no file); tables None means all of them.
+    preflight: Callable[..., dict[str, str]] | None = None
 
     def settings(self) -> list[Setting]:
         """Every parameter the source takes, read from its signature."""
@@ -144,6 +148,8 @@ def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, 
     check_metadata("connector", name, metadata, METADATA_KEYS)
     if metadata.get("list_keys") is not None and not callable(metadata["list_keys"]):
         raise RegistrationError(f"connector {name!r}: list_keys must be a function (settings, table, columns)")
+    if metadata.get("preflight") is not None and not callable(metadata["preflight"]):
+        raise RegistrationError(f"connector {name!r}: preflight must be a function (settings, tables)")
     return Connector(
         name=name,
         source=source,
@@ -156,4 +162,5 @@ def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, 
         pii={resource: list(columns) for resource, columns in (metadata.get("pii") or {}).items()},
         cursor_in_settings=bool(metadata.get("cursor_in_settings", False)),
         list_keys=metadata.get("list_keys"),
+        preflight=metadata.get("preflight"),
     )

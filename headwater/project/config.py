@@ -25,6 +25,7 @@ from headwater.project.alerting import parse_alerts
 from headwater.project.deletes import parse_deletes
 from headwater.project.freshness import FreshnessSLA, parse_freshness
 from headwater.project.run_settings import RunSettings, parse_run_settings
+from headwater.project.scalars import column_names, flag, found, key_columns, text
 from headwater.project.setting_types import check_setting
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -187,9 +188,13 @@ def _parse(
         return ProjectConfig(path=path, name="", sources=())
     _unknown_keys(data, TOP_LEVEL_KEYS, (), problems)
 
+    name = data.get("project")
+    if name is not None:
+        name = text(name, ("project",), problems, "the project's name")
     example = data.get("example")
-    if example is not None and example not in EXAMPLES:
+    if example is not None and (not isinstance(example, str) or example not in EXAMPLES):
         problems.append(Problem(("example",), f"unknown example {example!r}; allowed: {', '.join(EXAMPLES)}"))
+        example = None
 
     raw_sources = data.get("sources")
     sources: list[SourceConfig] = []
@@ -204,7 +209,7 @@ def _parse(
 
     return ProjectConfig(
         path=path,
-        name=str(data.get("project") or path.parent.name),
+        name=name or path.parent.name,
         sources=tuple(sources),
         example=example,
         transform_dir=_folder(data, "transform", "project_dir", "transform", path.parent, problems),
@@ -228,10 +233,7 @@ def _catalog(raw: Any, root: Path, problems: list[Problem]) -> CatalogConfig:
         problems.append(Problem(("catalog", "pii_exposure"),
                                 f"unknown action {action!r}; allowed: {', '.join(PII_EXPOSURE_ACTIONS)}"))
         action = "warn"
-    after_run = raw.get("site_after_run", False)
-    if not isinstance(after_run, bool):
-        problems.append(Problem(("catalog", "site_after_run"), "must be true or false"))
-        after_run = False
+    after_run = flag(raw.get("site_after_run", False), ("catalog", "site_after_run"), problems, default=False)
     site_dir = raw.get("site_dir")
     if site_dir is not None and not isinstance(site_dir, str):
         problems.append(Problem(("catalog", "site_dir"), "must be a folder path, relative to headwater.yaml"))
@@ -246,14 +248,20 @@ def _alerts(raw: Any, variables: Variables, problems: list[Problem]) -> tuple:
 
 
 def _folder(data: dict, section: str, key: str, default: str, root: Path, problems: list[Problem]) -> Path | None:
-    block = data.get(section) or {}
+    block = data.get(section)
+    if block is None:  # not written, or written without a value: the default folder, if it exists
+        block = {}
     if not isinstance(block, dict):
-        problems.append(Problem((section,), f"must be a mapping, e.g. {{{key}: {default}, enabled: true}}"))
+        problems.append(Problem((section,), f"must be a mapping, e.g. {{{key}: {default}, enabled: false}}; "
+                                            f"got {found(block)}"))
         return None
     _unknown_keys(block, {key, "enabled"}, (section,), problems)
-    if block.get("enabled", True) is False:
+    if not flag(block.get("enabled", True), (section, "enabled"), problems, default=True):
         return None
-    folder = root / str(block.get(key, default))
+    name = text(block[key], (section, key), problems, "a folder path") if key in block else default
+    if name is None:
+        return None
+    folder = root / name
     if key in block and not folder.is_dir():
         problems.append(Problem((section, key), f"folder {folder} does not exist"))
     return folder if folder.is_dir() else None
@@ -278,22 +286,26 @@ def _parse_source(
     _unknown_keys(raw, SOURCE_KEYS, where, problems)
 
     connector_name = raw.get("connector")
-    connector = registry.get(str(connector_name)) if connector_name else None
+    connector = None
+    installed = ", ".join(registry.names())
     if not connector_name:
-        problems.append(Problem(where, f"`connector:` is missing; installed: {', '.join(registry.names())}"))
-    elif connector is None:
-        close = difflib.get_close_matches(str(connector_name), registry.names(), n=1)
+        problems.append(Problem(where, f"`connector:` is missing; installed: {installed}"))
+    elif not isinstance(connector_name, str):
+        expected = f"expected a connector name (text), got {found(connector_name)}"
+        problems.append(Problem((*where, "connector"), f"{expected}; installed: {installed}"))
+    else:
+        connector = registry.get(connector_name)
+    if connector is None and isinstance(connector_name, str) and connector_name:
+        close = difflib.get_close_matches(connector_name, registry.names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         # A connector may be unknown because its plugin is broken: say so next to the name.
         broken = "".join(f"; note: {problem}" for problem in registry.problems)
-        problems.append(
-            Problem(
-                (*where, "connector"),
-                f"unknown connector {connector_name!r}; {hint}installed: {', '.join(registry.names())}{broken}",
-            )
-        )
+        problems.append(Problem((*where, "connector"),
+                                f"unknown connector {connector_name!r}; {hint}installed: {installed}{broken}"))
 
-    settings = raw.get("settings") or {}
+    settings = raw.get("settings")
+    if settings is None:
+        settings = {}
     if not isinstance(settings, dict):
         problems.append(Problem((*where, "settings"), "must be a mapping of setting name -> value"))
         settings = {}
@@ -319,14 +331,14 @@ def _parse_source(
         connector=str(connector_name),
         settings=settings,
         tables=tables,
-        enabled=bool(raw.get("enabled", True)),
+        enabled=flag(raw.get("enabled", True), (*where, "enabled"), problems, default=True),
         freshness=parse_freshness(raw["freshness"], (*where, "freshness"), problems) if "freshness" in raw else None,
         naming=_naming(raw.get("naming", "snake_case"), (*where, "naming"), problems),
     )
 
 
 def _naming(value: Any, where: KeyPath, problems: list[Problem]) -> str:
-    if value in NAMING_CONVENTIONS:
+    if isinstance(value, str) and value in NAMING_CONVENTIONS:
         return value
     allowed = "; ".join(f"{name} ({meaning})" for name, meaning in NAMING_CONVENTIONS.items())
     problems.append(Problem(where, f"unknown naming {value!r}; allowed: {allowed}"))
@@ -411,65 +423,89 @@ def _parse_tables(
     if raw is None:
         return ()
     if isinstance(raw, list):
-        raw = {str(name): {} for name in raw}
+        raw = _listed_tables(raw, where, problems)
     if not isinstance(raw, dict):
-        problems.append(Problem(where, "must be a list of table names or a mapping of table name -> options"))
+        problems.append(Problem(where, "must be a list of table names or a mapping of table name -> options, "
+                                       f"got {found(raw)}"))
         return ()
     tables = []
     for name, options in raw.items():
-        options = options or {}
+        if not isinstance(name, str):
+            problems.append(Problem((*where, name), f"a table name is text, got {found(name)}; write it in quotes"))
+            continue
+        if options is None:  # `orders:` with no options
+            options = {}
         if not isinstance(options, dict):
             allowed = ", ".join(sorted(TABLE_KEYS))
-            problems.append(Problem((*where, name), f"options must be a mapping with keys {allowed}"))
+            problems.append(Problem((*where, name), f"options must be a mapping with keys {allowed}; "
+                                                    f"got {found(options)}"))
             continue
-        _unknown_keys(options, TABLE_KEYS, (*where, name), problems)
-        disposition = options.get("write_disposition")
-        if disposition is not None and disposition not in WRITE_DISPOSITIONS:
-            problems.append(
-                Problem(
-                    (*where, name, "write_disposition"),
-                    f"unknown write disposition {disposition!r}; allowed: {', '.join(WRITE_DISPOSITIONS)}",
-                )
-            )
-        if disposition in ("merge", "scd2") and not options.get("primary_key"):
-            problems.append(Problem((*where, name), f"write_disposition {disposition} needs a primary_key"))
-        effective = disposition or ("merge" if options.get("primary_key") else "append")
-        if options.get("deleted_flag") and effective not in ("merge", "scd2"):  # append/replace cannot delete a row
-            problems.append(Problem((*where, name, "deleted_flag"),
-                                    f"deleted_flag needs write_disposition merge or scd2, not {effective}"))
-        deletes = parse_deletes(options, effective, (*where, name), problems)
-        pii = options.get("pii") or []
-        if isinstance(pii, str):
-            pii = [pii]
-        if not isinstance(pii, list) or not all(isinstance(column, str) for column in pii):
-            problems.append(Problem((*where, name, "pii"), "must be a list of column names, e.g. [email, phone]"))
-            pii = []
-        steps, rules = options.get("steps") or [], options.get("rules") or []
-        for key, value in (("steps", steps), ("rules", rules)):
-            if not isinstance(value, list):
-                problems.append(Problem((*where, name, key), f"{key} must be a list"))
-        if variables is not None and isinstance(steps, list) and isinstance(rules, list):
-            project_dir = Path(variables.get("PROJECT_DIR") or ".")
-            validate_plan(steps, rules, (*where, name), problems, project_dir=project_dir, variables=variables,
-                          registry=step_registry())
-            _check_steps_keep_keys(steps, options, (*where, name), problems)
-        tables.append(
-            TableConfig(
-                name=str(name),
-                primary_key=options.get("primary_key"),
-                cursor=options.get("cursor"),
-                write_disposition=disposition,
-                deduplicate_by=options.get("deduplicate_by") or options.get("cursor"),
-                deleted_flag=options.get("deleted_flag"),
-                steps=tuple(steps) if isinstance(steps, list) else (),
-                rules=tuple(rules) if isinstance(rules, list) else (),
-                freshness=parse_freshness(options["freshness"], (*where, name, "freshness"), problems)
-                if "freshness" in options else None,
-                pii=tuple(pii),
-                deletes=deletes,
-            )
-        )
+        tables.append(_parse_table(name, options, (*where, name), problems, variables))
     return tuple(tables)
+
+
+def _listed_tables(names: list, where: KeyPath, problems: list[Problem]) -> dict:
+    """`tables: [orders, refunds]`: each a name, each once."""
+    tables: dict = {}
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            problems.append(Problem((*where, index), f"expected a table name (text), got {found(name)}"))
+        elif name in tables:
+            problems.append(Problem((*where, index), f"table {name!r} is listed twice; keep one"))
+        else:
+            tables[name] = {}
+    return tables
+
+
+def _parse_table(name: str, options: dict, where: KeyPath, problems: list[Problem],
+                 variables: Variables | None) -> TableConfig:
+    _unknown_keys(options, TABLE_KEYS, where, problems)
+    # An option of the wrong kind is reported here and left out of the TableConfig.
+    key = column_names(options["primary_key"], (*where, "primary_key"), problems) if "primary_key" in options else None
+    columns = {option: text(options[option], (*where, option), problems, "a column name")
+               for option in ("cursor", "deduplicate_by", "deleted_flag") if options.get(option) is not None}
+    disposition = options.get("write_disposition")
+    if disposition is not None and disposition not in WRITE_DISPOSITIONS:
+        got = repr(disposition) if isinstance(disposition, str) else found(disposition)
+        problems.append(Problem((*where, "write_disposition"),
+                                f"unknown write disposition {got}; allowed: {', '.join(WRITE_DISPOSITIONS)}"))
+        disposition = None
+    if disposition in ("merge", "scd2") and not options.get("primary_key"):
+        problems.append(Problem(where, f"write_disposition {disposition} needs a primary_key"))
+    effective = disposition or ("merge" if options.get("primary_key") else "append")
+    if options.get("deleted_flag") and effective not in ("merge", "scd2"):  # append/replace cannot delete a row
+        problems.append(Problem((*where, "deleted_flag"),
+                                f"deleted_flag needs write_disposition merge or scd2, not {effective}"))
+    deletes = parse_deletes(options, effective, where, problems)
+    pii = options.get("pii") or []
+    if isinstance(pii, str):
+        pii = [pii]
+    if not isinstance(pii, list) or not all(isinstance(column, str) for column in pii):
+        problems.append(Problem((*where, "pii"), "must be a list of column names, e.g. [email, phone]"))
+        pii = []
+    steps, rules = options.get("steps") or [], options.get("rules") or []
+    for option, value in (("steps", steps), ("rules", rules)):
+        if not isinstance(value, list):
+            problems.append(Problem((*where, option), f"{option} must be a list"))
+    if variables is not None and isinstance(steps, list) and isinstance(rules, list):
+        project_dir = Path(variables.get("PROJECT_DIR") or ".")
+        validate_plan(steps, rules, where, problems, project_dir=project_dir, variables=variables,
+                      registry=step_registry())
+        _check_steps_keep_keys(steps, options, where, problems)
+    return TableConfig(
+        name=name,
+        primary_key=key,
+        cursor=columns.get("cursor"),
+        write_disposition=disposition,
+        deduplicate_by=columns.get("deduplicate_by") or columns.get("cursor"),
+        deleted_flag=columns.get("deleted_flag"),
+        steps=tuple(steps) if isinstance(steps, list) else (),
+        rules=tuple(rules) if isinstance(rules, list) else (),
+        freshness=parse_freshness(options["freshness"], (*where, "freshness"), problems)
+        if "freshness" in options else None,
+        pii=tuple(pii),
+        deletes=deletes,
+    )
 
 
 def _check_steps_keep_keys(steps: list, options: dict, where: KeyPath, problems: list[Problem]) -> None:
@@ -478,8 +514,8 @@ def _check_steps_keep_keys(steps: list, options: dict, where: KeyPath, problems:
     dlt reads the cursor from each batch after the steps ran (and pushes it into the source's own
     query), and merges on the primary key as loaded: a step renaming or dropping them breaks both.
     """
-    key = options.get("primary_key") or []
-    protected = {options.get("cursor"), *([key] if isinstance(key, str) else key)} - {None}
+    protected = {column for column in (options.get("cursor"), *key_columns(options.get("primary_key")))
+                 if isinstance(column, str)}
     for index, step in enumerate(steps):
         if not isinstance(step, dict) or len(step) != 1:
             continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from headwater.common.problems import Problem
 from headwater.processing.column_trace import trace_steps
+from headwater.project.scalars import key_columns
 
 DELETES_MODES = ("detect", "flag")
 # The column `deletes: flag` sets on rows gone from the source (NULL: the row is in the source).
@@ -42,8 +43,7 @@ def parse_deletes(options: dict, disposition: str, where: tuple, problems: list[
 
 def _key_changing_steps(options: dict) -> list[str]:
     """Why steps would make the raw keys differ from the source's: every such row would look deleted."""
-    key = options.get("primary_key") or []
-    keys = [key] if isinstance(key, str) else list(key)
+    keys = key_columns(options.get("primary_key"))
     steps = options.get("steps") or []
     try:
         trace = trace_steps(steps)

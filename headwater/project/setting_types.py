@@ -21,6 +21,7 @@ from typing_extensions import NotRequired, Required, get_type_hints, is_typeddic
 
 from headwater.common.problems import Problem
 from headwater.common.yaml_source import KeyPath
+from headwater.project.scalars import quoted_boolean, quoted_boolean_message
 
 # pydantic error types that mean "a value of another kind", and the kind that was expected.
 KINDS = {"string_type": "str", "int_type": "int", "int_parsing": "int", "int_from_float": "int",
@@ -120,6 +121,8 @@ class _Located:
     def message(self, type_name: str) -> str:
         kind, ctx = self.entry["type"], self.entry.get("ctx") or {}
         name = str(self.path[-1]) if self.path and isinstance(self.path[-1], str) else None
+        if quoted_boolean(self.value) and (kind in ("bool_type", "bool_parsing") or self.entry.get("takes_bool")):
+            return quoted_boolean_message(self.value)
         if kind == "missing":
             return f"needs {name!r}; add `{name}: {_example(self.declared)}`"
         if kind == "extra_forbidden":
@@ -176,7 +179,8 @@ def _without_losing_branches(found: list[_Located]) -> list[_Located]:
             kept.append(first)
             continue
         labels = " or ".join(dict.fromkeys(str(item.branches[-1][1]) for item in items))
-        entry = {"type": "union", "msg": f"Expected {labels}", "loc": first.entry["loc"]}
+        entry = {"type": "union", "msg": f"Expected {labels}", "loc": first.entry["loc"],
+                 "takes_bool": any(item.entry["type"] in ("bool_type", "bool_parsing") for item in items)}
         kept.append(_Located(entry, first.path, first.branches, first.container, first.annotation, first.value))
     return kept
 

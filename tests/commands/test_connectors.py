@@ -178,6 +178,7 @@ def test_check_reports_an_unreachable_destination(tmp_path, monkeypatch, capsys)
             settings: {bucket_url: "${PROJECT_DIR}", files: {orders: "*.csv"}}
         """,
     )
+    (tmp_path / "orders.csv").write_text("order_id,amount\n1,9.5\n")
     monkeypatch.setenv("HEADWATER_CONFIG", str(tmp_path / "headwater.yaml"))
     monkeypatch.setenv("HEADWATER_DATABASE_URL", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/nowhere")
     code, out, _ = run_cli(capsys, "check")

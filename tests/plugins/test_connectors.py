@@ -70,8 +70,10 @@ def test_a_dlt_resource_is_a_connector_too():
          "unknown metadata descripton; allowed: cursor_in_settings, cursors, description"),
         ("acme_tickets", tickets, {"list_keys": "select id from tickets"},
          "connector 'acme_tickets': list_keys must be a function (settings, table, columns)"),
+        ("acme_tickets", tickets, {"preflight": ["tickets"]},
+         "connector 'acme_tickets': preflight must be a function (settings, tables)"),
     ],
-    ids=["bad-name", "not-a-dlt-source", "misspelt-metadata", "list-keys-not-a-function"],
+    ids=["bad-name", "not-a-dlt-source", "misspelt-metadata", "list-keys-not-a-function", "preflight-not-a-function"],
 )
 def test_a_bad_registration_is_reported_by_plugin_and_skipped(name, source, metadata, message):
     registry = ConnectorRegistry()

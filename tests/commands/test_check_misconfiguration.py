@@ -1,0 +1,137 @@
+"""Misconfiguration as a user meets it: `headwater check` and a run exit non-zero (or warn) with a message, never
+with a traceback, and never report a silent success.
+
+Config errors stop both commands with exit code 2 before anything is written. A filesystem table whose glob
+matches no file fails `headwater check` with the source, table, glob, folder and what to do; a run loads the
+other tables and warns about that one, and records the warning.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from headwater.cli import main
+from tests.conftest import query
+from tests.project.test_config_files import PNG, billion_laughs
+
+HEADWATER = str(Path(sys.executable).parent / "headwater")
+SOURCE = '    connector: filesystem\n    settings: {bucket_url: "${PROJECT_DIR}", files: {orders: "*.csv"}}\n'
+
+
+def run(command: list[str], cwd: Path, database_url: str, config: Path | None = None, timeout: int = 300):
+    env = {**os.environ, "HEADWATER_DATABASE_URL": database_url, "COLUMNS": "250"}
+    env.pop("HEADWATER_CONFIG", None)
+    if config is not None:
+        env["HEADWATER_CONFIG"] = str(config)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('sources:\n  files:\n    enabled: "false"\n' + SOURCE,
+         ":3: sources.files.enabled: 'false' in quotes is text, not a boolean; write false without quotes"),
+        ("sources:\n  files:\n" + SOURCE + "  files:\n" + SOURCE,
+         ":5:3: not valid YAML: the key 'files' (first at line 2) appears twice in one mapping; keep one, with "
+         "everything that belongs under it"),
+        ("sources:\n  files:\n" + SOURCE + "    tables:\n      orders: {primary_key: 5}\n",
+         ":6: sources.files.tables.orders.primary_key: expected a column name or a list of them, e.g. id or "
+         "[order_id, line], got int 5"),
+        ("sources:\n  files:\n" + SOURCE + "    tables: {orders: {write_disposition: [merge]}}\n",
+         ":5: sources.files.tables.orders.write_disposition: unknown write disposition a list ['merge']; allowed: "
+         "append, merge, replace, scd2"),
+        (PNG, ": not a text YAML file: it looks like a PNG image. Is this the file you meant?"),
+        (gzip.compress(SOURCE.encode()), ": not a text YAML file: it looks like a gzip archive. Is this the file you "
+                                         "meant?"),
+        (billion_laughs(), ":6:10: *l4 repeats 66,430 values, which makes the file hold more than 100,000"),
+        ("sources:\n  files:\n" + SOURCE + "catalog: " + "[" * 5000 + "]" * 5000 + "\n",
+         ":5:59: nested more than 50 levels deep"),
+    ],
+    ids=["quoted-boolean", "duplicate-source", "primary-key-number", "write-disposition-list", "png", "gzip",
+         "alias-bomb", "deep-nesting"],
+)
+def test_a_config_error_stops_check_and_run_with_exit_2_and_no_traceback(tmp_path, database_url, content,
+                                                                          expected):
+    config = tmp_path / "headwater.yaml"
+    if isinstance(content, bytes):
+        config.write_bytes(content)
+    else:
+        config.write_text(content)
+    (tmp_path / "orders.csv").write_text("order_id\n1\n")
+
+    for command in ([HEADWATER, "check"], [sys.executable, "-m", "flows.daily"]):
+        result = run(command, tmp_path, database_url, config)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert f"{config}{expected}" in result.stderr, result.stderr
+        assert "nothing was run or written" in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / ".headwater").exists()
+    assert query(database_url, "select count(*) from information_schema.schemata where schema_name like 'raw_%'") == [
+        (0,)]
+
+
+def misconfigure(root: Path) -> Path:
+    """To `headwater init`'s project, add a table whose glob matches no file and a source over no folder."""
+    config = root / "headwater.yaml"
+    text = config.read_text()
+    text = text.replace('        orders: "orders/*.csv"\n',
+                        '        orders: "orders/*.csv"\n        refunds: "refunds/*.csv"\n')
+    text = text.replace("          - required: [order_id, ordered_at]\n",
+                        "          - required: [order_id, ordered_at]\n      refunds: {primary_key: refund_id}\n")
+    text = text.replace("  # A database,", "  archive:\n    connector: filesystem\n    settings:\n"
+                                           "      bucket_url: ${PROJECT_DIR}/archive\n"
+                                           "      files: {orders: \"orders/*.csv\"}\n\n  # A database,")
+    config.write_text(text)
+    return config
+
+
+def test_check_fails_on_a_glob_that_matches_no_file_and_names_source_table_glob_and_folder(tmp_path, database_url):
+    project = tmp_path / "shop"
+    assert main(["init", str(project)]) == 0
+    generated = run([HEADWATER, "check"], project, database_url)
+    assert generated.returncode == 0, generated.stdout + generated.stderr  # the project as generated checks OK
+
+    misconfigure(project)
+    result = run([HEADWATER, "check"], project, database_url)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (f"landing: table refunds: no file matches refunds/*.csv under {project}/landing; drop the files there, "
+            "or fix the glob (files.refunds) or bucket_url") in result.stdout
+    assert (f"archive: table orders: folder {project}/archive does not exist, so no file matches orders/*.csv; "
+            "create it and drop the files there, or fix bucket_url") in result.stdout
+    assert "2 of 3 checks failed." in result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert query(database_url, "select count(*) from information_schema.schemata where schema_name like 'raw_%'") == [
+        (0,)]
+
+
+@pytest.mark.slow
+def test_a_run_loads_the_other_tables_and_warns_about_a_table_whose_glob_matches_no_file(tmp_path, database_url,
+                                                                                          prefect_api):
+    project = tmp_path / "shop"
+    assert main(["init", str(project)]) == 0
+    misconfigure(project)
+
+    result = run([HEADWATER, "run"], project, database_url, timeout=600)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"raw_landing\.orders\s+│\s+5 / 5 / 0\s+│", result.stdout), result.stdout
+    assert (f"Warning raw_landing.refunds: no file matches refunds/*.csv under {project}/landing; nothing loads into "
+            "it until files match (check bucket_url and the glob in headwater.yaml)") in result.stdout
+    assert (f"Warning raw_archive.orders: folder {project}/archive does not exist, so no file matches orders/*.csv; "
+            "nothing loads into it until files match") in result.stdout
+    assert query(database_url, "select count(*) from raw_landing.orders") == [(5,)]
+    # Recorded with the run, beside the files it read.
+    assert query(database_url, "select source, table_name, file_name, status, reason from headwater_ops.file_loads "
+                               "where status = 'no match' order by source") == [
+        ("archive", "orders", "orders/*.csv", "no match",
+         f"folder {project}/archive does not exist, so no file matches orders/*.csv"),
+        ("landing", "refunds", "refunds/*.csv", "no match", f"no file matches refunds/*.csv under {project}/landing"),
+    ]
