@@ -59,7 +59,7 @@ from datetime import datetime, timezone
 import dlt
 import pyarrow.parquet as pq
 
-from headwater.load.refusals import failure_of, run_setting_aside
+from headwater.load.refusals import delete_children, failure_of, run_setting_aside
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,11 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
     """
     recovery = Recovery()
     recovery.stuck_packages = _repair_stuck_normalize(pipeline)
-    if not pipeline.has_pending_data:
-        return recovery
     if _discard_requested(pipeline):  # a discard was interrupted: finish it, then load as usual
         _finish_discard(pipeline)
         recovery.abandoned = True
-        if not pipeline.has_pending_data:
-            return recovery
+    if not pipeline.has_pending_data:  # (a package flagged to be discarded does not count as pending)
+        return recovery
     if abandon_tables and not abandon_pending:
         recovery.abandoned_jobs = _drop_table_jobs(pipeline, abandon_tables)
     if abandon_pending:
@@ -241,8 +239,8 @@ def pending_loads(pipeline: dlt.Pipeline) -> PendingLoads:
     """The packages a failed or interrupted run left pending, per table; reads the working folder only."""
     pending = PendingLoads()
     tables: dict[tuple[str, str], PendingTable] = {}
-    storages = (("extracted", pipeline._get_normalize_storage().extracted_packages),
-                ("normalized", pipeline._get_load_storage().normalized_packages))
+    storages = (("normalized", pipeline._get_load_storage().normalized_packages),
+                ("extracted", pipeline._get_normalize_storage().extracted_packages))
     for state, packages in storages:
         for load_id in packages.list_packages():
             if load_id in pending.load_ids:  # normalized already, its extracted copy not yet deleted
@@ -313,16 +311,48 @@ def _finish_discard(pipeline: dlt.Pipeline) -> list[tuple[str, str, int]]:
     for load_id in pipeline.list_normalized_load_packages():
         package = pipeline.get_load_package_info(load_id)
         tables = sorted({job.job_file_info.table_name for jobs in package.jobs.values() for job in jobs})
-        with pipeline.sql_client() as client:
-            for table in tables:
-                disposition = package.schema.tables.get(table, {}).get("write_disposition", "append")
-                if table.startswith("_dlt") or disposition != "append":
-                    continue
-                cleaned = _delete_load(client, table, load_id)
-                if cleaned[2]:
-                    deleted.append((load_id, table, cleaned[2]))
+        for table in tables:
+            schema = package.schema.tables.get(table, {})
+            if table.startswith("_dlt") or schema.get("parent") or schema.get("write_disposition") != "append":
+                continue  # nested tables go with their root table's rows, below
+            with pipeline.sql_client() as client:
+                written = _delete_load_returning_ids(client, table, load_id)
+                dataset = client.dataset_name
+            if written:
+                deleted.append((load_id, table, len(written)))
+            # Nested rows carry no load id: they are found through their root rows, loaded or still in files.
+            gone = written | _row_ids_in_jobs(pipeline, load_id, table)
+            for nested in sorted((name for name in tables if name.startswith(f"{table}__")
+                                  and package.schema.tables.get(name, {}).get("parent")),
+                                 key=lambda name: name.count("__")):  # parents before children
+                gone |= delete_children(pipeline, dataset, nested, gone) if gone else set()
     pipeline.load()  # dlt sees the flag: the package is aborted, the newer ones deleted, the local state restored
     return deleted
+
+
+def _row_ids_in_jobs(pipeline: dlt.Pipeline, load_id: str, table: str) -> set[str]:
+    packages = pipeline._get_load_storage().normalized_packages
+    ids: set[str] = set()
+    for state, job in packages.list_all_jobs_with_states(load_id):
+        path = packages.get_job_file_path(load_id, state, job.file_name())
+        if job.table_name == table and job.file_format == "parquet" and packages.storage.has_file(path):
+            rows = pq.read_table(packages.storage.make_full_path(path))
+            if "_dlt_id" in rows.column_names:
+                ids |= set(rows.column("_dlt_id").to_pylist())
+    return ids
+
+
+def _delete_load_returning_ids(client, table: str, load_id: str) -> set[str]:
+    """Delete the rows ``load_id`` wrote to ``table``; the ``_dlt_id`` of each, to find their nested rows."""
+    exists = client.execute_sql(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", client.dataset_name,
+        table)
+    if not exists:
+        return set()
+    with client.begin_transaction():
+        deleted = client.execute_sql(f"DELETE FROM {client.make_qualified_table_name(table)} "
+                                     "WHERE _dlt_load_id = %s RETURNING _dlt_id", load_id)
+    return {row[0] for row in deleted or []}
 
 
 def _can_restore(pipeline: dlt.Pipeline, load_id: str) -> bool:

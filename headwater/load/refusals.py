@@ -178,14 +178,14 @@ def _drop_nested_rows(pipeline: dlt.Pipeline, packages, load_id: str, table: str
                     removed |= set(rows.filter(pa.array(belongs)).column("_dlt_id").to_pylist())
                     _replace_rows(packages, load_id, path, rows.filter(pa.array([not taken for taken in belongs])))
         if gone and any(state in ("completed_jobs", "started_jobs") for state, _ in jobs[nested]):
-            removed |= _delete_children(pipeline, _target_schema(pipeline, package_schema, nested), nested, gone)
+            removed |= delete_children(pipeline, _target_schema(pipeline, package_schema, nested), nested, gone)
         if removed:
             dropped.append(nested)
             gone = gone | removed
     return dropped
 
 
-def _delete_children(pipeline: dlt.Pipeline, schema: str, table: str, parents: set[str]) -> set[str]:
+def delete_children(pipeline: dlt.Pipeline, schema: str, table: str, parents: set[str]) -> set[str]:
     """Delete the rows of ``schema.table`` whose parent is one of ``parents``; their ``_dlt_id``."""
     with pipeline.sql_client() as client:
         qualified = f"{client.escape_column_name(schema)}.{client.escape_column_name(table)}"

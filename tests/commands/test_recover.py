@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from headwater.cli import main
-from headwater.load.pipeline import load_source
+from headwater.load.pipeline import load_source, open_pipeline
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
@@ -181,3 +181,17 @@ def test_a_discarded_load_of_an_incremental_table_is_read_again_from_its_cursor(
 def test_recover_names_the_sources_when_the_source_is_unknown(failed, capsys):
     assert main(["recover", "nope"]) == 2
     assert capsys.readouterr().err == "error: no source 'nope'; sources: drops\n"
+
+
+def test_a_discard_interrupted_after_it_began_is_finished_by_the_next_run(failed, database_url, tmp_path):
+    project = load_project(tmp_path / "headwater.yaml", connector_registry())
+    pipeline = open_pipeline(project, project.source("drops"), PostgresAddress.from_url(database_url))
+    [load_id] = pipeline.list_normalized_load_packages()
+    # Killed right after flagging the load as discarded: nothing else done yet (raw_drops.other holds its row).
+    pipeline._get_load_storage().normalized_packages.set_abort_flag(load_id)
+
+    again = failed()
+    assert again.ok and {t.table: (t.loaded, t.quarantined) for t in again.tables} == {
+        "shifts": (2, 1), "other": (1, 0)}
+    assert query(database_url, "select id from raw_drops.other order by id") == [(1,), (2,)]
+    assert query(database_url, "select id from raw_drops.shifts order by id") == [(1,), (2,), (3,), (5,)]

@@ -1,5 +1,5 @@
-"""Shared helpers of the loading tests: a Postgres source database Headwater reads with sql_database, and
-connections Postgres drops while a load copies."""
+"""Shared helpers of the loading tests: a Postgres source database Headwater reads with sql_database, an API
+source of nested rows, and connections Postgres drops while a load copies."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import textwrap
 from pathlib import Path
 
+import dlt
 import psycopg
 
 from headwater.load.pipeline import SourceLoad, load_source
@@ -98,3 +99,26 @@ def drop_connections(monkeypatch, database_url: str, table: str, times: int | No
 
     monkeypatch.setattr(StreamingParquetCopyJob, "_connect", connect_and_drop)
     return dropped
+
+
+@dlt.resource(name="feed")
+def feed_rows():
+    """Rows of an API as dicts, with a nested list; text holding a NUL character, which Postgres refuses."""
+    yield [{"id": 1, "name": "one", "tags": [{"tag": "a"}]},
+           {"id": 2, "name": "t\x00wo", "tags": [{"tag": "b"}, {"tag": "c"}]},
+           {"id": 3, "name": "three", "tags": [{"tag": "d"}]}]
+
+
+def feed_project(root: Path) -> tuple[ProjectConfig, object]:
+    """(project, connector) of source `api` (connector `feed`: feed_rows, nested table feed__tags)."""
+    connectors = ConnectorRegistry()
+    connectors.registrar(Plugin("tests", "tests", "0"))("feed", feed_rows)
+    config = root / "headwater.yaml"
+    config.write_text("sources:\n  api:\n    connector: feed\n")
+    return load_project(config, connectors), connectors.get("feed")
+
+
+def load_feed(root: Path, destination_url: str) -> SourceLoad:
+    """Load source `api` into raw_api (see feed_project)."""
+    project, connector = feed_project(root)
+    return load_source(project, project.source("api"), connector, PostgresAddress.from_url(destination_url))

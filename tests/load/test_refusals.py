@@ -6,9 +6,11 @@ A lost connection is no refusal: the load is tried again and nothing is quaranti
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import time
 
-import dlt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,13 +18,12 @@ import pytest
 from headwater.load.pipeline import SourceLoad, load_source, open_pipeline
 from headwater.load.recovery import pending_loads
 from headwater.load.reload import plan_reload
-from headwater.plugins.connectors import ConnectorRegistry, Plugin
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
-from tests.conftest import query
+from tests.conftest import REPO, query
 from tests.landing_project import landing_project, load_drops
-from tests.load.helpers import drop_connections
+from tests.load.helpers import drop_connections, load_feed
 
 SHIFTS = {"shifts": "t*.parquet", "other": "o*.csv"}
 FIX = ("correct the file (a changed file is read again) or reload the table with the file's types "
@@ -222,21 +223,8 @@ def test_a_file_whose_column_no_value_can_fit_is_set_aside_whole(tmp_path, datab
     assert query(database_url, "select id, crew from raw_drops.shifts order by id") == [(1, 4), (4, 6)]
 
 
-@dlt.resource(name="feed")
-def feed_rows():
-    """Rows of an API as dicts, with a nested list; text holding a NUL character, which Postgres refuses."""
-    yield [{"id": 1, "name": "one", "tags": [{"tag": "a"}]},
-           {"id": 2, "name": "t\x00wo", "tags": [{"tag": "b"}, {"tag": "c"}]},
-           {"id": 3, "name": "three", "tags": [{"tag": "d"}]}]
-
-
 def test_the_nested_rows_of_a_refused_row_go_with_it(tmp_path, database_url):
-    connectors = ConnectorRegistry()
-    connectors.registrar(Plugin("tests", "tests", "0"))("feed", feed_rows)
-    config = tmp_path / "headwater.yaml"
-    config.write_text("sources:\n  api:\n    connector: feed\n")
-    project = load_project(config, connectors)
-    result = load_source(project, project.source("api"), connectors.get("feed"), PostgresAddress.from_url(database_url))
+    result = load_feed(tmp_path, database_url)
     assert result.ok, result.error
     [refused] = result.set_aside
     assert (refused.table, refused.rows, refused.dropped_tables) == ("feed", 1, ["feed__tags"])
@@ -246,3 +234,19 @@ def test_the_nested_rows_of_a_refused_row_go_with_it(tmp_path, database_url):
                                "on f._dlt_id = t._dlt_parent_id order by t.tag") == [("a",), ("d",)]
     assert query(database_url, "select count(*) from raw_api.feed__tags") == [(2,)]
     assert query(database_url, "select location from raw_api.feed__quarantine") == [("feed",)]
+
+
+@pytest.mark.parametrize("kill_point", ["set_aside_quarantined", "set_aside_rewritten"])
+def test_a_load_killed_while_setting_refused_rows_aside_sets_each_row_aside_once(kill_point, tmp_path, database_url):
+    landing, project = loaded_then_a_bad_file(tmp_path, database_url)
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.load.crash_child", str(tmp_path / "headwater.yaml"), database_url, "drops",
+         kill_point], cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+
+    load_drops(project, database_url)
+    assert [row[0] for row in quarantined(database_url)] == ["t2.parquet:2"]
+    assert query(database_url, "select count(*) from raw_drops.shifts__quarantine") == [(1,)]
+    assert query(database_url, "select id from raw_drops.shifts order by id") == [(1,), (2,), (3,), (5,)]
+    assert query(database_url, "select id from raw_drops.other order by id") == [(1,), (2,)]
+    assert nothing_pending(project, database_url)
