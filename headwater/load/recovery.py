@@ -316,10 +316,10 @@ def _finish_discard(pipeline: dlt.Pipeline) -> list[tuple[str, str, int]]:
             if table.startswith("_dlt") or schema.get("parent") or schema.get("write_disposition") != "append":
                 continue  # nested tables go with their root table's rows, below
             with pipeline.sql_client() as client:
-                written = _delete_load_returning_ids(client, table, load_id)
+                count, written = _delete_load_returning_ids(client, table, load_id, "_dlt_id" in schema["columns"])
                 dataset = client.dataset_name
-            if written:
-                deleted.append((load_id, table, len(written)))
+            if count:
+                deleted.append((load_id, table, count))
             # Nested rows carry no load id: they are found through their root rows, loaded or still in files.
             gone = written | _row_ids_in_jobs(pipeline, load_id, table)
             for nested in sorted((name for name in tables if name.startswith(f"{table}__")
@@ -342,17 +342,18 @@ def _row_ids_in_jobs(pipeline: dlt.Pipeline, load_id: str, table: str) -> set[st
     return ids
 
 
-def _delete_load_returning_ids(client, table: str, load_id: str) -> set[str]:
-    """Delete the rows ``load_id`` wrote to ``table``; the ``_dlt_id`` of each, to find their nested rows."""
+def _delete_load_returning_ids(client, table: str, load_id: str, row_ids: bool) -> tuple[int, set[str]]:
+    """Delete the rows ``load_id`` wrote to ``table``: how many, and (``row_ids``) the ``_dlt_id`` of each, to
+    find their nested rows."""
     exists = client.execute_sql(
         "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", client.dataset_name,
         table)
     if not exists:
-        return set()
+        return 0, set()
     with client.begin_transaction():
-        deleted = client.execute_sql(f"DELETE FROM {client.make_qualified_table_name(table)} "
-                                     "WHERE _dlt_load_id = %s RETURNING _dlt_id", load_id)
-    return {row[0] for row in deleted or []}
+        deleted = client.execute_sql(f"DELETE FROM {client.make_qualified_table_name(table)} WHERE _dlt_load_id = %s "
+                                     f"RETURNING {'_dlt_id' if row_ids else 'NULL'}", load_id) or []
+    return len(deleted), {row[0] for row in deleted} if row_ids else set()
 
 
 def _can_restore(pipeline: dlt.Pipeline, load_id: str) -> bool:
