@@ -7,6 +7,9 @@ number column, a column holding one word among dates is text. Only a type declar
 ``headwater.yaml`` (``columns: {amount: double}``) is strict: a value that does not fit it is
 quarantined with its line, never nulled.
 
+Lists and structs (a Parquet column, say) are text holding their JSON, so a file whose column holds
+them where earlier files held numbers widens that column to text rather than failing.
+
 Missing values (the null tokens) are no kind at all, so a column that is empty so far stays open
 (an all-null column, or a file that has none of its values), and the types the destination already
 has (from dlt's schema) are where each column starts. Timestamps are stored in UTC; a value without
@@ -15,6 +18,7 @@ an offset is taken as UTC, the policy for every source.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -295,6 +299,8 @@ def convert(values: pl.Series, kind: str, decimal_comma: bool = False, places: t
 def _cast_typed(values: pl.Series, kind: str, places: tuple | None) -> pl.Series:
     """A typed column (JSON, Parquet, a typed CSV parse) as ``kind``: a widening, or the same kind."""
     if kind == "text":
+        if values.dtype.is_nested():  # lists and structs (where a scalar was, say) are kept whole, as JSON
+            return _json_text(values)
         return values if values.dtype == pl.String else values.cast(pl.String)
     if kind == "timestamp":
         if values.dtype == pl.Date:
@@ -305,6 +311,12 @@ def _cast_typed(values: pl.Series, kind: str, places: tuple | None) -> pl.Series
         return values.cast(pl.Decimal(precision, scale), strict=False)
     target = POLARS_TYPES.get(kind)
     return values if target is None or values.dtype == target else values.cast(target, strict=False)
+
+
+def _json_text(values: pl.Series) -> pl.Series:
+    encoded = [None if value is None else json.dumps(value, default=str, ensure_ascii=False)
+               for value in values.to_list()]
+    return pl.Series(values.name, encoded, dtype=pl.String)
 
 
 def _decimals(values: pl.Series, precision: int, scale: int) -> pl.Series:

@@ -121,7 +121,7 @@ def read_landing_file(item, reading: TableReading, reread: bool = False,
                     good = good.replace_schema_metadata({**(good.schema.metadata or {}), REREAD_METADATA: b"1"})
                 yield LandingFile(good=good if parsed.frame.height else _empty(good),
                                   rejected=_rejected_table(file_name, parsed.rejections))
-    except (UnreadableFile, ValueError, OSError, pa.ArrowException) as error:
+    except (UnreadableFile, ValueError, OSError, pa.ArrowException, pl.exceptions.PolarsError) as error:
         report.status, report.reason = "unreadable", _first_line(error)
         yield LandingFile(good=pa.table({}), rejected=_whole_file_rejected(file_name, report.reason))
     else:

@@ -1,11 +1,24 @@
-"""`headwater run`: the daily pipeline now, the same as `python -m flows.daily`; `headwater deploy`: its
-deployments (prefect.yaml) on a Prefect server, optionally one run now and a worker for the schedule."""
+"""`headwater run`: the daily pipeline now, the same as `python -m flows.daily`; `headwater recover`: what a
+source's failed or interrupted runs left pending, loaded now or discarded; `headwater deploy`: its deployments
+(prefect.yaml) on a Prefect server, optionally one run now and a worker for the schedule."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from headwater.commands import read_project_or_report
 from headwater.load.reload import add_reload_arguments
+
+if TYPE_CHECKING:
+    from headwater.load.recovery import Discarded, PendingLoads, Recovery
+    from headwater.postgres.address import PostgresAddress
+    from headwater.project.config import ProjectConfig, SourceConfig
 
 
 def add_parser(subparsers) -> None:
@@ -16,6 +29,21 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--full-build", action="store_true",
                         help="rebuild every dbt model, not only those downstream of tables that received rows")
     parser.set_defaults(run=run)
+
+    recover = subparsers.add_parser(
+        "recover",
+        help="show what a source's failed or interrupted runs left pending, and load it or discard it",
+        description="A run that fails or is interrupted while loading keeps its load pending, and the next run "
+        "loads it first. This shows, per table, what is pending for SOURCE (load ids, jobs, rows, failures, "
+        "since when), then loads it now without reading the source (rows Postgres refuses are quarantined), "
+        "or with --discard-pending drops it.",
+    )
+    recover.add_argument("source", metavar="SOURCE", help="a source of headwater.yaml")
+    recover.add_argument("--discard-pending", action="store_true",
+                         help="drop the pending loads instead of loading them; the next run reads their rows again "
+                         "from the source (asks first)")
+    recover.add_argument("--yes", action="store_true", help="discard without asking")
+    recover.set_defaults(run=run_recover)
 
     deploy = subparsers.add_parser(
         "deploy",
@@ -58,3 +86,161 @@ def run_deploy(args: argparse.Namespace) -> int:
     from headwater.deployments.deploy import deploy
 
     return deploy(project_root(), state_dir(), run=args.run_once, worker=args.worker)
+
+
+def run_recover(args: argparse.Namespace) -> int:
+    from headwater.load.source_lock import LockNotAcquired
+    from headwater.local.destination import resolve_destination
+
+    project = read_project_or_report()
+    if project is None:
+        return 2
+    try:
+        source = project.source(args.source)
+    except KeyError:
+        names = ", ".join(source.name for source in project.sources)
+        print(f"error: no source {args.source!r}; sources: {names}", file=sys.stderr)
+        return 2
+    address = resolve_destination(project.state_dir)
+    console = Console(width=None if sys.stdout.isatty() else 100)
+    try:
+        with _holding_source(project, address, source):
+            return _recover(console, project, source, address, args)
+    except LockNotAcquired as busy:
+        print(f"error: {source.name} is busy: {busy}; nothing was changed. Try again when that run ends "
+              "(or raise run.lock_wait).", file=sys.stderr)
+        return 1
+
+
+def _recover(console: Console, project: ProjectConfig, source: SourceConfig, address: PostgresAddress,
+             args: argparse.Namespace) -> int:
+    from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
+    from headwater.load.recovery import discard_pending, pending_loads, recover
+
+    pipeline = open_pipeline(project, source, address)
+    pending = pending_loads(pipeline)
+    if pending.empty:
+        _say(console, f"Nothing is pending for {source.name}: its runs loaded everything they read.")
+        return 0
+    console.print(_pending_table(source, pending))
+    if args.discard_pending:
+        if not args.yes and not _confirmed(console, source, pending):
+            _say(console, "Nothing was discarded.")
+            return 1
+        for line in _discarded_lines(source, discard_pending(pipeline)):
+            _say(console, line)
+        return 0
+    try:
+        recovered = recover(pipeline, LOADER_FILE_FORMAT)
+    except Exception as error:  # the load fails as a run would: said in one line, the load stays pending
+        _say(console, f"The pending load of {source.name} failed again and stays pending: {_failure(error)}")
+        return 1
+    for line in _recovered_lines(source, recovered):
+        _say(console, line)
+    return 0
+
+
+def _failure(error: BaseException) -> str:
+    while error.__cause__ is not None and type(error).__module__.startswith("dlt."):  # dlt's step wrappers
+        error = error.__cause__
+    return str(error) if type(error).__module__.startswith("dlt.") else f"{type(error).__name__}: {error}"
+
+
+def _holding_source(project: ProjectConfig, address: PostgresAddress, source: SourceConfig):
+    """The source's lock (headwater.load.source_lock): `recover` never works beside a run loading the source."""
+    from headwater.load.source_lock import source_lock
+
+    return source_lock(address, source.name, project.run.lock_wait_seconds, "recover",
+                       waiting=lambda line: print(line, file=sys.stderr))
+
+
+def _say(console: Console, message: str) -> None:
+    """One line of plain text, not wrapped: a terminal wraps it, and a log or grep keeps it whole."""
+    console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def _pending_table(source: SourceConfig, pending: PendingLoads) -> Table:
+    table = Table(title=escape(f"Pending for {source.name} ({source.dataset})"), title_justify="left")
+    table.add_column("table", overflow="fold")
+    table.add_column("load ids", overflow="fold")
+    table.add_column("jobs", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("since (UTC)", no_wrap=True)
+    table.add_column("last failure", ratio=1, overflow="fold")
+    for entry in pending.tables:
+        jobs = [f"{entry.jobs} to {'load' if entry.state == 'normalized' else 'normalize'}"] if entry.jobs else []
+        jobs += [f"{entry.loaded_jobs} loaded"] if entry.loaded_jobs else []
+        table.add_row(
+            escape(entry.table), escape("\n".join(entry.load_ids)), "\n".join(jobs),
+            "?" if entry.rows is None else f"{entry.rows:,}",
+            entry.since.strftime("%Y-%m-%d\n%H:%M:%S") if entry.since else "",
+            escape("\n".join(entry.failures) or "-"),
+        )
+    return table
+
+
+def _confirmed(console: Console, source: SourceConfig, pending: PendingLoads) -> bool:
+    rows = sum(entry.rows or 0 for entry in pending.tables)
+    console.print(escape(f"Discard the pending loads of {source.name} ({rows:,} rows not loaded)? [y/N] "),
+                  end="", highlight=False)
+    try:
+        answer = input()
+    except EOFError:  # no one to answer: no
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _discarded_lines(source: SourceConfig, discarded: Discarded) -> list[str]:
+    lines = []
+    deleted: dict[str, int] = {}
+    for _, table, rows in discarded.deleted:
+        deleted[table] = deleted.get(table, 0) + rows
+    for entry in discarded.pending.tables:
+        if not entry.jobs:
+            continue
+        rows = "rows not counted" if entry.rows is None else _count(entry.rows, "row")
+        lines.append(f"{source.name}.{entry.table}: discarded {rows} in {_count(entry.jobs, 'job')} of load "
+                     f"{', '.join(entry.load_ids)}, pending since {entry.since:%Y-%m-%d %H:%M:%S} UTC.")
+    for table, rows in sorted(deleted.items()):
+        lines.append(f"{source.name}.{table}: deleted the {_count(rows, 'row')} these loads had already written to "
+                     f"{source.dataset}.{table}, so that reading them again adds them once.")
+    if discarded.state_restored:
+        lines.append("These rows are read again by the next run: the cursors and the list of files read that the "
+                     "discarded loads carried were to commit with them, and are discarded too. Rows no longer at "
+                     "the source (a landing file deleted since, say) are not read again.")
+    else:
+        lines.append(f"The cursors stay where the discarded loads left them: only a full refresh reads these rows "
+                     f"again (headwater run --full-refresh {source.name}[.TABLE]).")
+    for table in discarded.pending.refreshed:
+        lines.append(f"{source.name}.{table}: a discarded load had emptied it for a full refresh; run "
+                     f"headwater run --full-refresh {source.name}.{table} to read it whole again.")
+    return lines
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _recovered_lines(source: SourceConfig, recovered: Recovery) -> list[str]:
+    from headwater.load.pipeline import table_loads
+    from headwater.quarantine.naming import quarantine_table_name
+
+    counts = dict(recovered.row_counts)
+    for refused in recovered.set_aside:
+        counts[refused.table] = counts.get(refused.table, 0) - refused.rows
+        quarantine = quarantine_table_name(refused.table)
+        counts[quarantine] = counts.get(quarantine, 0) + refused.rows
+    reasons = {refused.table: refused.reason for refused in recovered.set_aside}
+    lines = []
+    for load in table_loads(counts):
+        line = f"{source.name}.{load.table}: {_count(load.loaded, 'row')} loaded"
+        if load.quarantined:
+            line += f", {load.quarantined:,} quarantined"
+            if load.table in reasons:
+                line += f" (Postgres refused them: {reasons[load.table]})"
+        lines.append(line + ".")
+    if recovered.abandoned:
+        lines.append(f"A discard of {source.name}'s pending loads that had been interrupted was finished first.")
+    lines.append(f"Nothing is pending for {source.name} now; the next run reads the source from where these "
+                 f"loads left it.")
+    return lines

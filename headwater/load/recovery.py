@@ -28,12 +28,25 @@ The cursor is safe in every window: it commits in the same package as the data, 
 reads state whose load is recorded in ``_dlt_loads``.
 
 ``LOAD__AUTO_ABORT_ON_TERMINAL_ERROR`` is left to dlt's default (off). Aborting a package whose
-other tables already committed, then extracting again, would duplicate those append tables; a
-failing package is instead reported on every run until it is fixed, or dropped with
-``--full-refresh SOURCE`` (``abandon_pending=True`` here), which reloads the source anyway. A
-``--full-refresh SOURCE.TABLE`` takes only that table's jobs out of the pending packages
-(``abandon_tables``) and loads the rest: the table is emptied and read again from the start in the
-same run, so its jobs are not needed, and the source's other tables keep their rows.
+other tables already committed, then extracting again, would duplicate those append tables. Rows
+Postgres refuses are set aside instead (headwater.load.refusals), so a package fails again only when
+the database cannot be reached or a job that is not a copy fails. It is then reported on every run
+until it loads, and can be dropped:
+
+- with ``--full-refresh SOURCE`` (``abandon_pending=True`` here), which reloads the source anyway;
+- with ``--full-refresh SOURCE.TABLE``, which takes only that table's jobs out of the pending
+  packages (``abandon_tables``) and loads the rest: the table is emptied and read again from the
+  start in the same run, so its jobs are not needed, and the source's other tables keep their rows;
+- with ``headwater recover SOURCE --discard-pending`` (``discard_pending``), which shows what is
+  pending first (``pending_loads``).
+
+**Discarding** a package aborts it the way dlt does: dlt's local state (cursors, the files read)
+goes back to what it was before the package was extracted, since that state was to commit with the
+package, so the next run reads those rows again. Rows of the package that append tables already
+hold (a job that committed before another one failed) are deleted first, or that next run would
+add them twice; merge, replace and scd2 tables take the same rows again without duplicates. The
+abort is flagged in the package before anything is deleted: a discard interrupted part-way is
+finished by the next run, the same way.
 """
 
 from __future__ import annotations
@@ -41,10 +54,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import dlt
+import pyarrow.parquet as pq
 
-from headwater.load.refusals import run_setting_aside
+from headwater.load.refusals import delete_children, failure_of, run_setting_aside
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +89,10 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
     """
     recovery = Recovery()
     recovery.stuck_packages = _repair_stuck_normalize(pipeline)
-    if not pipeline.has_pending_data:
+    if _discard_requested(pipeline):  # a discard was interrupted: finish it, then load as usual
+        _finish_discard(pipeline)
+        recovery.abandoned = True
+    if not pipeline.has_pending_data:  # (a package flagged to be discarded does not count as pending)
         return recovery
     if abandon_tables and not abandon_pending:
         recovery.abandoned_jobs = _drop_table_jobs(pipeline, abandon_tables)
@@ -88,12 +106,17 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
         return recovery
     for load_id in pipeline.list_normalized_load_packages():
         recovery.cleaned.extend(_remove_replayed_rows(pipeline, load_id))
+    # Rows the normalized packages hold: normalized by an earlier run, they are not in this run's counts.
+    counts = {table.table: table.rows or 0 for table in pending_loads(pipeline).tables
+              if table.state == "normalized" and table.jobs}
     # No data: normalize and load what is pending; rows Postgres refuses go to quarantine (headwater.load.refusals).
-    infos, recovery.set_aside, counts = run_setting_aside(
+    infos, recovery.set_aside, normalized = run_setting_aside(
         pipeline, loader_file_format, lambda: pipeline.run(loader_file_format=loader_file_format))
     for info in infos:
         info.raise_on_failed_jobs()
         recovery.load_ids += list(info.loads_ids)
+    for name, count in normalized.items():
+        counts[name] = counts.get(name, 0) + count
     recovery.row_counts = {name: count for name, count in counts.items() if not name.startswith("_dlt")}
     log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
                 ", ".join(recovery.load_ids))
@@ -183,3 +206,180 @@ def _delete_load(client, table: str, load_id: str) -> tuple[str, str, int]:
     if count:
         log.warning("deleted %d rows of unfinished load %s from %s before replaying its job", count, load_id, qualified)
     return (load_id, qualified, count)
+
+
+@dataclass
+class PendingTable:
+    """One table's part of what is pending: its jobs not loaded yet, in one or more load packages."""
+
+    table: str
+    state: str  # "extracted" (not normalized yet) or "normalized" (ready to load)
+    load_ids: list[str] = field(default_factory=list)
+    jobs: int = 0  # jobs not loaded yet
+    rows: int | None = 0  # rows in those jobs; None when some job's rows cannot be counted (not Parquet)
+    loaded_jobs: int = 0  # jobs of the same packages that loaded already (their rows are in the table)
+    failures: list[str] = field(default_factory=list)  # the distinct last failures of its jobs
+    since: datetime | None = None  # when the oldest of its packages was extracted
+
+
+@dataclass
+class PendingLoads:
+    """What is pending for one source: per table, and the packages' load ids."""
+
+    tables: list[PendingTable] = field(default_factory=list)
+    load_ids: list[str] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)  # tables a pending --full-refresh load has emptied
+
+    @property
+    def empty(self) -> bool:
+        return not self.load_ids
+
+
+def pending_loads(pipeline: dlt.Pipeline) -> PendingLoads:
+    """The packages a failed or interrupted run left pending, per table; reads the working folder only."""
+    pending = PendingLoads()
+    tables: dict[tuple[str, str], PendingTable] = {}
+    storages = (("normalized", pipeline._get_load_storage().normalized_packages),
+                ("extracted", pipeline._get_normalize_storage().extracted_packages))
+    for state, packages in storages:
+        for load_id in packages.list_packages():
+            if load_id in pending.load_ids:  # normalized already, its extracted copy not yet deleted
+                continue
+            pending.load_ids.append(load_id)
+            package_state = packages.get_load_package_state(load_id)
+            pending.refreshed += [name for name in package_state.get("applied_truncated_tables", [])
+                                  if name not in pending.refreshed and not name.startswith("_dlt")]
+            since = _created_at(load_id, package_state)
+            committed = set(packages.list_pending_transitions(load_id)) if state == "normalized" else set()
+            for job_state, job in packages.list_all_jobs_with_states(load_id):
+                if job.table_name.startswith("_dlt"):
+                    continue
+                table = tables.setdefault((job.table_name, state), PendingTable(job.table_name, state))
+                if load_id not in table.load_ids:
+                    table.load_ids.append(load_id)
+                table.since = min(table.since or since, since)
+                if job_state == "completed_jobs" or job.file_name() in committed:
+                    table.loaded_jobs += 1
+                    continue
+                table.jobs += 1
+                table.rows = _add(table.rows, _job_rows(packages, load_id, job_state, job))
+                failure = failure_of(packages, load_id, job_state, job)
+                if failure and failure not in table.failures:
+                    table.failures.append(failure)
+    pending.tables = sorted((table for table in tables.values() if table.jobs or table.loaded_jobs),
+                            key=lambda table: (table.table, table.state))
+    return pending
+
+
+@dataclass
+class Discarded:
+    """What ``discard_pending`` did."""
+
+    pending: PendingLoads  # what was pending, as it was shown
+    deleted: list[tuple[str, str, int]] = field(default_factory=list)  # (load id, table, rows) already written
+    state_restored: bool = True  # dlt's local state went back to before the packages (cursors, files read)
+
+
+def discard_pending(pipeline: dlt.Pipeline) -> Discarded:
+    """Drop every package pending for the pipeline; the next run reads their rows again (see the module docstring)."""
+    _repair_stuck_normalize(pipeline)
+    result = Discarded(pending_loads(pipeline))
+    if result.pending.empty:
+        return result
+    plan = pipeline.abort_packages(dry_run=True)
+    result.state_restored = plan is not None and _can_restore(pipeline, plan["restore_from_load_id"])
+    normalized = pipeline._get_load_storage().normalized_packages
+    loading = pipeline.list_normalized_load_packages()
+    if loading:
+        normalized.set_abort_flag(loading[0])  # from here on, any run finishes the discard instead of loading
+        result.deleted = _finish_discard(pipeline)
+    else:  # extracted only: nothing reached the destination
+        pipeline.abort_packages()
+    log.warning("%s: discarded pending load packages %s", pipeline.pipeline_name, ", ".join(result.pending.load_ids))
+    return result
+
+
+def _discard_requested(pipeline: dlt.Pipeline) -> bool:
+    loading = pipeline.list_normalized_load_packages()
+    return bool(loading) and pipeline._get_load_storage().normalized_packages.has_abort_flag(loading[0])
+
+
+def _finish_discard(pipeline: dlt.Pipeline) -> list[tuple[str, str, int]]:
+    """Delete the rows pending packages already wrote to append tables, then let dlt abort them (the oldest
+    carries the flag; the others go with it) and restore its local state."""
+    deleted = []
+    for load_id in pipeline.list_normalized_load_packages():
+        package = pipeline.get_load_package_info(load_id)
+        tables = sorted({job.job_file_info.table_name for jobs in package.jobs.values() for job in jobs})
+        for table in tables:
+            schema = package.schema.tables.get(table, {})
+            if table.startswith("_dlt") or schema.get("parent") or schema.get("write_disposition") != "append":
+                continue  # nested tables go with their root table's rows, below
+            with pipeline.sql_client() as client:
+                count, written = _delete_load_returning_ids(client, table, load_id, "_dlt_id" in schema["columns"])
+                dataset = client.dataset_name
+            if count:
+                deleted.append((load_id, table, count))
+            # Nested rows carry no load id: they are found through their root rows, loaded or still in files.
+            gone = written | _row_ids_in_jobs(pipeline, load_id, table)
+            for nested in sorted((name for name in tables if name.startswith(f"{table}__")
+                                  and package.schema.tables.get(name, {}).get("parent")),
+                                 key=lambda name: name.count("__")):  # parents before children
+                gone |= delete_children(pipeline, dataset, nested, gone) if gone else set()
+    pipeline.load()  # dlt sees the flag: the package is aborted, the newer ones deleted, the local state restored
+    return deleted
+
+
+def _row_ids_in_jobs(pipeline: dlt.Pipeline, load_id: str, table: str) -> set[str]:
+    packages = pipeline._get_load_storage().normalized_packages
+    ids: set[str] = set()
+    for state, job in packages.list_all_jobs_with_states(load_id):
+        path = packages.get_job_file_path(load_id, state, job.file_name())
+        if job.table_name == table and job.file_format == "parquet" and packages.storage.has_file(path):
+            rows = pq.read_table(packages.storage.make_full_path(path))
+            if "_dlt_id" in rows.column_names:
+                ids |= set(rows.column("_dlt_id").to_pylist())
+    return ids
+
+
+def _delete_load_returning_ids(client, table: str, load_id: str, row_ids: bool) -> tuple[int, set[str]]:
+    """Delete the rows ``load_id`` wrote to ``table``: how many, and (``row_ids``) the ``_dlt_id`` of each, to
+    find their nested rows."""
+    exists = client.execute_sql(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", client.dataset_name,
+        table)
+    if not exists:
+        return 0, set()
+    with client.begin_transaction():
+        deleted = client.execute_sql(f"DELETE FROM {client.make_qualified_table_name(table)} WHERE _dlt_load_id = %s "
+                                     f"RETURNING {'_dlt_id' if row_ids else 'NULL'}", load_id) or []
+    return len(deleted), {row[0] for row in deleted} if row_ids else set()
+
+
+def _can_restore(pipeline: dlt.Pipeline, load_id: str) -> bool:
+    storages = (pipeline._get_load_storage().normalized_packages, pipeline._get_normalize_storage().extracted_packages)
+    return any(load_id in packages.list_packages() and packages.can_restore_pipeline_state(load_id)
+               for packages in storages)
+
+
+def _created_at(load_id: str, package_state: dict) -> datetime:
+    created = package_state.get("created_at")
+    if created is not None:
+        return datetime.fromisoformat(str(created)).astimezone(timezone.utc)
+    return datetime.fromtimestamp(float(load_id), timezone.utc)  # a load id is the time it was created
+
+
+def _job_rows(packages, load_id: str, state: str, job) -> int | None:
+    if job.file_format not in _COPY_FORMATS:  # a SQL job (a merge, say) copies no rows of its own
+        return 0
+    if job.file_format != "parquet":
+        return None
+    path = packages.storage.make_full_path(packages.get_job_file_path(load_id, state, job.file_name()))
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except OSError:
+        return None
+
+
+def _add(total: int | None, rows: int | None) -> int | None:
+    return None if total is None or rows is None else total + rows

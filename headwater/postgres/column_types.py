@@ -7,9 +7,12 @@ fill either type from what Arrow holds:
 
 - jsonb's binary input is a version byte (1) and then the JSON text; the driver sends the bare text, so
   text bound for a jsonb column gets the version byte in front;
-- the driver has no writer from text to numeric, and decimals wider than Arrow's decimal types (or of
-  no fixed scale) arrive as text: a load file with such a column is copied into a temporary table,
-  where it stays text, and Postgres converts it on the way into the real table.
+- the driver writes text as it is, whatever the column's type: text bound for a bigint or a time column
+  would be read as that type's binary form, refused with a message about the protocol or, when its
+  length happens to fit, stored as a wrong value. Text reaches such columns when a column's values
+  changed type (decimals wider than Arrow's decimal types, or of no fixed scale, arrive as text on
+  purpose): a load file with such a column is copied into a temporary table, where it stays text, and
+  Postgres converts it on the way into the real table, refusing what does not parse with its own reason.
 
 Which columns need this is read from the destination table itself, so a table created before (with a
 `json` column, say) keeps getting what its columns take.
@@ -27,8 +30,9 @@ from dlt.destinations.impl.postgres.postgres_adapter import GEOMETRY_HINT
 # dlt column hint: a decimal of no fixed precision or scale (PostgreSQL's bare `numeric`, say).
 UNCONSTRAINED_NUMERIC = "x-unconstrained-numeric"
 JSONB_VERSION = pa.scalar(b"\x01", pa.binary())
-# Destination types that text is converted to by Postgres rather than written by the driver.
-CONVERTED_FROM_TEXT = {"numeric"}
+# Destination types that take text as the driver writes it; text bound for any other type is converted by Postgres.
+TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "citext", "json"})
+JSONB = "jsonb"  # takes text too, given jsonb's binary form (_with_jsonb_columns)
 
 _COLUMN_TYPES = """
     select a.attname, t.typname from pg_attribute a join pg_type t on t.oid = a.atttypid
@@ -57,14 +61,15 @@ def with_exact_types(capabilities):
 def copy_into(cursor, table: str, batches: pa.RecordBatchReader, db_schema_name: str | None = None, **ingest) -> int:
     """COPY ``batches`` into ``db_schema_name.table`` through the ADBC ``cursor``; returns the rows copied.
 
-    Text bound for jsonb is given jsonb's binary form; a file with text bound for numeric is copied
-    through a temporary table (see the module docstring). Anything else is copied as it is.
+    Text bound for jsonb is given jsonb's binary form; a file with text bound for a column of another
+    type (numeric, bigint, time...) is copied through a temporary table (see the module docstring).
+    Anything else is copied as it is.
     """
     types = _destination_types(cursor, db_schema_name, table)
     text_columns = [field.name for field in batches.schema if _is_text(field.type)]
-    if any(types.get(name) in CONVERTED_FROM_TEXT for name in text_columns):
+    if any(_converted_from_text(types.get(name)) for name in text_columns):
         return _copy_through_text_table(cursor, table, batches, db_schema_name, types, text_columns)
-    jsonb = [name for name in text_columns if types.get(name) == "jsonb"]
+    jsonb = [name for name in text_columns if types.get(name) == JSONB]
     if jsonb:
         batches = _with_jsonb_columns(batches, jsonb)
     schema = {"db_schema_name": db_schema_name} if db_schema_name else {}
@@ -74,6 +79,10 @@ def copy_into(cursor, table: str, batches: pa.RecordBatchReader, db_schema_name:
 def _destination_types(cursor, db_schema_name: str | None, table: str) -> dict[str, str]:
     cursor.execute(_COLUMN_TYPES, (db_schema_name or "public", table))
     return dict(cursor.fetchall())
+
+
+def _converted_from_text(destination_type: str | None) -> bool:
+    return destination_type is not None and destination_type not in TEXT_TYPES and destination_type != JSONB
 
 
 def _is_text(arrow_type: pa.DataType) -> bool:

@@ -5,6 +5,10 @@
   at once. Handing it a RecordBatchReader instead lets the driver pull one batch at a time while it
   copies, so memory stays flat however many rows a table loads. Each batch is cast to the table's
   column types on the way (a file written before its column widened holds the narrower type).
+- **Refused rows, or a lost connection.** When Postgres refuses the rows (a value its column cannot
+  hold) the job fails terminally with Postgres's reason, and headwater.load.refusals sets the refused
+  rows aside; when the connection or the server fails instead, the job fails as transient and is
+  loaded again (``refuses_data`` tells the two apart).
 - **Columns that widen.** dlt creates tables and adds columns but never changes a column's type;
   when its schema has widened one (headwater.common.widening), the schema update alters it
   (headwater.postgres.column_migrations), in the same transaction.
@@ -21,8 +25,8 @@ from typing import Type
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from adbc_driver_manager import DatabaseError
-from dlt.common.destination.exceptions import DestinationTerminalException
+from adbc_driver_manager import DatabaseError, OperationalError
+from dlt.common.destination.exceptions import DestinationTerminalException, DestinationTransientException
 from dlt.common.libs.pyarrow import get_py_arrow_datatype
 from dlt.common.utils import without_none
 from dlt.destinations import postgres as dlt_postgres
@@ -40,51 +44,84 @@ COPY_BATCH_ROWS = 64 * 1024
 
 class StreamingParquetCopyJob(PostgresParquetCopyJob):
     def run(self) -> None:
+        columns = (self._load_table or {}).get("columns", {})
+        table = self._load_table["name"] if self._load_table else self.load_table_name
         with self._connect() as connection, connection.cursor() as cursor:
             catalog_name, schema_name = self._set_catalog_and_schema()
+            copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
             # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
             with pq.ParquetFile(self._file_path, pre_buffer=False) as parquet:
-                target = self._table_schema(parquet.schema_arrow)
                 batches = parquet.iter_batches(batch_size=COPY_BATCH_ROWS)
-                if not target.equals(parquet.schema_arrow):
-                    batches = (self._cast(batch, target) for batch in batches)
                 try:
-                    # copy_into: adbc_ingest, with jsonb and text-carried numeric columns made copyable (postgres_types)
-                    copy_into(cursor, self.load_table_name, pa.RecordBatchReader.from_batches(target, batches),
+                    # copy_into: adbc_ingest, with jsonb and text bound for other types made copyable (column_types)
+                    copy_into(cursor, self.load_table_name, copy.reader(parquet.schema_arrow, batches),
                               **without_none({"catalog_name": catalog_name, "db_schema_name": schema_name}))
-                except DatabaseError as error:  # the rows themselves are refused: loading them again cannot help
-                    raise DestinationTerminalException(self._refused(error, schema_name)) from None
+                except Exception as error:
+                    if copy.cast_failure is not None:  # a value Arrow cannot cast: copying it again cannot help
+                        raise DestinationTerminalException(copy.cast_failure) from None
+                    if not isinstance(error, DatabaseError):
+                        raise
+                    if not refuses_data(error):  # the connection or the server failed, not the rows: dlt retries
+                        raise DestinationTransientException(
+                            f"Postgres failed while copying into {copy.where}, not because of the rows (the load "
+                            f"is kept and tried again): {_first_line(error)}") from None
+                    # the rows themselves are refused: loading them again cannot help
+                    raise DestinationTerminalException(copy.refused(error, files_of(self._file_path))) from None
             connection.commit()
 
-    def _refused(self, error: Exception, schema_name: str | None) -> str:
-        message = str(error)
-        detail = next((line.split("ERROR:", 1)[1].strip() for line in message.splitlines() if "ERROR:" in line),
-                      message.splitlines()[0])
-        column = re.search(r"COPY [^,]+, line \d+, column (\S+)", message)
-        table = self._load_table["name"] if self._load_table else self.load_table_name
-        where = f"{schema_name}.{table}" + (f" column {column.group(1).rstrip(':')}" if column else "")
-        files = self._files()
-        return f"Postgres refused rows for {where}{f' from {files}' if files else ''}: {detail}"
 
-    def _files(self) -> str:
-        try:
-            names = pq.read_table(self._file_path, columns=[FILE_COLUMN]).column(FILE_COLUMN).unique().to_pylist()
-        except (KeyError, pa.ArrowException):  # rows that do not come from files
-            return ""
-        names = sorted(name for name in names if name)
-        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+# SQLSTATE classes of failures that are not about the rows: connection exceptions (08), transaction
+# rollbacks such as deadlocks (40), insufficient resources (53), locks not available (55), operator
+# intervention such as a server shutting down (57), system errors (58). A retry may succeed.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+# Binary COPY data the server cannot read as the column's type: a protocol violation about the rows.
+BINARY_DATA_REFUSED = "08P01"
 
-    def _table_schema(self, file_schema: pa.Schema) -> pa.Schema:
+
+def refuses_data(error: Exception) -> bool:
+    """Postgres (or the driver) refused the rows, so copying them again fails again; False when the
+    connection or the server failed (a lost connection, a shutdown, a deadlock), which a retry may get past."""
+    if isinstance(error, DestinationTerminalException):
+        return True
+    if not isinstance(error, DatabaseError):
+        return False
+    state = getattr(error, "sqlstate", None) or ""
+    if state:
+        return state == BINARY_DATA_REFUSED or state[:2] not in TRANSIENT_SQLSTATE_CLASSES
+    # No SQLSTATE: the driver's own failures name what they could not do with the data (InternalError,
+    # ProgrammingError...); a bare OperationalError is a connection the server closed or never opened.
+    return not isinstance(error, OperationalError)
+
+
+class FileCopy:
+    """A load file's batches as the table's columns take them, and what to say when they are refused.
+
+    Each batch is cast to the table's column types on the way (a file written before its column
+    widened holds the narrower type). A value Arrow cannot cast ends the copy; ``cast_failure`` then
+    says which column, type and files, because the driver reports it only as a failed stream.
+    """
+
+    def __init__(self, columns: dict, capabilities, where: str):
+        self.columns = columns  # dlt's columns of the table, as the load has them
+        self.capabilities = capabilities
+        self.where = where  # schema.table, for messages
+        self.cast_failure: str | None = None
+
+    def reader(self, file_schema: pa.Schema, batches) -> pa.RecordBatchReader:
+        target = self.target_schema(file_schema)
+        if not target.equals(file_schema):
+            batches = (self._cast(batch, target) for batch in batches)
+        return pa.RecordBatchReader.from_batches(target, batches)
+
+    def target_schema(self, file_schema: pa.Schema) -> pa.Schema:
         """The file's columns in the types the table has (dlt's schema of this load)."""
-        columns = (self._load_table or {}).get("columns", {})
-        caps = self._job_client.capabilities
         fields = []
         for field in file_schema:
-            column = columns.get(field.name)
+            column = self.columns.get(field.name)
             # Text stays text: for a text column any string type will do, and text bound for another type is
-            # a value Postgres converts itself (decimals wider than Arrow's, see postgres_types).
+            # a value Postgres converts itself (column_types.copy_into).
             if column and column.get("data_type") in LATTICE and not is_text(field.type):
-                wanted = get_py_arrow_datatype(column, caps, "UTC")
+                wanted = get_py_arrow_datatype(column, self.capabilities, "UTC")
                 if wanted != field.type:
                     field = pa.field(field.name, wanted, nullable=field.nullable)
             fields.append(field)
@@ -101,17 +138,44 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
                     array = pc.assume_timezone(array, "UTC")  # no zone means UTC, for every source
                 arrays.append(pc.cast(array, field.type, safe=False))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-                raise DestinationTerminalException(self._cast_failure(batch, field, array, error)) from error
+                self.cast_failure = self._cast_message(batch, field, array, error)
+                raise
         return pa.RecordBatch.from_arrays(arrays, schema=target)
 
-    def _cast_failure(self, batch: pa.RecordBatch, field: pa.Field, array, error: Exception) -> str:
-        files = ""
-        if FILE_COLUMN in batch.schema.names:
-            names = sorted(set(pc.unique(batch.column(FILE_COLUMN)).to_pylist()) - {None})
-            files = f" (from {', '.join(names[:5])}{' and more' if len(names) > 5 else ''})"
-        return (f"column {field.name!r} of {self.load_table_name} is {field.type} but this load holds "
-                f"{array.type} values{files} that do not fit it: {str(error).splitlines()[0]}. "
-                f"Run with --full-refresh SOURCE.{self._load_table['name']} to reload the table with new types.")
+    def _cast_message(self, batch: pa.RecordBatch, field: pa.Field, array, error: Exception) -> str:
+        names = sorted(set(pc.unique(batch.column(FILE_COLUMN)).to_pylist()) - {None}) if (
+            FILE_COLUMN in batch.schema.names) else []
+        files = f" (from {', '.join(names[:5])}{' and more' if len(names) > 5 else ''})" if names else ""
+        return (f"column {field.name!r} of {self.where} is {field.type} but this load holds "
+                f"{array.type} values{files} that do not fit it: {_first_line(error)}")
+
+    def refused(self, error: Exception, files: str = "", rows: str = "rows") -> str:
+        """Postgres's reason for refusing ``rows``, naming the table, the column when known, and the files."""
+        where, detail = self.refusal(error)
+        return f"Postgres refused {rows} for {where}{f' from {files}' if files else ''}: {detail}"
+
+    def refusal(self, error: Exception) -> tuple[str, str]:
+        """(the table, and the column when Postgres names it; Postgres's own message)."""
+        message = str(error)
+        detail = next((line.split("ERROR:", 1)[1].strip() for line in message.splitlines() if "ERROR:" in line),
+                      _first_line(error))
+        column = re.search(r"COPY [^,]+, line \d+, column (\S+)", message)
+        return self.where + (f" column {column.group(1).rstrip(':')}" if column else ""), detail
+
+
+def files_of(file_path: str) -> str:
+    """The landing files a load file's rows come from, for messages: a few names, then how many more."""
+    try:
+        names = pq.read_table(file_path, columns=[FILE_COLUMN]).column(FILE_COLUMN).unique().to_pylist()
+    except (KeyError, pa.ArrowException):  # rows that do not come from files
+        return ""
+    names = sorted(name for name in names if name)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 class FileOrderedMergeJob(SqlMergeFollowupJob):

@@ -198,6 +198,23 @@ def test_declared_types_quarantine_what_does_not_fit_and_a_column_keeps_its_own_
                        ("1.csv:5", "amount: '1.005' is not a valid decimal")]
 
 
+def test_lists_and_structs_where_numbers_were_widen_the_column_to_their_json(tmp_path, database_url):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    landing = Landing(tmp_path, files="*.parquet")
+    pq.write_table(pa.table({"id": [1], "amount": [10]}), landing.folder / "1.parquet")
+    landing.load(database_url)
+    pq.write_table(pa.table({"id": [2, 3], "amount": pa.array([[1, 2], None])}), landing.folder / "2.parquet")
+    pq.write_table(pa.table({"id": [4], "amount": pa.array([{"net": 5, "tax": "1.5"}])}), landing.folder / "3.parquet")
+    result = landing.load(database_url)
+    [items] = result.tables
+    assert (items.read, items.loaded, items.quarantined) == (3, 3, 0)
+    assert column_type(database_url, "amount") == "character varying"
+    assert query(database_url, "select id, amount from raw_drops.items order by id") == [
+        (1, "10"), (2, "[1, 2]"), (3, None), (4, '{"net": 5, "tax": "1.5"}')]
+
+
 def query_all(url: str, sql: str) -> None:
     import psycopg
 

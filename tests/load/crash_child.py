@@ -10,6 +10,11 @@ The kill points wrap dlt internals here, in the test process, so the product car
   load_after_commit:T  table T's copy job committed, before dlt marks the job completed
   load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
                        before the job file moved to completed (dlt completes it without re-running)
+  set_aside_quarantined  rows Postgres refused written as a quarantine package, before the refused
+                       job's file is rewritten without them
+  set_aside_rewritten  the refused job's file rewritten, before the packages load
+
+SOURCE `drops` is a landing-file project (tests.landing_project); any other is a sql_database one.
 """
 
 from __future__ import annotations
@@ -82,16 +87,35 @@ def arm(kill_point: str) -> None:
                 die()
 
         PackageStorage.save_pending_transition = save_then_die
+    elif kill_point.startswith("set_aside_"):
+        from headwater.load.refusals import _JobSearch
+
+        rewrite = _JobSearch.rewrite
+
+        def rewrite_and_die(self, *args, **kwargs):
+            if kill_point == "set_aside_quarantined":
+                die()
+            rewrite(self, *args, **kwargs)
+            die()
+
+        _JobSearch.rewrite = rewrite_and_die
     else:
         raise SystemExit(f"unknown kill point {kill_point!r}")
 
 
 def main() -> None:
     path, destination_url, source, kill_point = sys.argv[1:5]
-    from tests.load.helpers import load
-
     arm(kill_point)
-    load(Path(path), destination_url, source)
+    if source == "drops":
+        from headwater.plugins.manager import connector_registry
+        from headwater.project.config import load_project
+        from tests.landing_project import load_drops
+
+        load_drops(load_project(Path(path), connector_registry()), destination_url)
+    else:
+        from tests.load.helpers import load
+
+        load(Path(path), destination_url, source)
     print("finished without being killed")
 
 

@@ -1,4 +1,5 @@
-"""Shared helpers of the loading tests: a Postgres source database Headwater reads with sql_database."""
+"""Shared helpers of the loading tests: a Postgres source database Headwater reads with sql_database, an API
+source of nested rows, and connections Postgres drops while a load copies."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import hashlib
 import textwrap
 from pathlib import Path
 
+import dlt
 import psycopg
 
 from headwater.load.pipeline import SourceLoad, load_source
 from headwater.load.reload import Reload
 from headwater.plugins.connectors import ConnectorRegistry, Plugin
 from headwater.postgres.address import PostgresAddress
+from headwater.postgres.loader import StreamingParquetCopyJob
 from headwater.project.config import ProjectConfig, load_project
 
 
@@ -69,3 +72,53 @@ def fingerprint(url: str, relation: str, columns: str, key: str) -> tuple[int, i
         rows = connection.execute(f"select {columns} from {relation} order by {key}").fetchall()
         distinct = connection.execute(f"select count(distinct ({key})) from {relation}").fetchone()[0]
     return len(rows), distinct, hashlib.md5(repr(rows).encode()).hexdigest()
+
+
+def drop_connections(monkeypatch, database_url: str, table: str, times: int | None = None,
+                     one_load: bool = False) -> list:
+    """Postgres drops the connection of each copy job of ``table`` as soon as it connects: the first ``times``
+    jobs, or all of them; with ``one_load``, only the jobs of the first load dropped (that load can never
+    load). Returns the backends dropped; appending None to the list stops the dropping."""
+    dropped: list = []
+    loads: list[str] = []
+    connect = StreamingParquetCopyJob._connect
+
+    def connect_and_drop(self):
+        connection = connect(self)
+        load_id = Path(self._file_path).parent.parent.name  # <load id>/started_jobs/<job file>
+        if (self.load_table_name == table and None not in dropped and (times is None or len(dropped) < times)
+                and (not one_load or not loads or load_id == loads[0])):
+            with connection.cursor() as cursor:
+                cursor.execute("select pg_backend_pid()")
+                [(pid,)] = cursor.fetchall()
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute("select pg_terminate_backend(%s, 5000)", (pid,))
+            dropped.append(pid)
+            loads.append(load_id)
+        return connection
+
+    monkeypatch.setattr(StreamingParquetCopyJob, "_connect", connect_and_drop)
+    return dropped
+
+
+@dlt.resource(name="feed")
+def feed_rows():
+    """Rows of an API as dicts, with a nested list; text holding a NUL character, which Postgres refuses."""
+    yield [{"id": 1, "name": "one", "tags": [{"tag": "a"}]},
+           {"id": 2, "name": "t\x00wo", "tags": [{"tag": "b"}, {"tag": "c"}]},
+           {"id": 3, "name": "three", "tags": [{"tag": "d"}]}]
+
+
+def feed_project(root: Path) -> tuple[ProjectConfig, object]:
+    """(project, connector) of source `api` (connector `feed`: feed_rows, nested table feed__tags)."""
+    connectors = ConnectorRegistry()
+    connectors.registrar(Plugin("tests", "tests", "0"))("feed", feed_rows)
+    config = root / "headwater.yaml"
+    config.write_text("sources:\n  api:\n    connector: feed\n")
+    return load_project(config, connectors), connectors.get("feed")
+
+
+def load_feed(root: Path, destination_url: str) -> SourceLoad:
+    """Load source `api` into raw_api (see feed_project)."""
+    project, connector = feed_project(root)
+    return load_source(project, project.source("api"), connector, PostgresAddress.from_url(destination_url))
