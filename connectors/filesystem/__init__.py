@@ -9,9 +9,11 @@ from dlt.sources.filesystem import filesystem as list_files
 
 from connectors.filesystem.file_log import FileLog
 from connectors.filesystem.helpers import FileReport, TableReading, read_landing_file
-from connectors.filesystem.settings import CsvSettings, FileTable
+from connectors.filesystem.parsed import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_NESTING_DEPTH
+from connectors.filesystem.settings import CsvSettings, FileTable, LineBytes, NestingDepth
 from connectors.filesystem.table_options import table_reading
 from headwater.common.file_rows import FILE_ROW_COLUMNS
+from headwater.common.nul_characters import NulHandling
 from headwater.load.read_ahead import read_ahead
 from headwater.quarantine.naming import quarantine_table_name
 
@@ -23,6 +25,9 @@ def filesystem(
     file_format: Literal["csv", "jsonl", "parquet"] | None = None,
     csv: CsvSettings | None = None,
     null_values: list[str] | None = None,
+    nul_characters: NulHandling = "reject",
+    max_line_bytes: LineBytes = DEFAULT_MAX_LINE_BYTES,
+    max_nesting_depth: NestingDepth = DEFAULT_MAX_NESTING_DEPTH,
 ):
     """Load CSV, JSONL and Parquet files into one table per glob, taking only files new or changed since the last run.
 
@@ -34,6 +39,11 @@ def filesystem(
         csv: The CSV dialect of every file (delimiter, quote, escape, encoding, header, skip_lines, comment,
             decimal, ...); what is not given is detected per file.
         null_values: The values that mean "missing" in CSV files; by default NA, N/A, NULL, NaN, \\N, ... and empty.
+        nul_characters: What happens to a row holding a NUL character, which Postgres cannot store: reject (to
+            the table's quarantine, with the column and file:line named) or strip them.
+        max_line_bytes: A longer line (a JSONL line, or a CSV line that runs on without a break) is quarantined
+            with its file:line, not read into memory; the default, 1 GiB, holds any value Postgres stores.
+        max_nesting_depth: A JSONL line whose objects and arrays nest deeper is quarantined with its file:line.
     """
     for table, spec in files.items():
         glob = spec if isinstance(spec, str) else spec["glob"]
@@ -43,7 +53,9 @@ def filesystem(
             file_glob=glob,
             incremental=dlt.sources.incremental("modification_date"),
         ).with_name(f"{table}_files")
-        reading = table_reading(table, spec, file_format, csv, null_values)
+        reading = table_reading(table, spec, file_format, csv, null_values, {
+            "nul_characters": nul_characters, "max_line_bytes": max_line_bytes,
+            "max_nesting_depth": max_nesting_depth})
         yield (listing | _read_files(reading)).with_name(table)
 
 
