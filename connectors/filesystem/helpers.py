@@ -156,8 +156,9 @@ def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterato
             yield typed(parsed)
         return
     if report.format == "jsonl":
-        for parsed in jsonl_blocks(Utf8Stream(stream, "utf-8", bom=True), reading.limits, kinds.is_json):
-            yield typed(_with_distinct_names(parsed, kinds.normalize))
+        for parsed in jsonl_blocks(Utf8Stream(stream, "utf-8", bom=True), reading.limits, kinds.is_json,
+                                   kinds.normalize):
+            yield typed(parsed)
         return
     sample = stream.read(SAMPLE_BYTES)
     if not sample.strip():
@@ -186,19 +187,6 @@ def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterato
     if text.switched_to:
         report.notes.append(f"read as {text.switched_to}: the file is not UTF-8 past its first bytes")
         report.dialect = CsvDialect(**{**dialect.__dict__, "encoding": text.switched_to}).describe()
-
-
-def _with_distinct_names(parsed: ParsedFile, normalize) -> ParsedFile:
-    """Fields whose names the destination would make one (``Name`` and ``name``) kept apart, with a note."""
-    names = [name for name in parsed.frame.columns if name != LINE_COLUMN]
-    distinct, notes = distinct_names(names, normalize)
-    if not notes:
-        return parsed
-    renamed = dict(zip(names, distinct, strict=True))
-    parsed.frame = parsed.frame.rename(renamed)
-    parsed.json_columns = frozenset(renamed[name] for name in parsed.json_columns)
-    parsed.notes.extend(notes)
-    return parsed
 
 
 def _json_marked(table: pa.Table, kinds: TableKinds) -> pa.Table:

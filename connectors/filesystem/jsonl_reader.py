@@ -29,8 +29,8 @@ from connectors.filesystem.parsed import (
     ParsedFile,
     ReadLimits,
     Rejection,
+    distinct_names,
     long_line_rejected,
-    no_rows,
     shown_head,
 )
 
@@ -40,18 +40,20 @@ INFER_ROWS = 10_000
 NUL_BYTE, NUL_ESCAPE = b"\x00", b"\\u0000"
 
 
-def jsonl_blocks(stream, limits: ReadLimits = DEFAULT_LIMITS,
-                 is_json: Callable[[str], bool] = lambda name: False) -> Iterator[ParsedFile]:
-    """``is_json``: whether a field is a JSON column already (its plain values are written as JSON too)."""
+def jsonl_blocks(stream, limits: ReadLimits = DEFAULT_LIMITS, is_json: Callable[[str], bool] = lambda name: False,
+                 normalize: Callable[[str], str] = str) -> Iterator[ParsedFile]:
+    """``is_json``: whether a field is a JSON column already (its plain values are written as JSON too);
+    ``normalize``: how the destination names a field (fields it would make one are kept apart)."""
     for block in record_blocks(stream, LINES, max_line_bytes=limits.max_line_bytes):
         if isinstance(block, LongLine):
             yield long_line_rejected(block, limits.max_line_bytes)
         else:
-            yield read_jsonl_block(block, limits.max_nesting_depth, is_json)
+            yield read_jsonl_block(block, limits.max_nesting_depth, is_json, normalize)
 
 
 def read_jsonl_block(block: Block, max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
-                     is_json: Callable[[str], bool] = lambda name: False) -> ParsedFile:
+                     is_json: Callable[[str], bool] = lambda name: False,
+                     normalize: Callable[[str], str] = str) -> ParsedFile:
     """A line that is not a JSON object (or not UTF-8, or nested too deep) is rejected alone."""
     content = block.data
     # (Each search looks for one byte first: a byte is found at memory speed, a sequence is not.)
@@ -67,16 +69,22 @@ def read_jsonl_block(block: Block, max_nesting_depth: int = DEFAULT_MAX_NESTING_
                                         reason))
             parts[index] = b""  # the line stays, empty: the lines after it keep their numbers
         content = b"\n".join(parts)
-    parsed = (_by_polars(content, block.first_line, lines, set(deep), is_json)
-              or _by_line(content, block.first_line, lines, set(deep), is_json))
+    parsed, numbers = (_by_polars(content, block.first_line, lines, set(deep), is_json)
+                       or _by_line(content, block.first_line, lines, set(deep), is_json))
+    names, parsed.notes = distinct_names(parsed.frame.columns, normalize)  # before the line column joins them
+    if parsed.notes:
+        renamed = dict(zip(parsed.frame.columns, names, strict=True))
+        parsed.frame = parsed.frame.rename(renamed)
+        parsed.json_columns = frozenset(renamed[name] for name in parsed.json_columns)
+    parsed.frame = parsed.frame.with_columns(numbers.alias(LINE_COLUMN))
     parsed.rejections = rejections + parsed.rejections
     parsed.may_hold_nul = NUL_BYTE in content or (b"\\" in content and NUL_ESCAPE in content)
     return parsed
 
 
 def _by_polars(content: bytes, first_line: int, lines: int, set_aside: set[int],
-               is_json: Callable[[str], bool]) -> ParsedFile | None:
-    """The block as Polars reads it, or None when a line is broken, blank or a type clashes."""
+               is_json: Callable[[str], bool]) -> tuple[ParsedFile, pl.Series] | None:
+    """The block as Polars reads it and each row's line, or None when a line is broken, blank or a type clashes."""
     try:
         schema = pl.scan_ndjson(io.BytesIO(content), infer_schema_length=INFER_ROWS).collect_schema()
         nested = [name for name, dtype in schema.items() if dtype.is_nested() or is_json(name)]
@@ -101,7 +109,7 @@ def _by_polars(content: bytes, first_line: int, lines: int, set_aside: set[int],
         if frame.width:  # blank lines: only line by line says where
             return None
         numbers = numbers.head(frame.height)
-    return ParsedFile(frame.with_columns(numbers.alias(LINE_COLUMN)), [], lines=lines, json_columns=frozenset(nested))
+    return ParsedFile(frame, [], lines=lines, json_columns=frozenset(nested)), numbers
 
 
 def _objects(content: bytes, set_aside: set[int]) -> list[dict] | None:
@@ -129,7 +137,7 @@ def _with_json_values(frame: pl.DataFrame, objects: list[dict], nested: list[str
 
 
 def _by_line(content: bytes, first_line: int, lines: int, set_aside: set[int],
-             is_json: Callable[[str], bool]) -> ParsedFile:
+             is_json: Callable[[str], bool]) -> tuple[ParsedFile, pl.Series]:
     rows, numbers, rejections, skipped = [], [], [], 0
     for index, raw in enumerate(content.split(b"\n")):
         number = first_line + index
@@ -156,9 +164,9 @@ def _by_line(content: bytes, first_line: int, lines: int, set_aside: set[int],
         numbers.append(number)
     json_columns = _json_fields(rows, is_json)
     # strict=False: a field holding numbers on some lines and text on others becomes text, typed later.
-    frame = pl.DataFrame(rows, infer_schema_length=None, strict=False) if rows else no_rows()
-    return ParsedFile(frame.with_columns(pl.Series(LINE_COLUMN, numbers, dtype=pl.Int64)), rejections,
-                      skipped=skipped, lines=lines, json_columns=json_columns)
+    frame = pl.DataFrame(rows, infer_schema_length=None, strict=False) if rows else pl.DataFrame()
+    return (ParsedFile(frame, rejections, skipped=skipped, lines=lines, json_columns=json_columns),
+            pl.Series(LINE_COLUMN, numbers, dtype=pl.Int64))
 
 
 def _json_fields(rows: list[dict], is_json: Callable[[str], bool]) -> frozenset[str]:

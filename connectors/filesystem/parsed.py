@@ -8,6 +8,10 @@ from typing import Callable
 import polars as pl
 
 from connectors.filesystem.blocks import LongLine
+from headwater.common.file_rows import FILE_ROW_COLUMNS
+
+# Columns every row of a landing file gets: where it came from (headwater.common.file_rows), and dlt's own.
+ADDED_COLUMNS = (*sorted(FILE_ROW_COLUMNS), "_dlt_load_id", "_dlt_id")
 
 LINE_COLUMN = "_line"
 # In the record of a line that could not be read: its text, bad bytes shown as \xNN.
@@ -91,9 +95,10 @@ def distinct_names(names: list[str], normalize: Callable[[str], str] = str) -> t
 
     A repeated name gets ``_2``, ``_3``, ... as DuckDB and pandas name them; a name already in its normalized
     form keeps it (``name`` stays ``name`` beside ``Name``, which becomes ``Name_2``), so the renaming does not
-    depend on the order of the columns.
+    depend on the order of the columns. A column named like one Headwater or dlt adds to every row
+    (``_line``, ``_file_name``, ``_dlt_load_id``, ...) is renamed too: it would be overwritten.
     """
-    taken: dict[str, int] = {}  # normalized name -> position that holds it
+    taken: dict[str, int] = {normalize(name): -1 for name in ADDED_COLUMNS}  # normalized name -> its position
     result: list[str | None] = [None] * len(names)
     order = sorted(range(len(names)), key=lambda position: names[position] != normalize(names[position]))
     notes = []
@@ -111,7 +116,10 @@ def distinct_names(names: list[str], normalize: Callable[[str], str] = str) -> t
         taken[normalize(renamed)] = position
         result[position] = renamed
         first = taken[key]
-        if names[first] == name:
+        if first < 0:
+            notes.append(f"column {position + 1} is named {name!r}, a column added to every row (where it came "
+                         f"from): loaded as {renamed!r}")
+        elif names[first] == name:
             notes.append(f"column {position + 1} repeats the name {name!r} of column {first + 1}: "
                          f"loaded as {renamed!r}")
         else:

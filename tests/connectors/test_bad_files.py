@@ -116,13 +116,16 @@ def test_a_repeated_column_name_is_loaded_under_a_numbered_name_and_reported(tmp
     landing.write("people_exact.csv", "id,name,name\n1,Ana,Anita\n2,Bo,\n")
     landing.write("people_case.csv", "id,Name,name\n3,CY,cy\n")  # one column once snake_case names them
     landing.write("people_case.jsonl", '{"id": 4, "Name": "DI", "name": "di"}\n')
+    landing.write("people_exported.jsonl", '{"id": 5, "name": "ed", "_line": 99}\n')  # a raw table, exported
     landing.write("other.csv", "id,v\n1,x\n")
 
     result = landing.load(database_url)
 
     assert query(database_url, "select id, name, name_2, _file_name from raw_drops.people order by id") == [
         (1, "Ana", "Anita", "people_exact.csv"), (2, "Bo", None, "people_exact.csv"),
-        (3, "cy", "CY", "people_case.csv"), (4, "di", "DI", "people_case.jsonl")]
+        (3, "cy", "CY", "people_case.csv"), (4, "di", "DI", "people_case.jsonl"),
+        (5, "ed", None, "people_exported.jsonl")]
+    assert query(database_url, "select _line, _line_2 from raw_drops.people where id = 5") == [(1, 99)]
     assert query(database_url, "select id, v from raw_drops.other") == [(1, "x")]
     notes = {report["file"]: report["notes"] for report in table_load(result, "people").files}
     assert notes["people_exact.csv"] == ["column 3 repeats the name 'name' of column 2: loaded as 'name_2'"]
@@ -130,6 +133,8 @@ def test_a_repeated_column_name_is_loaded_under_a_numbered_name_and_reported(tmp
                                         "loaded as 'Name_2'"]
     assert notes["people_case.jsonl"] == ["columns 3 ('name') and 2 ('Name') both land as 'name': column 2 is "
                                           "loaded as 'Name_2'"]
+    assert notes["people_exported.jsonl"] == ["column 3 is named '_line', a column added to every row (where it came "
+                                              "from): loaded as '_line_2'"]
     assert table_load(result, "people").quarantined == 0
 
     inspected = {inspection.file: inspection for inspection in inspect_table(landing.settings(), "people")}
