@@ -9,8 +9,10 @@ any parser sees them, in steps that each run in C over the whole block:
    blocks stop here.
 2. Otherwise the block's structure is taken apart: escaped quotes and backslashes removed, then every
    byte but brackets, quotes and line breaks, then the strings (brackets inside a string are not
-   structure). Removing the empty pairs ``[]`` and ``{}`` again and again peels one or two levels off
-   every line per round; a line left over after ``limit / 2`` rounds may be deeper than the limit.
+   structure). A line that opens more brackets in a row than the limit (the usual shape of deep
+   nesting) is deeper than it. Removing the empty pairs ``[]`` and ``{}`` again and again peels one
+   or two levels off every other line per round; a line left over after ``limit / 2`` rounds may be
+   deeper than the limit.
 3. Only those lines are measured exactly, one level per round.
 
 A line whose brackets do not match is not JSON: it is left to the parser, which says why, unless
@@ -35,7 +37,16 @@ def too_deep(data: bytes, limit: int) -> dict[int, str]:
     """0-based index of each line of ``data`` nested deeper than ``limit`` -> the reason it is set aside."""
     if not _long_run(limit).search(data.translate(None, ONLY_OPENERS)):
         return {}
+    reason = f"objects and arrays nest deeper than max_nesting_depth ({limit})"
     structure = _structure(data)
+    deep = {}
+    if _opening_run(limit).search(structure):  # the usual shape of deep nesting: found at once, taken out
+        lines = structure.split(b"\n")
+        for index, line in enumerate(lines):
+            if _opening_run(limit).search(line):
+                deep[index] = reason
+                lines[index] = b""
+        structure = b"\n".join(lines)
     # bytes.replace removes every empty pair of one kind in one scan: a round peels one or two levels, so a
     # line emptied in limit // 2 rounds is no deeper than the limit.
     for _ in range(limit // 2):
@@ -43,22 +54,37 @@ def too_deep(data: bytes, limit: int) -> dict[int, str]:
         if len(peeled) == len(structure):
             break
         structure = peeled
-    suspects = [structure.count(b"\n", 0, match.start()) for match in LEFT_OVER.finditer(structure)]
+    suspects, line, counted = [], 0, 0
+    for match in LEFT_OVER.finditer(structure):  # in order: each line break is counted once
+        line += structure.count(b"\n", counted, match.start())
+        counted = match.start()
+        suspects.append(line)
     if not suspects:
-        return {}
+        return deep
     lines = data.split(b"\n")
-    deep = {}
     for index in suspects:
         depth = exact_depth(lines[index], limit)
         if depth is None or depth > limit:
-            deep[index] = f"objects and arrays nest deeper than max_nesting_depth ({limit})"
+            deep[index] = reason
     return deep
 
 
 def exact_depth(line: bytes, limit: int) -> int | None:
-    """How deep ``line`` nests, counted up to ``limit + 1``; None when its brackets do not match and more
+    """How deep ``line`` nests, counted up to ``limit + 1`` (or a number no larger than the depth, when that
+    already tells the depth is past the limit, or within it); None when its brackets do not match and more
     than ``limit`` of them are left unmatched."""
     structure = _structure(line)
+    if _opening_run(limit).search(structure):  # more brackets opened in a row than the limit
+        return limit + 1
+    # Fast rounds first: each peels one or two levels, so more than ``limit`` of them settle it.
+    rounds, peeled = 0, structure
+    while peeled and rounds <= limit:
+        shorter = peeled.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(peeled):
+            break
+        peeled, rounds = shorter, rounds + 1
+    if rounds > limit or (not peeled and 2 * rounds <= limit):
+        return rounds
     depth = 0
     while structure and depth <= limit:
         peeled = EMPTY_PAIR.sub(b"", structure)  # one scan: each empty pair of this round, one level
@@ -83,3 +109,8 @@ def _structure(data: bytes) -> bytes:
 @lru_cache(maxsize=8)
 def _long_run(limit: int) -> re.Pattern:
     return re.compile(rb"[^\n]{%d}" % (limit + 1))
+
+
+@lru_cache(maxsize=8)
+def _opening_run(limit: int) -> re.Pattern:
+    return re.compile(rb"[\[{]{%d}" % (limit + 1))
