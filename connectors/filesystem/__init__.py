@@ -33,8 +33,8 @@ def filesystem(
 
     Args:
         bucket_url: Folder path or fsspec URL (file://, s3://, gs://, ...) the globs are relative to.
-        files: Table name -> glob, e.g. {"orders": "orders/*"}, or -> {glob, format, csv, null_values, columns}
-            to say how that table's files are written.
+        files: Table name -> glob, e.g. {"orders": "orders/*"}, or -> {glob, format, csv, null_values, columns,
+            nul_characters, max_line_bytes, max_nesting_depth} to say how that table's files are written and read.
         file_format: csv, jsonl or parquet for every file; by default taken from each file's extension.
         csv: The CSV dialect of every file (delimiter, quote, escape, encoding, header, skip_lines, comment,
             decimal, ...); what is not given is detected per file.
