@@ -9,9 +9,11 @@ import dlt
 from connectors.filesystem.file_log import FileLog
 from connectors.filesystem.helpers import FileReport, TableReading, read_landing_file
 from connectors.filesystem.listing import table_listing
-from connectors.filesystem.settings import CsvSettings, FileTable
+from connectors.filesystem.parsed import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_NESTING_DEPTH
+from connectors.filesystem.settings import CsvSettings, FileTable, LineBytes, NestingDepth
 from connectors.filesystem.table_options import table_reading
 from headwater.common.file_rows import FILE_ROW_COLUMNS
+from headwater.common.nul_characters import NulHandling
 from headwater.load.read_ahead import read_ahead
 from headwater.quarantine.naming import quarantine_table_name
 
@@ -23,23 +25,33 @@ def filesystem(
     file_format: Literal["csv", "jsonl", "parquet"] | None = None,
     csv: CsvSettings | None = None,
     null_values: list[str] | None = None,
+    nul_characters: NulHandling = "reject",
+    max_line_bytes: LineBytes = DEFAULT_MAX_LINE_BYTES,
+    max_nesting_depth: NestingDepth = DEFAULT_MAX_NESTING_DEPTH,
 ):
     """Load CSV, JSONL and Parquet files into one table per glob, taking only files new or changed since the last run.
 
     Args:
         bucket_url: Folder path or fsspec URL (file://, s3://, gs://, ...) the globs are relative to.
-        files: Table name -> glob, e.g. {"orders": "orders/*"}, or -> {glob, format, csv, null_values, columns}
-            to say how that table's files are written.
+        files: Table name -> glob, e.g. {"orders": "orders/*"}, or -> {glob, format, csv, null_values, columns,
+            nul_characters, max_line_bytes, max_nesting_depth} to say how that table's files are written and read.
         file_format: csv, jsonl or parquet for every file; by default taken from each file's extension.
         csv: The CSV dialect of every file (delimiter, quote, escape, encoding, header, skip_lines, comment,
             decimal, ...); what is not given is detected per file.
         null_values: The values that mean "missing" in CSV files; by default NA, N/A, NULL, NaN, \\N, ... and empty.
+        nul_characters: What happens to a row holding a NUL character, which Postgres cannot store: reject (to
+            the table's quarantine, with the column and file:line named) or strip them.
+        max_line_bytes: A longer line (a JSONL line, or a CSV line that runs on without a break) is quarantined
+            with its file:line, not read into memory; the default, 1 GiB, holds any value Postgres stores.
+        max_nesting_depth: A JSONL line whose objects and arrays nest deeper is quarantined with its file:line.
     """
     for table, spec in files.items():
         glob = spec if isinstance(spec, str) else spec["glob"]
         # Incremental on modification time: a run reads only files that appeared or changed since the last one.
         listing = table_listing(bucket_url, glob, table)
-        reading = table_reading(table, spec, file_format, csv, null_values)
+        reading = table_reading(table, spec, file_format, csv, null_values, {
+            "nul_characters": nul_characters, "max_line_bytes": max_line_bytes,
+            "max_nesting_depth": max_nesting_depth})
         yield (listing | _read_files(reading)).with_name(table)
 
 

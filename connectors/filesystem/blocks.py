@@ -10,6 +10,7 @@ The input is UTF-8 with LF or CRLF line breaks (connectors.filesystem.text_strea
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -58,26 +59,100 @@ class Block:
         return breaks + (not self.data.endswith(b"\n"))
 
 
-def record_blocks(stream: BinaryIO, framing: Framing = CSV, first_line: int = 1) -> Iterator[Block]:
-    """Blocks of about BLOCK_BYTES from ``stream``, each ending at a record boundary."""
-    block_bytes, carry, line = BLOCK_BYTES, b"", first_line
+@dataclass
+class LongLine:
+    """A line longer than the reader takes: passed over without being held in memory, reported by its start."""
+
+    first_line: int
+    size: int  # bytes, without the line break
+    head: bytes  # its first bytes, to show what it was
+
+
+def record_blocks(stream: BinaryIO, framing: Framing = CSV, first_line: int = 1,
+                  max_line_bytes: int | None = None) -> Iterator[Block | LongLine]:
+    """Blocks of about BLOCK_BYTES from ``stream``, each ending at a record boundary.
+
+    A line that runs on past ``max_line_bytes`` without a break is a LongLine, skipped to its end while
+    reading, so no line, however long, is held whole. Where every line is a record (no quotes, no
+    escapes: JSONL), a line past the limit inside a block is cut out as a LongLine too.
+    """
+    limit = max_line_bytes or sys.maxsize
+    open_quote_limit = min(MAX_OPEN_QUOTE_BYTES, limit)
+    read_size, carry, line = BLOCK_BYTES, b"", first_line
     while True:
-        chunk = stream.read(block_bytes)
+        chunk = stream.read(read_size)
         data = carry + chunk if carry else chunk
         if not chunk:
             if data:
-                yield Block(data, line)
+                yield from _within_limit(Block(data, line), framing, limit)
             return
         cut = last_record_end(data, framing)
-        if cut == 0 and len(data) > MAX_OPEN_QUOTE_BYTES:
+        if cut == 0 and len(data) > open_quote_limit:
             cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) > limit:  # one line, not ended yet, already past the limit
+            size, carry, ended = _rest_of_line(stream, len(data))
+            yield LongLine(line, size, data[:LONG_LINE_HEAD])
+            line += ended
+            read_size = BLOCK_BYTES
+            continue
         if cut == 0:  # a single record longer than a block: read on until it ends
             carry = data
+            read_size = len(data)  # each read doubles what is held, so a long record costs linear time
             continue
         block, carry = data[:cut], data[cut:]
         breaks = block.count(b"\n")
-        yield Block(block, line, breaks)
+        yield from _within_limit(Block(block, line, breaks), framing, limit)
         line += breaks
+        read_size = BLOCK_BYTES
+
+
+# Bytes of a long line kept to show in its quarantine record.
+LONG_LINE_HEAD = 4096
+
+
+def _rest_of_line(stream: BinaryIO, size: int) -> tuple[int, bytes, bool]:
+    """Read past the end of a line of which ``size`` bytes were read: (its size, what follows it, whether it
+    ended with a line break)."""
+    while True:
+        chunk = stream.read(BLOCK_BYTES)
+        if not chunk:
+            return size, b"", False
+        end = chunk.find(b"\n")
+        if end >= 0:
+            return size + end, chunk[end + 1:], True
+        size += len(chunk)
+
+
+def _within_limit(block: Block, framing: Framing, limit: int) -> Iterator[Block | LongLine]:
+    """``block``, with any line longer than ``limit`` cut out as a LongLine where every line is a record.
+
+    Only a block longer than the limit can hold such a line; it is found by jumping a limit's length at a
+    time to the last line break before it, so a block of short lines costs a few searches.
+    """
+    data = block.data
+    if len(data) <= limit or framing.quote or framing.escape:
+        yield block
+        return
+    start, piece_start, line = 0, 0, block.first_line
+    while len(data) - start > limit:
+        before = data.rfind(b"\n", start, start + limit + 1)
+        if before >= 0:
+            start = before + 1
+            continue
+        # The line starting at ``start`` is longer than the limit.
+        end = data.find(b"\n", start + limit)
+        end = len(data) if end < 0 else end
+        if start > piece_start:
+            piece = data[piece_start:start]
+            yield Block(piece, line)
+            line += piece.count(b"\n")
+        yield LongLine(line, end - start, data[start:start + LONG_LINE_HEAD])
+        line += end < len(data)
+        start = piece_start = end + 1
+    if piece_start == 0:
+        yield block
+    elif piece_start < len(data):
+        yield Block(data[piece_start:], line)
 
 
 def last_record_end(data: bytes, framing: Framing = CSV) -> int:

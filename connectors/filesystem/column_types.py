@@ -7,8 +7,10 @@ number column, a column holding one word among dates is text. Only a type declar
 ``headwater.yaml`` (``columns: {amount: double}``) is strict: a value that does not fit it is
 quarantined with its line, never nulled.
 
-Lists and structs (a Parquet column, say) are text holding their JSON, so a file whose column holds
-them where earlier files held numbers widens that column to text rather than failing.
+Objects and arrays (a JSONL field holding them, a Parquet list or struct) are JSON: written as JSON
+text, they land as jsonb. Once a column is JSON every later value is written as JSON (a string as
+``"text"``); a column that already has values of another kind takes objects and arrays as their JSON
+text, and becomes text.
 
 Missing values (the null tokens) are no kind at all, so a column that is empty so far stays open
 (an all-null column, or a file that has none of its values), and the types the destination already
@@ -42,10 +44,10 @@ UTC_MICROSECONDS = pl.Datetime("us", "UTC")
 
 # The kinds a value can have, and the dlt type each lands as.
 DLT_TYPES = {"boolean": "bool", "integer": "bigint", "number": "double", "decimal": "decimal", "date": "date",
-             "timestamp": "timestamp", "time": "time", "text": "text"}
+             "timestamp": "timestamp", "time": "time", "text": "text", "json": "json"}
 KIND_OF_DLT_TYPE = {"bool": "boolean", "bigint": "integer", "double": "number", "decimal": "decimal",
                     "wei": "decimal", "date": "date", "timestamp": "timestamp", "time": "time", "text": "text",
-                    "json": "text", "binary": "text"}
+                    "json": "json", "binary": "text"}
 # Names a declared column type may have in headwater.yaml.
 DECLARED_KINDS = {
     "text": "text", "string": "text", "str": "text", "varchar": "text",
@@ -137,23 +139,28 @@ class TableKinds:
         self.offsets: dict[str, bool] = {}  # timestamp column -> every value so far carries an offset
         self.widened: dict[str, tuple[str, str]] = {}  # column -> (kind before, kind after) in this run
         self._known: dict[str, dict] = {}  # the destination's columns, by the name dlt gives them
-        self._normalize: Callable[[str], str] = str
+        self.normalize: Callable[[str], str] = str  # how dlt names a file's column in the destination
 
     def start_from(self, columns: dict[str, dict], normalize: Callable[[str], str] = str) -> None:
         """Begin from the columns the destination has (dlt column schemas, named by ``normalize`` from the
         file's names); a column that holds only nulls so far (``ALL_NULL_HINT``) has no kind yet."""
         self._known = {name: column for name, column in columns.items()
                        if KIND_OF_DLT_TYPE.get(column.get("data_type") or "") and not column.get(ALL_NULL_HINT)}
-        self._normalize = normalize
+        self.normalize = normalize
 
     def _settle_from_known(self, name: str) -> None:
-        column = self._known.get(self._normalize(name)) if name not in self.kinds else None
+        column = self._known.get(self.normalize(name)) if name not in self.kinds else None
         if column is None:
             return
         kind = self.kinds[name] = KIND_OF_DLT_TYPE[column["data_type"]]
         if kind == "decimal":
             self.decimal_places[name] = (column.get("precision") or DEFAULT_DECIMAL[0],
                                          column["scale"] if column.get("scale") is not None else DEFAULT_DECIMAL[1])
+
+    def is_json(self, name: str) -> bool:
+        """Whether a file's field is a JSON column of the table (from this run's files, or in the destination)."""
+        self._settle_from_known(name)
+        return self.kinds.get(name) == "json"
 
     def arrow_types(self) -> dict[str, pa.DataType]:
         """The settled types as a CSV reader can apply them while parsing (text columns stay text)."""
@@ -183,7 +190,7 @@ class TableKinds:
                 if failed is not None:
                     failures.append((name, self.declared[name].kind, failed))
             else:
-                typed = self._widening(values, nulls, decimal_comma)
+                typed = self._widening(values, nulls, decimal_comma, name in parsed.json_columns)
             if typed is not values:
                 columns.append(typed)
         typed_frame = frame.with_columns(columns) if columns else frame
@@ -194,17 +201,20 @@ class TableKinds:
 
     # -- undeclared columns: widen ---------------------------------------------------------------------------
 
-    def _widening(self, values: pl.Series, nulls: NullTokens, decimal_comma: bool) -> pl.Series:
+    def _widening(self, values: pl.Series, nulls: NullTokens, decimal_comma: bool, holds_json: bool) -> pl.Series:
         name = values.name
         self._settle_from_known(name)
         current = self.kinds.get(name)
-        if values.dtype == pl.String:
+        if holds_json:  # JSON text of objects and arrays
+            present = values.drop_nulls()
+            block_kind = "json" if present.len() else None
+        elif values.dtype == pl.String:
             present = _without(values.drop_nulls(), nulls.of(name))
-            block_kind = current if current == "text" else infer_kind(present, decimal_comma)
+            block_kind = current if current in ("text", "json") else infer_kind(present, decimal_comma)
         else:
             present = values.drop_nulls()
             block_kind = _kind_of_dtype(values.dtype) if present.len() else None
-        kind = join(current, block_kind)
+        kind = join_with_json(current, block_kind)
         if kind != current:
             if current is not None:
                 self.widened[name] = (self.widened.get(name, (current, kind))[0], kind)
@@ -214,6 +224,10 @@ class TableKinds:
             self.offsets[name] = self.offsets.get(name, offsets) and offsets
         if kind is None:
             return pl.Series(name, [None] * values.len(), dtype=pl.Null)
+        if holds_json:
+            return values  # JSON text, for a JSON column and for a text column alike
+        if kind == "json":
+            return json_text(_nulled(values, nulls.after_parse(name)) if values.dtype == pl.String else values)
         if values.dtype == pl.String:
             tokens = nulls.after_parse(name) if kind == "text" else nulls.of(name)
             values = _nulled(values, tokens)
@@ -229,6 +243,23 @@ class TableKinds:
         typed = convert(values, declared.kind, decimal_comma, (declared.precision, declared.scale), declared.format)
         failed = values.is_not_null() & typed.is_null()
         return typed, (failed if failed.any() else None)
+
+
+def join_with_json(current: str | None, arriving: str | None) -> str | None:
+    """``join``, with JSON: a JSON column takes any value (written as JSON); a column of another kind that
+    meets objects or arrays becomes text (they are their JSON text in it), since its values are not JSON."""
+    if current == "json" or (current is None and arriving == "json"):
+        return "json"
+    if arriving == "json":
+        return "text"
+    return join(current, arriving)
+
+
+def json_text(values: pl.Series) -> pl.Series:
+    """Each value as JSON text (a string quoted, a list or struct as an array or object); null stays null."""
+    encoded = pl.select(pl.struct(values.alias("v")).struct.json_encode()).to_series()
+    text = encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
+    return pl.select(pl.when(values.is_not_null()).then(text)).to_series().alias(values.name)
 
 
 def _without(values: pl.Series, tokens: frozenset[str]) -> pl.Series:
@@ -298,6 +329,8 @@ def convert(values: pl.Series, kind: str, decimal_comma: bool = False, places: t
 
 def _cast_typed(values: pl.Series, kind: str, places: tuple | None) -> pl.Series:
     """A typed column (JSON, Parquet, a typed CSV parse) as ``kind``: a widening, or the same kind."""
+    if kind == "json" or (kind == "text" and values.dtype.is_nested()):
+        return json_text(values)
     if kind == "text":
         if values.dtype.is_nested():  # lists and structs (where a scalar was, say) are kept whole, as JSON
             return _json_text(values)
@@ -353,6 +386,8 @@ def _kind_of_dtype(dtype: pl.DataType) -> str | None:
         return "date"
     if dtype == pl.Time:
         return "time"
+    if dtype.is_nested():
+        return "json"
     return "text"
 
 

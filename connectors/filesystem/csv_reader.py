@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -29,6 +30,7 @@ from connectors.filesystem.blocks import (
     NEWLINE,
     Block,
     Framing,
+    LongLine,
     byte_array,
     byte_at,
     positions_of,
@@ -37,10 +39,25 @@ from connectors.filesystem.blocks import (
     unescaped,
 )
 from connectors.filesystem.dialect import CARRIAGE_RETURN, LINE_BREAK, CsvDialect, restore_breaks, unescape_dump
-from connectors.filesystem.parsed import LINE_COLUMN, RAW_LINE, ParsedFile, Rejection, has_bad_bytes, shown
+from connectors.filesystem.parsed import (
+    DEFAULT_LIMITS,
+    LINE_COLUMN,
+    RAW_LINE,
+    ParsedFile,
+    ReadLimits,
+    Rejection,
+    distinct_names,
+    has_bad_bytes,
+    long_line_rejected,
+    shown,
+)
 
 ROW_NAMES = "row_names"  # the unnamed first column of R's write.table/write.csv with row names
 TRAILING = "\x00trailing"  # the empty field after a trailing delimiter, dropped after parsing
+BOM = "\ufeff"
+# Python's csv module refuses fields over 128 KiB by default; a landing file's field may be as large as
+# PostgreSQL's text (1 GiB). The limit is the interpreter's, for every reader: it only ever allows more.
+csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
 
 
 @dataclass
@@ -53,9 +70,12 @@ class Header:
 class CsvReader:
     """Reads one CSV file in a known dialect; ``blocks`` yields ParsedFile per block of whole records."""
 
-    def __init__(self, dialect: CsvDialect, null_values: frozenset[str]):
+    def __init__(self, dialect: CsvDialect, null_values: frozenset[str], normalize: Callable[[str], str] = str,
+                 limits: ReadLimits = DEFAULT_LIMITS):
         self.dialect = dialect
         self.null_values = null_values
+        self.normalize = normalize  # how the destination names a column: names equal under it are renamed
+        self.limits = limits
         self.framing = Framing(
             quote=dialect.quote.encode() if dialect.quote else None,
             escape=dialect.escape.encode() if dialect.escape else None,
@@ -65,36 +85,48 @@ class CsvReader:
 
     def blocks(self, stream, known_types: Callable[[], dict[str, pa.DataType]] | None = None) -> Iterator[ParsedFile]:
         """Every block of the file after its preamble and header, typed where ``known_types`` says."""
-        blocks = record_blocks(stream, self.framing)
-        first = self._take_header(blocks)
+        blocks = record_blocks(stream, self.framing, max_line_bytes=self.limits.max_line_bytes)
+        first, long_line = self._take_header(blocks)
         if first is None:
             return
         if first.data:
             yield self.read_block(first)
+        if long_line is not None:
+            yield long_line_rejected(long_line, self.limits.max_line_bytes)
         for block in blocks:
+            if isinstance(block, LongLine):
+                yield long_line_rejected(block, self.limits.max_line_bytes)
+                continue
             yield self.read_block(block, known_types() if known_types else None)
 
     # -- header ----------------------------------------------------------------------------------------------
 
-    def _take_header(self, blocks: Iterator[Block]) -> Block | None:
-        """Skip the preamble and read the header rows; the rest of the data, from the first data line."""
-        data, first_line = b"", 1
+    def _take_header(self, blocks: Iterator[Block | LongLine]) -> tuple[Block | None, LongLine | None]:
+        """Skip the preamble and read the header rows: (the rest of the data, from the first data line; a line
+        too long to read that came before it ended)."""
+        data, first_line, long_line = b"", 1, None
         for block in blocks:
+            if isinstance(block, LongLine):  # the header ends before it, or there is none to be had
+                long_line = block
+                break
             data += block.data
             header = self._parse_header(data)
             if header is not None:
                 self.header, consumed = header
                 self.header.lines = data.count(b"\n", 0, consumed)
-                return Block(data[consumed:], first_line + self.header.lines)
+                return Block(data[consumed:], first_line + self.header.lines), None
+        header = self._parse_header(data, final=True) if data else None
+        if long_line is not None and (header is None or not header[0].names):
+            raise ValueError(f"line {long_line.first_line} is {long_line.size:,} bytes long, longer than "
+                             f"max_line_bytes ({self.limits.max_line_bytes:,}): the header cannot be read")
         if not data:
-            return None
-        header = self._parse_header(data, final=True)
+            return None, None
         if header is None:
             self.header = Header([], data.count(b"\n") + (not data.endswith(b"\n")), [])
-            return Block(b"", first_line + self.header.lines)
+            return Block(b"", first_line + self.header.lines), long_line
         self.header, consumed = header
         self.header.lines = data.count(b"\n", 0, consumed) + (consumed == len(data) and not data.endswith(b"\n"))
-        return Block(data[consumed:], first_line + data.count(b"\n", 0, consumed))
+        return Block(data[consumed:], first_line + data.count(b"\n", 0, consumed)), long_line
 
     def _parse_header(self, data: bytes, final: bool = False) -> tuple[Header, int] | None:
         """(header, bytes it takes) once ``data`` holds the preamble, the header rows and one data record."""
@@ -105,7 +137,7 @@ class CsvReader:
             if end < 0:
                 return (Header([], 0, []), len(data)) if final else None
             offset = end + 1
-        rows, consumed = [], offset
+        rows = []
         text = self._preprocessed(data[offset:]).decode("utf-8", errors="surrogateescape")
         stream = io.StringIO(text, newline="")
         reader = self._csv_reader(stream)
@@ -127,10 +159,11 @@ class CsvReader:
             return None
         header_records = [record for record, _ in rows[: dialect.header_rows]]
         if len(rows) > dialect.header_rows:
-            end_of_header = rows[dialect.header_rows][1]
+            # Comment lines and escapes were rewritten in ``text``, each line kept: the header ends after as many
+            # lines of the file as of the text.
+            consumed = _line_start(data, offset, text.count("\n", 0, rows[dialect.header_rows][1]))
         else:
-            end_of_header = len(text)
-        consumed += len(text[:end_of_header].encode("utf-8", errors="surrogateescape"))
+            consumed = len(data)
         first_data = rows[dialect.header_rows][0] if len(rows) > dialect.header_rows else None
         return self._header_from(header_records, first_data), consumed
 
@@ -148,8 +181,8 @@ class CsvReader:
             if first_data is not None and len(names) == width - 1:
                 names = [ROW_NAMES] + names
                 notes.append(f"the first column has no name in the header: named {ROW_NAMES} (R's row names)")
-        names = _unique_names(names)
-        return Header(names, 0, notes)
+        names, renamed = distinct_names(_named(names), self.normalize)
+        return Header(names, 0, notes + renamed)
 
     # -- blocks ----------------------------------------------------------------------------------------------
 
@@ -170,6 +203,7 @@ class CsvReader:
             parsed = self._by_record(block, header)
         if self.dialect.escape and (LINE_BREAK.encode() in block.data or CARRIAGE_RETURN.encode() in block.data):
             parsed.frame = restore_breaks(parsed.frame)
+        parsed.may_hold_nul = b"\x00" in block.data
         return parsed
 
     def _preprocessed(self, data: bytes) -> bytes:
@@ -193,21 +227,27 @@ class CsvReader:
         column_types = dict(types)
         if dialect.trailing_delimiter:
             column_types[TRAILING] = pa.string()
+        parse = pacsv.ParseOptions(
+            delimiter=dialect.delimiter, quote_char=dialect.quote or False, double_quote=dialect.escape is None,
+            escape_char=dialect.escape or False, newlines_in_values=bool(dialect.quote or dialect.escape),
+        )
+        convert = pacsv.ConvertOptions(
+            column_types=column_types, null_values=sorted(self.null_values), strings_can_be_null=True,
+            quoted_strings_can_be_null=False, decimal_point=dialect.decimal,
+            true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"],
+        )
+        read = pacsv.ReadOptions(column_names=names)
         try:
-            table = pacsv.read_csv(
-                io.BytesIO(block.data),
-                read_options=pacsv.ReadOptions(column_names=names),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=dialect.delimiter, quote_char=dialect.quote or False,
-                    double_quote=dialect.escape is None, escape_char=dialect.escape or False,
-                    newlines_in_values=bool(dialect.quote or dialect.escape),
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=column_types, null_values=sorted(self.null_values), strings_can_be_null=True,
-                    quoted_strings_can_be_null=False, decimal_point=dialect.decimal,
-                    true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"],
-                ),
-            )
+            try:
+                table = pacsv.read_csv(io.BytesIO(block.data), read_options=read, parse_options=parse,
+                                       convert_options=convert)
+            except pa.ArrowInvalid as error:
+                if "straddling" not in str(error):
+                    raise
+                # A record longer than Arrow's parse block (1 MB): read the block as one, which every record fits.
+                read = pacsv.ReadOptions(column_names=names, block_size=len(block.data) + 1)
+                table = pacsv.read_csv(io.BytesIO(block.data), read_options=read, parse_options=parse,
+                                       convert_options=convert)
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return None
         if dialect.trailing_delimiter:
@@ -351,19 +391,17 @@ def _joined_names(records: list[list[str]]) -> list[str]:
     return ["_".join(part for part in parts if part) for parts in zip(*rows, strict=True)]
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    """An empty name becomes column_<position>; a repeated one gets _2, _3, ... as DuckDB names them."""
-    seen: dict[str, int] = {}
-    result = []
-    for position, name in enumerate(names, start=1):
-        name = shown(name) or f"column_{position}"
-        if name in seen:
-            seen[name] += 1
-            candidate = f"{name}_{seen[name]}"
-            while candidate in seen:
-                seen[name] += 1
-                candidate = f"{name}_{seen[name]}"
-            name = candidate
-        seen.setdefault(name, 1)
-        result.append(name)
-    return result
+def _named(names: list[str]) -> list[str]:
+    """An empty name becomes column_<position>; a byte-order mark left at the start of a name is dropped."""
+    return [shown(name).lstrip(BOM).strip() or f"column_{position}" for position, name in enumerate(names, start=1)]
+
+
+def _line_start(data: bytes, start: int, lines: int) -> int:
+    """The offset of the line ``lines`` lines after ``start`` (the end of ``data`` when it has fewer)."""
+    position = start
+    for _ in range(lines):
+        position = data.find(b"\n", position)
+        if position < 0:
+            return len(data)
+        position += 1
+    return position

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Iterator
@@ -15,14 +16,18 @@ from connectors.filesystem.column_types import NullTokens, TableKinds
 from connectors.filesystem.csv_reader import CsvReader
 from connectors.filesystem.dialect import SAMPLE_BYTES, CsvDialect, sniff
 from connectors.filesystem.jsonl_reader import jsonl_blocks
-from connectors.filesystem.parsed import LINE_COLUMN, ParsedFile, Rejection
+from connectors.filesystem.nul_characters import holds_zero_byte, nul_checked
+from connectors.filesystem.parsed import LINE_COLUMN, ParsedFile, ReadLimits, Rejection, distinct_names
 from connectors.filesystem.settings import format_of
 from connectors.filesystem.text_stream import Utf8Stream
 from headwater.common.file_rows import FILE_COLUMN as SOURCE_FILE_COLUMN
 from headwater.common.file_rows import MODIFIED_COLUMN, REREAD_METADATA
+from headwater.common.nul_characters import REJECT, NulHandling
+from headwater.common.widening import JSON_TEXT_METADATA
 
 # Rows per Parquet batch: bounded memory whatever the row group size of the file.
 PARQUET_BATCH_ROWS = 100_000
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +39,8 @@ class TableReading:
     csv: dict | None = None  # a `csv:` settings block: pinned dialect keys
     nulls: NullTokens = field(default_factory=NullTokens)
     kinds: TableKinds = field(default_factory=TableKinds)
+    limits: ReadLimits = field(default_factory=ReadLimits)
+    nul_characters: NulHandling = REJECT
 
 
 @dataclass
@@ -114,16 +121,21 @@ def read_landing_file(item, reading: TableReading, reread: bool = False,
                 report.notes.extend(note for note in parsed.notes if note not in report.notes)
                 report.rows += parsed.frame.height
                 report.rejected += len(parsed.rejections)
-                good = parsed.frame.with_columns(
+                good = _json_marked(parsed.frame.with_columns(
                     pl.lit(file_name).alias(SOURCE_FILE_COLUMN), pl.lit(modified).alias(MODIFIED_COLUMN),
-                ).to_arrow()
+                ).to_arrow(), reading.kinds)
                 if reread:
                     good = good.replace_schema_metadata({**(good.schema.metadata or {}), REREAD_METADATA: b"1"})
                 yield LandingFile(good=good if parsed.frame.height else _empty(good),
                                   rejected=_rejected_table(file_name, parsed.rejections))
-    except (UnreadableFile, ValueError, OSError, pa.ArrowException, pl.exceptions.PolarsError) as error:
-        report.status, report.reason = "unreadable", _first_line(error)
-        yield LandingFile(good=pa.table({}), rejected=_whole_file_rejected(file_name, report.reason))
+    except Exception as error:  # whatever a file holds, it costs that file, never the source
+        reason = _first_line(error)
+        if not isinstance(error, (UnreadableFile, ValueError, OSError, pa.ArrowException, pl.exceptions.PolarsError)):
+            log.warning("%s could not be read", file_name, exc_info=True)
+            reason = f"{type(error).__name__}: {reason}"
+        report.status, report.reason = "unreadable", reason
+        yield LandingFile(good=pa.table({}),
+                          rejected=_whole_file_rejected(file_name, report.reason, loaded=report.rows))
     else:
         if report.status == "loaded" and not report.records:
             report.status = "header only" if report.skipped or report.lines else "empty"
@@ -134,13 +146,19 @@ def read_landing_file(item, reading: TableReading, reread: bool = False,
 
 def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterator[ParsedFile]:
     kinds = reading.kinds
+
+    def typed(parsed: ParsedFile, **options) -> ParsedFile:
+        # NUL characters first: a stripped value is typed as what remains.
+        return kinds.apply(nul_checked(parsed, reading.nul_characters), **options)
+
     if report.format == "parquet":
-        for parsed in _parquet_batches(stream, report.file):
-            yield kinds.apply(parsed)
+        for parsed in _parquet_batches(stream, report.file, kinds.normalize):
+            yield typed(parsed)
         return
     if report.format == "jsonl":
-        for parsed in jsonl_blocks(Utf8Stream(stream, "utf-8", bom=True)):
-            yield kinds.apply(parsed)
+        for parsed in jsonl_blocks(Utf8Stream(stream, "utf-8", bom=True), reading.limits, kinds.is_json,
+                                   kinds.normalize):
+            yield typed(parsed)
         return
     sample = stream.read(SAMPLE_BYTES)
     if not sample.strip():
@@ -152,7 +170,7 @@ def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterato
     report.dialect = dialect.describe()
     report.notes.extend(sniffed.notes)
     text = Utf8Stream(_Prefixed(sample, stream), dialect.encoding, dialect.bom)
-    reader = CsvReader(dialect, reading.nulls.parsed)
+    reader = CsvReader(dialect, reading.nulls.parsed, kinds.normalize, reading.limits)
     header_counted = False
     for parsed in reader.blocks(text, kinds.arrow_types):
         if not header_counted and reader.header is not None:
@@ -160,7 +178,7 @@ def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterato
             parsed.skipped += reader.header.lines
             parsed.notes.extend(reader.header.notes)
             header_counted = True
-        yield kinds.apply(parsed, reading.nulls, decimal_comma=dialect.decimal == ",")
+        yield typed(parsed, nulls=reading.nulls, decimal_comma=dialect.decimal == ",")
     if not header_counted and reader.header is not None:  # a file with a header and nothing else
         # No rows, but its columns: the table exists with them (typed by the first values that arrive).
         columns = {name: pl.Null for name in reader.header.names}
@@ -169,6 +187,16 @@ def _parsed_blocks(stream, report: FileReport, reading: TableReading) -> Iterato
     if text.switched_to:
         report.notes.append(f"read as {text.switched_to}: the file is not UTF-8 past its first bytes")
         report.dialect = CsvDialect(**{**dialect.__dict__, "encoding": text.switched_to}).describe()
+
+
+def _json_marked(table: pa.Table, kinds: TableKinds) -> pa.Table:
+    """``table`` with its JSON columns marked, so that they land as jsonb (headwater.common.widening)."""
+    names = [name for name in table.column_names if kinds.kinds.get(name) == "json"]
+    if not names:
+        return table
+    fields = [field.with_metadata({**(field.metadata or {}), JSON_TEXT_METADATA: b"1"}) if field.name in names
+              else field for field in table.schema]
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=table.schema.metadata))
 
 
 class _Prefixed:
@@ -188,18 +216,23 @@ class _Prefixed:
         return self._stream.read(size)
 
 
-def _parquet_batches(stream, file_name: str) -> Iterator[ParsedFile]:
+def _parquet_batches(stream, file_name: str, normalize=str) -> Iterator[ParsedFile]:
     """Row groups in batches; a row's line is its 1-based row number in the file."""
+    first_row = 1
     try:
         # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
         batches = pq.ParquetFile(stream, pre_buffer=False).iter_batches(batch_size=PARQUET_BATCH_ROWS)
-        first_row = 1
         for batch in batches:
+            names, notes = distinct_names(batch.schema.names, normalize)  # Parquet allows a name twice
+            if notes:
+                batch = batch.rename_columns(names)
             frame = pl.from_arrow(batch).with_row_index(LINE_COLUMN, offset=first_row)
             first_row += frame.height
-            yield ParsedFile(frame.with_columns(pl.col(LINE_COLUMN).cast(pl.Int64)), [], lines=frame.height)
+            yield ParsedFile(frame.with_columns(pl.col(LINE_COLUMN).cast(pl.Int64)), [], lines=frame.height,
+                             notes=notes, may_hold_nul=holds_zero_byte(batch))
     except (pa.ArrowException, OSError) as error:  # a binary file cannot be split into good and bad rows
-        raise UnreadableFile(f"cannot be read as parquet ({_first_line(error)})") from error
+        where = f" past row {first_row - 1:,}" if first_row > 1 else ""
+        raise UnreadableFile(f"cannot be read as parquet{where} ({_first_line(error)})") from error
 
 
 def _modified_at(value) -> datetime:
@@ -244,12 +277,14 @@ def _rejected_table(file_name: str, rejections: list[Rejection]) -> pa.Table | N
     )
 
 
-def _whole_file_rejected(file_name: str, reason: str, resolved: bool = False) -> pa.Table:
-    """A file no row of which could be read: one quarantine entry for the whole file (the same entry,
-    marked replayed, once the file reads)."""
+def _whole_file_rejected(file_name: str, reason: str, resolved: bool = False, loaded: int = 0) -> pa.Table:
+    """A file that could not be read (to its end): one quarantine entry for the whole file (the same entry,
+    marked replayed, once the file reads). Rows read before the point it broke have loaded; they are
+    replaced when the file is read again."""
     record = json.dumps({SOURCE_FILE_COLUMN: file_name, "_raw_line": None}, ensure_ascii=False)
+    before = f" ({loaded:,} rows before that point loaded and are replaced then)" if loaded else ""
     reason = "read cleanly after it changed" if resolved else (
-        f"{reason}; fix or replace the file: it is read again when it changes")
+        f"{reason}; fix or replace the file: it is read again when it changes{before}")
     return pa.Table.from_pylist(
         [{SOURCE_FILE_COLUMN: file_name, LINE_COLUMN: None, "record": record, "rule": "file", "reason": reason,
           "location": file_name, "status": "replayed" if resolved else None}],

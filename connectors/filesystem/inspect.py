@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -11,6 +12,7 @@ from connectors.filesystem.column_types import DLT_TYPES
 from connectors.filesystem.csv_reader import CsvReader
 from connectors.filesystem.dialect import SAMPLE_BYTES, sniff
 from connectors.filesystem.helpers import _Prefixed
+from connectors.filesystem.nul_characters import nul_checked
 from connectors.filesystem.settings import format_of
 from connectors.filesystem.table_options import table_reading
 from connectors.filesystem.text_stream import Utf8Stream
@@ -27,10 +29,14 @@ class FileInspection:
     problem: str | None = None
 
 
-def inspect_table(settings: dict, table: str, limit: int = 5) -> list[FileInspection]:
-    """The first ``limit`` files of ``table`` (a key of the source's ``files:``), newest first."""
+def inspect_table(settings: dict, table: str, limit: int = 5, naming: str = "snake_case") -> list[FileInspection]:
+    """The first ``limit`` files of ``table`` (a key of the source's ``files:``), newest first; ``naming``: the
+    source's dlt naming convention (columns whose names it makes one are renamed, as a run does)."""
     spec = settings["files"][table]
-    reading = table_reading(table, spec, settings.get("file_format"), settings.get("csv"), settings.get("null_values"))
+    reading = table_reading(table, spec, settings.get("file_format"), settings.get("csv"), settings.get("null_values"),
+                            settings)
+    convention = importlib.import_module(f"dlt.common.normalizers.naming.{naming}").NamingConvention()
+    reading.kinds.normalize = convention.normalize_identifier
     glob = spec if isinstance(spec, str) else spec["glob"]
     items = []
     for entry in list_files(bucket_url=settings["bucket_url"], file_glob=glob):  # pages, or items one by one
@@ -58,10 +64,11 @@ def _inspect(item, reading) -> FileInspection:
         inspection.dialect = sniffed.dialect.describe()
         inspection.settings = sniffed.dialect.settings()
         inspection.notes.extend(sniffed.notes)
-        reader = CsvReader(sniffed.dialect, reading.nulls.parsed)
+        reader = CsvReader(sniffed.dialect, reading.nulls.parsed, reading.kinds.normalize, reading.limits)
         blocks = reader.blocks(Utf8Stream(_Prefixed(sample, stream), sniffed.dialect.encoding, sniffed.dialect.bom))
         for parsed in islice(blocks, 1):  # the first block (up to 16 MB) shows the types
-            reading.kinds.apply(parsed, reading.nulls, decimal_comma=sniffed.dialect.decimal == ",")
+            reading.kinds.apply(nul_checked(parsed, reading.nul_characters), reading.nulls,
+                                decimal_comma=sniffed.dialect.decimal == ",")
             inspection.notes.extend(parsed.notes)
             if parsed.rejections:
                 inspection.notes.append(f"{len(parsed.rejections)} line(s) of the first block would be quarantined")

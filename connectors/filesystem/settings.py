@@ -9,6 +9,8 @@ from pydantic import AfterValidator, ConfigDict, Field, with_config
 from typing_extensions import NotRequired, Required, TypedDict
 
 from connectors.filesystem.column_types import parse_declared
+from connectors.filesystem.parsed import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_NESTING_DEPTH
+from headwater.common.nul_characters import NulHandling
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -42,6 +44,8 @@ def _column_type(spec: str) -> str:
 Character = Annotated[str, AfterValidator(_one_character)]
 OptionalCharacter = Annotated[str | None, AfterValidator(_one_character)]
 ColumnType = Annotated[str, AfterValidator(_column_type)]
+LineBytes = Annotated[int, Field(ge=1024, examples=[DEFAULT_MAX_LINE_BYTES])]
+NestingDepth = Annotated[int, Field(ge=1, le=1000, examples=[DEFAULT_MAX_NESTING_DEPTH])]
 
 
 @with_config(Strict)
@@ -76,6 +80,9 @@ class FileTable(TypedDict):
     csv: NotRequired[CsvSettings]
     null_values: NotRequired[list[str]]
     columns: NotRequired[dict[str, ColumnType | ColumnSettings]]
+    nul_characters: NotRequired[NulHandling]
+    max_line_bytes: NotRequired[LineBytes]
+    max_nesting_depth: NotRequired[NestingDepth]
 
 
 def format_of(file_name: str, declared: str | None) -> str:

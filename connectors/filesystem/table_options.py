@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from connectors.filesystem.column_types import Declared, NullTokens, TableKinds, parse_declared
 from connectors.filesystem.helpers import TableReading
+from connectors.filesystem.parsed import ReadLimits
 from connectors.filesystem.settings import DEFAULT_NULL_VALUES
+from headwater.common.nul_characters import REJECT
 
 
 def table_reading(table: str, spec, file_format: str | None, csv: dict | None,
-                  null_values: list[str] | None) -> TableReading:
+                  null_values: list[str] | None, source: dict | None = None) -> TableReading:
+    """``source``: the source-wide ``nul_characters``, ``max_line_bytes`` and ``max_nesting_depth``."""
     options = spec if isinstance(spec, dict) else {}
+    source = source or {}
+    limits = {key: options.get(key, source.get(key)) for key in ("max_line_bytes", "max_nesting_depth")}
     default = frozenset(options.get("null_values", null_values if null_values is not None else DEFAULT_NULL_VALUES))
     declared: dict[str, Declared] = {}
     column_nulls: dict[str, frozenset[str]] = {}
@@ -29,4 +34,6 @@ def table_reading(table: str, spec, file_format: str | None, csv: dict | None,
         csv={**(csv or {}), **(options.get("csv") or {})},
         nulls=NullTokens(default=default, columns=column_nulls or None, parsed=parsed),
         kinds=TableKinds(declared=declared),
+        limits=ReadLimits(**{key: value for key, value in limits.items() if value is not None}),
+        nul_characters=options.get("nul_characters") or source.get("nul_characters") or REJECT,
     )

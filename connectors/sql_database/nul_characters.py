@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.common.nul_characters import (
+    JSON_NUL,
+    NUL,
+    REJECT,
+    RULE,
+    STRIP,
+    NulHandling,
+    json_holds_nul,
+    nul_reason,
+    without_nul,
+)
 from headwater.quarantine.records import location_of, record_json
 
-NulHandling = Literal["reject", "strip"]
-REJECT, STRIP = "reject", "strip"
-RULE = "nul_character"
-NUL = "\x00"
-JSON_NUL = "\\u0000"
 # Rows a connector sets aside, as headwater's quarantine takes them (see headwater.load.table_processor).
 REJECTED_COLUMNS = ("record", "rule", "reason", "location")
 
@@ -101,9 +107,7 @@ def _reject(batch: pa.Table, found: dict[str, pa.ChunkedArray], table: str, key_
         columns = [name for name in found if _has_nul(flags[name][position], name)]
         entries["record"].append(record_json(row))
         entries["rule"].append(RULE)
-        entries["reason"].append(
-            f"{', '.join(columns)}: holds a NUL character (\\x00), which PostgreSQL text cannot store"
-        )
+        entries["reason"].append(nul_reason(columns))
         entries["location"].append(location_of(row, table, key_columns))
     rejected = pa.table({name: pa.array(values, pa.string()) for name, values in entries.items()})
     for name in dict.fromkeys([*key_columns, *([cursor_column] if cursor_column else [])]):
@@ -113,22 +117,12 @@ def _reject(batch: pa.Table, found: dict[str, pa.ChunkedArray], table: str, key_
 
 
 def _has_nul(value: Any, name: str) -> bool:
-    return isinstance(value, str) and (NUL in value or (JSON_NUL in value and _json_holds_nul(json.loads(value))))
+    return isinstance(value, str) and (NUL in value or (JSON_NUL in value and json_holds_nul(json.loads(value))))
 
 
 def _json_hits(column: pa.ChunkedArray, hits: pa.ChunkedArray) -> pa.Array:
     values = column.to_pylist()
-    return pa.array([bool(hit) and _json_holds_nul(json.loads(values[i])) for i, hit in enumerate(hits.to_pylist())])
-
-
-def _json_holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, list):
-        return any(_json_holds_nul(item) for item in value)
-    if isinstance(value, dict):
-        return any(_json_holds_nul(key) or _json_holds_nul(item) for key, item in value.items())
-    return False
+    return pa.array([bool(hit) and json_holds_nul(json.loads(values[i])) for i, hit in enumerate(hits.to_pylist())])
 
 
 def _strip_json(column: pa.ChunkedArray, hits: pa.ChunkedArray) -> pa.Array:
@@ -136,15 +130,5 @@ def _strip_json(column: pa.ChunkedArray, hits: pa.ChunkedArray) -> pa.Array:
     values = column.to_pylist()
     for position, hit in enumerate(hits.to_pylist()):
         if hit:
-            values[position] = json.dumps(_without_nul(json.loads(values[position])), ensure_ascii=False)
+            values[position] = json.dumps(without_nul(json.loads(values[position])), ensure_ascii=False)
     return pa.array(values, column.type)
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace(NUL, "")
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
-    if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
-    return value

@@ -43,7 +43,8 @@ dl.facts dd { margin: 0; }
          background: var(--panel); border: 1px solid var(--line); color: var(--muted); white-space: nowrap; }
 .badge.succeeded, .badge.passed, .badge.pass { background: var(--ok-bg); color: var(--ok); border-color: #b7dfc2; }
 .badge.warned, .badge.warn, .badge.running { background: var(--warn-bg); color: var(--warn); border-color: #f0d9a6; }
-.badge.failed, .badge.crashed, .badge.error, .badge.exposed { background: var(--bad-bg); color: var(--bad); border-color: #f3b8b8; }
+.badge.failed, .badge.crashed, .badge.error, .badge.exposed {
+  background: var(--bad-bg); color: var(--bad); border-color: #f3b8b8; }
 .badge.pii-pii, .badge.pii-derived { background: var(--pii-bg); color: var(--pii); border-color: #d4c6f3; }
 .badge.pii-masked { background: var(--ok-bg); color: var(--ok); border-color: #b7dfc2; }
 .chips .badge { margin: 0 4px 2px 0; }

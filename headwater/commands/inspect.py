@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     for name in tables:
         spec = settings["files"][name]
         glob = spec if isinstance(spec, str) else spec["glob"]
-        _print_table(console, source_name, name, glob, inspect_table(settings, name, limit=args.files))
+        _print_table(console, source_name, name, glob, inspect_table(settings, name, limit=args.files,
+                                                                        naming=source.naming))
     return 0
 
 

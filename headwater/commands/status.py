@@ -16,8 +16,8 @@ from headwater.project.freshness import format_age
 if TYPE_CHECKING:
     from headwater.ops.run_records import History
 
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "crashed": "red", "running": "yellow", "pass": "green", "warn": "yellow",
-                "error": "red"}
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "crashed": "red", "running": "yellow", "pass": "green",
+                "warn": "yellow", "error": "red"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

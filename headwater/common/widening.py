@@ -9,7 +9,9 @@ column or a file where a column happens to be empty does not fix it as text fore
 Two places apply it: ``conform_batch`` on each Arrow batch before dlt sees it (a narrower batch is
 cast up to the column's type; a wider one changes the column's type in dlt's schema), and the
 Postgres destination (headwater.postgres.loader), which alters a table's column when dlt's schema
-has widened it.
+has widened it. JSON sits outside the lattice: a text column whose Arrow field carries
+``JSON_TEXT_METADATA`` (objects and arrays of a landing file) is created as json, and a column that
+is already text keeps its type.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from dlt.common.libs.pyarrow import get_column_type_from_py_arrow, get_py_arrow_
 
 # A column created from nothing but nulls: it takes the type of the first values it gets.
 ALL_NULL_HINT = "x-headwater-all-null"
+# Arrow field metadata of a text column that holds JSON text (objects and arrays of a landing file):
+# the column is created as json (jsonb in Postgres), or takes that type after holding only nulls.
+JSON_TEXT_METADATA = b"headwater.json_text"
 # The kinds the lattice orders; columns of other types (json, binary, time, wei) are left as they come.
 LATTICE = frozenset({"bool", "bigint", "decimal", "double", "date", "timestamp", "text"})
 MAX_DECIMAL_PRECISION = 38
@@ -122,8 +127,11 @@ def _conform_column(field: pa.Field, array, column: dict, caps: Any):
         arriving = get_column_type_from_py_arrow(field.type)
     except Exception:  # a type dlt does not map: dlt reports it itself
         return array, None
+    holds_json = is_text(field.type) and (field.metadata or {}).get(JSON_TEXT_METADATA) == b"1"
+    if holds_json:
+        arriving = {"data_type": "json"}
     if not stored.get("data_type"):
-        return array, None
+        return array, ({"data_type": "json", "nullable": True} if holds_json else None)
     if column.get(ALL_NULL_HINT):  # the column had only nulls: it takes this batch's type
         return array, {**_hint(arriving), ALL_NULL_HINT: False}
     target = widest(stored, arriving)

@@ -237,7 +237,7 @@ def _empty(item: Any) -> bool:
 def _to_frame(item: Any):
     """A batch as a Polars frame, and how to turn the good rows back into what dlt got before."""
     if isinstance(item, (pa.Table, pa.RecordBatch)):
-        return pl.from_arrow(item), lambda frame: frame.to_arrow()
+        return pl.from_arrow(item), lambda frame: _with_field_metadata(frame.to_arrow(), item.schema)
     if isinstance(item, pl.DataFrame):
         return item, lambda frame: frame.to_arrow()
     if hasattr(item, "to_dict") and hasattr(item, "columns"):  # pandas
@@ -247,6 +247,16 @@ def _to_frame(item: Any):
     # the table had rules (Arrow would turn ISO dates into text and nested lists into JSON columns).
     frame = pl.DataFrame(rows, infer_schema_length=None, strict=False)
     return frame, lambda good: good.to_dicts()
+
+
+def _with_field_metadata(table: pa.Table, before: pa.Schema) -> pa.Table:
+    """The field metadata a batch had before its plan (a JSON text column's mark) on the columns after it."""
+    marked = {field.name: field.metadata for field in before if field.metadata}
+    if not any(name in marked for name in table.column_names):
+        return table
+    schema = pa.schema([field.with_metadata(marked[field.name]) if field.name in marked else field
+                        for field in table.schema], metadata=table.schema.metadata)
+    return pa.Table.from_arrays(table.columns, schema=schema)
 
 
 def _primary_key(resource: DltResource) -> list[str]:

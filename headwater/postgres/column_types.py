@@ -101,9 +101,10 @@ def _with_jsonb_columns(batches: pa.RecordBatchReader, names: list[str]) -> pa.R
         for batch in batches:
             columns = list(batch.columns)
             for index in indexes:
-                text = columns[index]
+                text, binary = columns[index], schema.field(index).type
+                # The version byte in the column's own binary type: the kernel takes one type (large text, too).
                 columns[index] = pc.binary_join_element_wise(
-                    JSONB_VERSION, text.cast(schema.field(index).type), pa.scalar(b"", schema.field(index).type)
+                    JSONB_VERSION.cast(binary), text.cast(binary), pa.scalar(b"", binary)
                 )
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
 

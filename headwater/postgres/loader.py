@@ -40,6 +40,8 @@ from headwater.postgres.column_types import copy_into, with_exact_types
 
 # Rows per batch handed to the driver: each becomes one chunk of COPY data.
 COPY_BATCH_ROWS = 64 * 1024
+# Types a column created as text from nothing but nulls may take from its first values.
+FROM_NULLS = (LATTICE - {"text"}) | {"json"}
 
 
 class StreamingParquetCopyJob(PostgresParquetCopyJob):
@@ -256,7 +258,7 @@ class StreamingPostgresClient(PostgresClient):
             db_type = self.type_mapper.to_destination_type(column, self.prepare_load_table(table_name))
             if is_widening(stored, column):
                 changes.append(ColumnChange(escaped, db_type))
-            elif (stored.get("data_type") == "text" and column["data_type"] in LATTICE - {"text"}
+            elif (stored.get("data_type") == "text" and column["data_type"] in FROM_NULLS
                   and holds_only_nulls(self.sql_client, qualified, escaped)):
                 # Created as text from nothing but nulls: it takes the type of its first values.
                 changes.append(ColumnChange(escaped, db_type, from_nulls=True))

@@ -129,3 +129,61 @@ def test_rows_a_rule_rejects_in_an_early_block_do_not_divert_later_blocks(tmp_pa
     assert query(database_url, "select location, rule from raw_drops.items__quarantine order by location") == [
         ("q.csv:2", "range"), ("q.csv:3", "range"),
     ]
+
+
+def test_a_line_past_max_line_bytes_is_passed_over_without_being_held_and_the_lines_around_it_keep_their_numbers(
+    tiny_blocks,
+):
+    from connectors.filesystem.blocks import LINES, LongLine
+
+    long = b'{"id": 2, "v": "' + b"x" * 500 + b'"}'
+    text = b'{"id": 1}\n' + long + b'\n{"id": 3}\n' + long + b"\n" + b'{"id": 5}\n' + long  # the last: no break
+    found = list(record_blocks(io.BytesIO(text), LINES, max_line_bytes=100))
+    longs = [item for item in found if isinstance(item, LongLine)]
+    assert [(item.first_line, item.size, item.head[:9]) for item in longs] == [
+        (2, len(long), b'{"id": 2,'), (4, len(long), b'{"id": 2,'), (6, len(long), b'{"id": 2,')]
+    kept = [(item.first_line, item.data) for item in found if not isinstance(item, LongLine) and item.data]
+    assert b"".join(data for _, data in kept) == b'{"id": 1}\n{"id": 3}\n{"id": 5}\n'
+    assert [line for first, data in kept for line in range(first, first + data.count(b"\n"))] == [1, 3, 5]
+
+
+def test_a_long_line_inside_a_block_is_cut_out_as_well(monkeypatch):
+    from connectors.filesystem.blocks import LINES, LongLine
+
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)  # the whole text is one block: the long line is inside it
+    text = b"a\n" + b"b" * 300 + b"\nc\n" + b"d" * 300 + b"\ne"
+    found = list(record_blocks(io.BytesIO(text), LINES, max_line_bytes=100))
+    assert [(type(item).__name__, item.first_line) for item in found] == [
+        ("Block", 1), ("LongLine", 2), ("Block", 3), ("LongLine", 4), ("Block", 5)]
+    assert [item.data for item in found if not isinstance(item, LongLine)] == [b"a\n", b"c\n", b"e"]
+
+
+def test_nesting_depth_is_measured_exactly_whatever_the_strings_hold():
+    import random
+
+    from connectors.filesystem.json_depth import too_deep
+
+    def depth(value) -> int:
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        return 0 if children is None else 1 + max((depth(child) for child in children), default=0)
+
+    rng = random.Random(7)
+    texts = [1, "x", '[{"]', '\\"[', None, "a\\\\", "]]]}}", "é"]
+
+    def value(levels: int):
+        if levels == 0:
+            return rng.choice(texts)
+        children = [value(levels - 1)] + [value(rng.randint(0, min(levels - 1, 2))) for _ in range(rng.randint(0, 2))]
+        rng.shuffle(children)
+        return {f'k{i}"[': child for i, child in enumerate(children)} if rng.random() < 0.5 else children
+
+    for _ in range(400):
+        lines = [json.dumps({"id": 1, "v": value(rng.choice([0, 1, 3, 7, 8, 9, 20]))}, ensure_ascii=rng.random() < 0.5)
+                 for _ in range(rng.randint(1, 4))]
+        for limit in (1, 2, 8, 9, 64):
+            expected = {index for index, line in enumerate(lines) if depth(json.loads(line)) > limit}
+            assert set(too_deep("\n".join(lines).encode(), limit)) == expected, (limit, lines)
+    # Strings whose brackets would close the levels before them do not hide how deep a line is.
+    hidden = '{"a": ' + '["]]", ' * 200 + "1" + "]" * 200 + "}"
+    assert set(too_deep(hidden.encode(), 64)) == {0}
+    assert set(too_deep(b"[" * 100_000, 64)) == {0}  # never closed: set aside before a parser descends into it

@@ -184,6 +184,12 @@ def portal_preamble() -> WorldFile:
                      [("A1", 12.5, utc(2024, 3, 1, 10)), ("B2", None, utc(2024, 3, 1, 10))], skipped=4, lines=6)
 
 
+def commented_header() -> WorldFile:
+    """Comment lines above the header: the exporting tool's name and the export date."""
+    content = b"# exported by survey-tool 3.2\n# 2024-05-01\nid,answer\n1,yes\n2,no\n"
+    return WorldFile("commented.csv", content, ["id", "answer"], [(1, "yes"), (2, "no")], skipped=3, lines=5)
+
+
 def no_header() -> WorldFile:
     content = b"1,2024-01-05,19.99\n2,2024-01-06,5\n3,2024-01-07,0.5\n"
     return WorldFile("noheader.csv", content, ["column_1", "column_2", "column_3"],
@@ -208,5 +214,5 @@ def ragged_and_stray_quotes() -> WorldFile:
 
 WORLD = [r_write_csv, excel_semicolon_cp1252, tab_separated, r_write_table_space, single_quoted,
          postgres_text_dump, mysql_outfile, latin1, utf16_bom, utf8_bom, cr_only, mixed_line_endings,
-         quoted_newlines, portal_preamble, no_header, two_line_header, ragged_and_stray_quotes,
+         quoted_newlines, portal_preamble, commented_header, no_header, two_line_header, ragged_and_stray_quotes,
          mostly_integer_decimals, sparse_column]
