@@ -45,8 +45,8 @@ from headwater.ops.pending import pending_relations, remember_pending
 from headwater.ops.pending import settle as settle_pending
 from headwater.ops.summary import RunSummary, print_site, print_summary
 from headwater.plugins.manager import connector_registry
-from headwater.postgres.advisory_locks import LockNotAcquired
 from headwater.postgres.address import PostgresAddress
+from headwater.postgres.advisory_locks import LockNotAcquired
 from headwater.project.config import ConfigError, ProjectConfig, load_project
 
 

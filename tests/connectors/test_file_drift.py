@@ -212,7 +212,7 @@ def test_lists_and_structs_where_numbers_were_widen_the_column_to_their_json(tmp
     assert (items.read, items.loaded, items.quarantined) == (3, 3, 0)
     assert column_type(database_url, "amount") == "character varying"
     assert query(database_url, "select id, amount from raw_drops.items order by id") == [
-        (1, "10"), (2, "[1, 2]"), (3, None), (4, '{"net": 5, "tax": "1.5"}')]
+        (1, "10"), (2, "[1,2]"), (3, None), (4, '{"net":5,"tax":"1.5"}')]
 
 
 def query_all(url: str, sql: str) -> None:
