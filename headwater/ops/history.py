@@ -159,6 +159,47 @@ MIGRATIONS: tuple[str, ...] = (
     -- gains 'crashed': a later run found the run gone without finishing (headwater.ops.crashed_runs).
     alter table headwater_ops.table_loads add column skipped text
     """,
+    """
+    -- The audit trail (headwater.ops.audit): append-only for every role but the owner, each record chained to
+    -- the one before by hash. Numbered last + 1 under a lock, so a deleted record leaves a gap.
+    create table headwater_ops.audit_log (
+        seq bigint primary key,
+        at timestamptz not null,             -- the database's clock
+        db_user text not null,               -- current_user
+        db_session_user text not null,       -- session_user
+        os_user text,
+        host text,                           -- host name of the machine that wrote the record
+        client_addr text,                    -- inet_client_addr() as the database saw it; null over a socket
+        deployment text,                     -- Prefect deployment, inside a flow run
+        flow_run_id text,                    -- Prefect flow run, inside one
+        kind text not null,                  -- run.start | run.end | config | full_refresh | backfill | ...
+        details jsonb not null,
+        prev_hash text not null unique,      -- unique: two records can never follow the same one (no fork)
+        hash text not null
+    );
+    create index audit_log_kind on headwater_ops.audit_log (kind, seq);
+    -- search_path pinned: a role that may create functions elsewhere cannot put its own pg_has_role first.
+    create function headwater_ops.audit_log_append_only() returns trigger language plpgsql
+        set search_path = pg_catalog, pg_temp as $$
+    begin
+        if not pg_catalog.pg_has_role(current_user, (select c.relowner from pg_catalog.pg_class c
+                                                     where c.oid = TG_RELID), 'USAGE') then
+            raise exception 'headwater_ops.audit_log is append-only: role % may not %', current_user, TG_OP
+                using errcode = 'insufficient_privilege',
+                      hint = 'Only the owner of the table can change records, and the hash chain shows it.';
+        end if;
+        if TG_OP = 'DELETE' then
+            return old;
+        end if;
+        return new;
+    end
+    $$;
+    create trigger audit_log_append_only before update or delete on headwater_ops.audit_log
+        for each row execute function headwater_ops.audit_log_append_only();
+    create trigger audit_log_no_truncate before truncate on headwater_ops.audit_log
+        for each statement execute function headwater_ops.audit_log_append_only();
+    revoke update, delete, truncate on headwater_ops.audit_log from public
+    """,
 )
 
 
