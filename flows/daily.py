@@ -38,6 +38,7 @@ from headwater.marts.build_lock import build_lock
 from headwater.marts.publish import PUBLISHED_SCHEMAS
 from headwater.marts.rebuild import changed_relations
 from headwater.ops.alerts import notify
+from headwater.ops.audit import audit_run_end, audit_run_start
 from headwater.ops.crashed_runs import mark_crashed_runs, run_alive
 from headwater.ops.freshness import evaluate_freshness
 from headwater.ops.history import RunInfo, record_run, start_run
@@ -119,7 +120,9 @@ def record_crash(flow, flow_run, state) -> None:
         project = read_project()
         notify(project, summary, logger)  # never raises
         run = RunInfo(run_id=summary.run_id, flow_name=flow.name, parameters=dict(flow_run.parameters or {}))
-        record_run(resolve_destination(project.state_dir), summary, run, status="failed")
+        address = resolve_destination(project.state_dir)
+        record_run(address, summary, run, status="failed")
+        audit_run_end(address, run, summary, status="failed")
     except Exception:  # the run has failed already; reporting it must not hide why
         logger.exception("could not record the failed run %s", flow_run.id)
 
@@ -180,6 +183,7 @@ def daily(
 def _daily(project: ProjectConfig, address: PostgresAddress, run: RunInfo, reload, advance_example: int,
            full_build: bool, started: float, logger) -> RunSummary:
     start_run(address, run)  # a run that crashes from here on stays 'running' until the next run marks it
+    audit_run_start(address, project, run, reload)  # and a changed headwater.yaml, full refresh, backfill
     summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database(),
                          contract_tables=contract_tables(project))
     summary.crashed_runs = mark_crashed_runs(address, run.run_id)
@@ -203,6 +207,7 @@ def _daily(project: ProjectConfig, address: PostgresAddress, run: RunInfo, reloa
     summary.freshness = evaluate_freshness(project, address)  # error_after breaches fail the run
     print_summary(summary)
     record_run(address, summary, run)
+    audit_run_end(address, run, summary)
     if lineage is not None:  # one OpenLineage event per run, for catalogs that read them
         export_openlineage(project, address, lineage, run.run_id, logger)
     if project.catalog.site_after_run:  # after record_run: the site shows this run

@@ -242,6 +242,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def _replay(project, source, address, table_name: str, selection, edits: dict[str, str]) -> int:
     from headwater.load.replay import ReplayError, prepare_replay
+    from headwater.ops.audit import audit_replay
 
     try:
         prepared = prepare_replay(project, source, address, [table_name] if table_name else None, selection, edits)
@@ -258,6 +259,7 @@ def _replay(project, source, address, table_name: str, selection, edits: dict[st
         if not result.skipped:
             _say(console, _announcement(where, selection, edits, result.matched))
     results = prepared.load()
+    audit_replay(address, source.name, table_name, selection, edits, results)
     if not results:
         _say(console, f"Nothing is quarantined in {source.name}.")
     for result in results:

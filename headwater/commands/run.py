@@ -116,6 +116,7 @@ def _recover(console: Console, project: ProjectConfig, source: SourceConfig, add
              args: argparse.Namespace) -> int:
     from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
     from headwater.load.recovery import discard_pending, pending_loads, recover
+    from headwater.ops.audit import audit_recover
 
     pipeline = open_pipeline(project, source, address)
     pending = pending_loads(pipeline)
@@ -127,14 +128,18 @@ def _recover(console: Console, project: ProjectConfig, source: SourceConfig, add
         if not args.yes and not _confirmed(console, source, pending):
             _say(console, "Nothing was discarded.")
             return 1
-        for line in _discarded_lines(source, discard_pending(pipeline)):
+        discarded = discard_pending(pipeline)
+        audit_recover(address, source.name, pending, discarded=discarded)
+        for line in _discarded_lines(source, discarded):
             _say(console, line)
         return 0
     try:
         recovered = recover(pipeline, LOADER_FILE_FORMAT)
     except Exception as error:  # the load fails as a run would: said in one line, the load stays pending
+        audit_recover(address, source.name, pending, failed=error)
         _say(console, f"The pending load of {source.name} failed again and stays pending: {_failure(error)}")
         return 1
+    audit_recover(address, source.name, pending, recovered=recovered)
     for line in _recovered_lines(source, recovered):
         _say(console, line)
     return 0

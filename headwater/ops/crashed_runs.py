@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from headwater.ops.audit import record_event
 from headwater.ops.history import SCHEMA, ensure_schema
 from headwater.postgres.advisory_locks import HeldLock, advisory_lock, lock_is_free
 
@@ -54,13 +55,16 @@ def mark_crashed_runs(address: "PostgresAddress", by_run: str) -> list[CrashedRu
     crashed = [CrashedRun(*row) for row in running if lock_is_free(address, run_lock_name(row[0]))]
     if not crashed:
         return []
+    marked = []
     with address.connect() as connection:
         for run in crashed:
             # Only while still 'running': a run that ends after all writes its own status.
-            connection.execute(
-                f"update {SCHEMA}.runs set status = 'crashed', ended_at = now(), failures = %s::jsonb "
-                "where run_id = %s and status = 'running'",
-                (_failure(by_run), run.run_id))
+            if connection.execute(
+                    f"update {SCHEMA}.runs set status = 'crashed', ended_at = now(), failures = %s::jsonb "
+                    "where run_id = %s and status = 'running'", (_failure(by_run), run.run_id)).rowcount:
+                marked.append(run)
+    for run in marked:  # the audit trail's end of a run that could not record its own
+        record_event(address, "run.end", {"run_id": run.run_id, "status": "crashed", "found_by_run": by_run})
     for run in crashed:
         _mark_crashed_in_prefect(run.run_id, by_run)
     return crashed

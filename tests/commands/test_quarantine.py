@@ -9,6 +9,7 @@ import pytest
 
 from headwater.cli import main
 from headwater.load.pipeline import load_source
+from headwater.ops.audit import read_records
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
@@ -203,6 +204,16 @@ def test_replay_sets_fields_of_the_rows_a_filter_picks_and_loads_them_once(drops
     assert "_raw_line" not in records[1]
     assert query(database_url, "select reason from raw_drops.items__quarantine where location = 'items.csv:6'") == [
         ("qty: '11' is above the maximum 10",)]
+
+    # Each replay that ran is in the audit trail, with the fields it filtered on and set, never their values.
+    replays = read_records(PostgresAddress.from_url(database_url), kind="quarantine.replay")
+    assert [(r.details["rule"], r.details["locations"], r.details["where_fields"], r.details["set_fields"],
+             r.details["tables"]["items"]["replayed"], r.details["tables"]["items"]["still_quarantined"])
+            for r in replays] == [(None, [], ["qty"], ["qty"], 1, 0), (None, ["items.csv:4"], [], ["note"], 1, 0),
+                                  ("range", [], [], ["qty"], 0, 1)]
+    assert all(r.details["source"] == "drops" and r.details["table"] == "items" for r in replays)
+    recorded = json.dumps([r.details for r in replays])
+    assert [value for value in ("50", "11", "extra") if value in recorded] == []
 
 
 def test_replay_waits_for_a_run_loading_the_source_and_gives_up_past_lock_wait(drops, database_url, capsys):

@@ -13,6 +13,7 @@ import pytest
 
 from headwater.cli import main
 from headwater.load.pipeline import load_source, open_pipeline
+from headwater.ops.audit import read_records
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
@@ -112,6 +113,10 @@ def test_recover_shows_what_is_pending_and_loads_it_setting_refused_rows_aside(f
     assert query(database_url, "select id from raw_drops.shifts order by id") == [(1,), (2,), (3,), (5,)]
     assert query(database_url, "select location from raw_drops.shifts__quarantine") == [("t2.parquet:2",)]
     assert query(database_url, "select id from raw_drops.other order by id") == [(1,), (2,)]
+    [recovered] = read_records(PostgresAddress.from_url(database_url), kind="recover")  # in the audit trail
+    assert re.fullmatch(r"\d{10}\.\d+", recovered.details.pop("load_ids")[0])
+    assert recovered.details == {"source": "drops", "pending_rows": {"other": 0, "shifts": 3}, "outcome": "loaded",
+                                 "rows_loaded": {"shifts": 2}, "quarantined": {"shifts": 1}}
 
     assert run(capsys, "recover", "drops") == (
         0, ["Nothing is pending for drops: its runs loaded everything they read."])
@@ -140,6 +145,10 @@ def test_discard_pending_asks_first_and_the_next_run_reads_the_rows_again(failed
     assert query(database_url, "select id from raw_drops.shifts order by id") == [(1,), (2,)]
     assert query(database_url, "select id from raw_drops.other order by id") == [(1,)]
     assert run(capsys, "recover", "drops")[1] == ["Nothing is pending for drops: its runs loaded everything they read."]
+    # The discard is in the audit trail; the one declined is not: it changed nothing.
+    [discarded] = read_records(PostgresAddress.from_url(database_url), kind="recover")
+    assert {key: discarded.details[key] for key in ("source", "outcome", "rows_deleted", "cursors_restored")} == {
+        "source": "drops", "outcome": "discarded", "rows_deleted": {"other": 1}, "cursors_restored": True}
 
     again = failed()  # the files of the discarded load are read again: each row once
     assert again.ok and {t.table: (t.loaded, t.quarantined) for t in again.tables} == {

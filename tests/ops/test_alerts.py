@@ -156,3 +156,5 @@ def test_a_run_that_crashes_is_recorded_as_failed_and_alerted(
     runs = query(database_url, "select status, failures::text from headwater_ops.runs")
     assert len(runs) == 1 and runs[0][0] == "failed"
     assert "freshness store unreachable" in runs[0][1]
+    ends = query(database_url, "select details->>'status' from headwater_ops.audit_log where kind = 'run.end'")
+    assert ends == [("failed",)]  # and so is the end of the run in the audit trail

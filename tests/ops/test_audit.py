@@ -25,6 +25,7 @@ from headwater.ops.audit import (
 )
 from headwater.postgres.address import PostgresAddress
 from tests.conftest import query
+from tests.landing_project import landing_project
 
 
 @pytest.fixture
@@ -261,3 +262,34 @@ def test_a_run_end_records_its_status_rows_and_failures(address):
                               "failures": len(summary.failures)}
     assert summary.failures  # the crash counts as one
 
+
+@pytest.mark.slow
+def test_runs_record_their_start_end_full_refresh_and_a_changed_config(tmp_path, address, prefect_api,
+                                                                       monkeypatch):
+    landing, project = landing_project(tmp_path, {"items": "*.csv"})
+    (landing / "items.csv").write_text("id,qty\n1,5\n2,7\n")
+    config = project.path
+    monkeypatch.setenv("HEADWATER_CONFIG", str(config))
+    monkeypatch.setenv("HEADWATER_DATABASE_URL", address.url)
+    from flows.daily import daily
+
+    first = daily(full_refresh=["drops.items"])
+    config.write_text(config.read_text() + "run: {lock_wait: 5m}\n")
+    second = daily()
+
+    records = read_records(address)
+    assert [(r.kind, r.details.get("run_id", r.details.get("seen_by_run"))) for r in records] == [
+        ("config", first.run_id), ("run.start", first.run_id), ("full_refresh", first.run_id),
+        ("run.end", first.run_id), ("config", second.run_id), ("run.start", second.run_id),
+        ("run.end", second.run_id)]
+    # Inside the Prefect flow run: its id (the run's id) and no deployment, since the flow was called directly.
+    assert [(r.flow_run_id, r.deployment, r.db_user) for r in records] == [
+        (run.run_id, None, address.user) for run in (first, first, first, first, second, second, second)]
+    assert records[2].details == {"run_id": first.run_id, "tables": {"drops": ["items"]}}
+    assert {key: records[3].details[key] for key in ("status", "rows_loaded", "failures")} == {
+        "status": "succeeded", "rows_loaded": 2, "failures": 0}
+    assert records[1].details["parameters"]["full_refresh"] == ["drops.items"]
+    assert records[0].details["previous_sha256"] is None
+    assert {key: records[4].details[key] for key in ("previous_sha256", "added", "removed", "changed")} == {
+        "previous_sha256": records[0].details["sha256"], "added": ["run"], "removed": [], "changed": []}
+    assert verify_chain(records).ok
