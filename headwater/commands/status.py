@@ -1,9 +1,11 @@
-"""`headwater status`: recent runs, freshness per table and the last run's failing checks, from headwater_ops."""
+"""`headwater status`: recent runs, freshness per table and the last run's failing checks, from headwater_ops;
+`headwater audit`: the audit trail of who ran, replayed, recovered or changed what, listed and verified."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timezone
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -14,10 +16,14 @@ from headwater.commands import read_project_or_report
 from headwater.project.freshness import format_age
 
 if TYPE_CHECKING:
+    from headwater.ops.audit import AuditRecord, ChainReport
     from headwater.ops.run_records import History
+    from headwater.postgres.address import PostgresAddress
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "crashed": "red", "running": "yellow", "pass": "green",
                 "warn": "yellow", "error": "red"}
+AUDIT_LIMIT = 20
+HIDDEN_DETAILS = ("sections",)  # config: a digest per section, kept to tell the next change apart; long, not news
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +34,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--runs", type=int, default=10, metavar="N", help="how many recent runs to show (10)")
     parser.set_defaults(run=run_status)
+
+    audit = subparsers.add_parser(
+        "audit",
+        help="The audit trail: who ran, replayed, recovered or changed what, when and from where; verify it.",
+        description="Every run (start and end), full refresh, backfill, quarantine replay, recover, grant change "
+        "and change of headwater.yaml is one record in headwater_ops.audit_log, chained to the one before by "
+        "hash. Only the table's owner can change records, and `verify` shows where one was.",
+    )
+    actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="Check every record's hash and its link to the one before; exit 1 on any break.",
+        description="Walks the chain in order: an edited record (its hash no longer matches), a deleted one (a "
+        "gap in the numbers, or a link to a record that is gone) and reordered or inserted ones are each named.")
+    verify.add_argument("--expect", type=_expected_record, metavar="SEQ:HASH",
+                        help="a record's number and hash as an earlier verify printed them: a chain rewritten "
+                        "with fresh hashes since then shows as a break")
+    verify.set_defaults(run=run_audit_verify)
+    listing = actions.add_parser("list", help="Audit records, newest first: when, kind, who, from where, details.")
+    listing.add_argument("--kind", metavar="KIND", help="only records of this kind (run.start, run.end, config, "
+                         "full_refresh, backfill, quarantine.replay, recover, grants)")
+    listing.add_argument("--limit", type=_positive, default=AUDIT_LIMIT, metavar="N",
+                         help=f"the newest N records ({AUDIT_LIMIT})")
+    listing.set_defaults(run=run_audit_list)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -106,3 +135,97 @@ def _checks_table(history: History) -> Table:
     if not failing:
         table.caption = "every check passed"
     return table
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more; got {text!r}")
+    return int(text)
+
+
+def _expected_record(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise argparse.ArgumentTypeError(f"expected SEQ:HASH as `headwater audit verify` prints it (42:3f2a…, "
+                                         f"64 hex digits); got {text!r}")
+    return int(seq), digest
+
+
+def _audit_records(kind: str | None = None, limit: int | None = None
+                   ) -> tuple[PostgresAddress, list[AuditRecord] | None] | int:
+    """The project's destination and its audit records, or the exit code after saying why they cannot be read."""
+    import psycopg
+
+    from headwater.local.destination import resolve_destination
+    from headwater.ops.audit import read_records
+
+    project = read_project_or_report()
+    if project is None:
+        return 2
+    address = resolve_destination(project.state_dir)
+    try:
+        return address, read_records(address, kind=kind, limit=limit)
+    except psycopg.errors.InsufficientPrivilege as error:
+        print(f"error: {address.user} may not read headwater_ops.audit_log in {address.safe_url}: "
+              f"{str(error).strip()}; connect as a role granted SELECT on it", file=sys.stderr)
+        return 1
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    from headwater.ops.audit import verify_chain
+
+    found = _audit_records()
+    if isinstance(found, int):
+        return found
+    address, records = found
+    report = verify_chain(records or [], expect=args.expect)
+    for line in _verify_lines(address, report):
+        print(line)
+    return 0 if report.ok else 1
+
+
+def _verify_lines(address: PostgresAddress, report: ChainReport) -> list[str]:
+    if report.ok and not report.count:
+        return [f"No audit records yet in {address.safe_url}: runs, replays, recovers and grant changes record "
+                "themselves in headwater_ops.audit_log."]
+    span = f"{report.first.label} to {report.last.label}" if report.count else "none left"
+    if not report.ok:
+        problems = f"{len(report.breaks)} problem{'s' if len(report.breaks) > 1 else ''}"
+        return [f"Audit log BROKEN: {problems} in {report.count} records ({span}):",
+                *(f"  {line}" for line in report.breaks)]
+    last = report.last
+    return [f"Audit log intact: {report.count} records, {span}.",
+            f"Last record: #{last.seq} hash {last.hash}. Kept elsewhere, it lets a later "
+            f"`headwater audit verify --expect {last.seq}:{last.hash}` show a chain rewritten since."]
+
+
+def run_audit_list(args: argparse.Namespace) -> int:
+    found = _audit_records(kind=args.kind, limit=args.limit)
+    if isinstance(found, int):
+        return found
+    address, records = found
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    if not records:
+        which = f" of kind {args.kind!r}" if args.kind else ""
+        console.print(escape(f"No audit records{which} in {address.safe_url}."), highlight=False)
+        return 0
+    table = Table(title=f"Audit log, newest first ({len(records)} shown)", title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("at (UTC)", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("who", ratio=1, overflow="fold")
+    table.add_column("from", overflow="fold")
+    table.add_column("details", ratio=2, overflow="fold")
+    for record in reversed(records):
+        at = record.at.astimezone(timezone.utc).strftime("%Y-%m-%d\n%H:%M:%S")
+        table.add_row(str(record.seq), at, escape(record.kind), escape(record.who), escape(record.where),
+                      escape(_details_text(record.details)))
+    console.print(table)
+    return 0
+
+
+def _details_text(details: dict) -> str:
+    import json
+
+    return "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False, separators=(', ', ': '))}"
+                     for key, value in sorted(details.items()) if key not in HIDDEN_DETAILS)
