@@ -263,6 +263,18 @@ def test_a_run_end_records_its_status_rows_and_failures(address):
     assert summary.failures  # the crash counts as one
 
 
+
+def test_a_killed_runs_end_is_recorded_by_the_run_that_finds_it(address):
+    from headwater.ops.crashed_runs import mark_crashed_runs
+    from headwater.ops.history import RunInfo, start_run
+
+    killed = RunInfo(run_id="killed-run", flow_name="daily")
+    start_run(address, killed)  # 'running', and no process holds its lock: it died
+    assert [run.run_id for run in mark_crashed_runs(address, "next-run")] == ["killed-run"]
+    assert mark_crashed_runs(address, "later-run") == []  # marked once, recorded once
+    assert [(r.kind, r.details) for r in read_records(address)] == [
+        ("run.end", {"run_id": "killed-run", "status": "crashed", "found_by_run": "next-run"})]
+
 @pytest.mark.slow
 def test_runs_record_their_start_end_full_refresh_and_a_changed_config(tmp_path, address, prefect_api,
                                                                        monkeypatch):
