@@ -21,7 +21,7 @@ import socket
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,7 +144,7 @@ class _Chain:
 
     def append(self, kind: str, details: dict[str, Any]) -> AuditRecord:
         if not isinstance(kind, str) or not kind.strip():
-            raise ValueError(f"an audit record needs a kind (one of {', '.join(KINDS)}), got {kind!r}")
+            raise ValueError(f"an audit record needs a kind (such as {', '.join(KINDS)}), got {kind!r}")
         # The database's clock and users, and the details as jsonb gives them back: the hash is computed over
         # exactly what a reader of the row will see (jsonb rewrites numbers such as 1e20).
         at, db_user, db_session_user, client_addr, stored = self.connection.execute(
@@ -152,7 +152,7 @@ class _Chain:
             (_json(details),)).fetchone()
         unhashed = AuditRecord(self.seq + 1, at, db_user, db_session_user, self.actor.os_user, self.actor.host,
                                client_addr, self.actor.deployment, self.actor.flow_run_id, kind, stored, self.head, "")
-        record = AuditRecord(**{**asdict(unhashed), "hash": unhashed.computed_hash})
+        record = replace(unhashed, hash=unhashed.computed_hash)
         values = [_json(value) if name == "details" else value for name, value in asdict(record).items()]
         self.connection.execute(
             f"insert into {TABLE} ({', '.join(COLUMNS)}) values ({', '.join('%s' for _ in COLUMNS)})", values)
