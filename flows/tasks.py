@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -12,6 +15,18 @@ from headwater.postgres.address import PostgresAddress
 from headwater.project.config import ProjectConfig, SourceConfig
 
 
+def progress_lines() -> Callable[[str], None]:
+    """The run logger's `info`, callable from any thread.
+
+    Progress lines may come from dlt's or a reader's worker threads. Prefect keeps its settings (the API
+    URL among them) in context variables, which such threads do not inherit; a line logged there would
+    make Prefect start a temporary server to send it to. Each line is logged in this task's context.
+    """
+    logger = get_run_logger()
+    context = contextvars.copy_context()
+    return lambda line: context.copy().run(logger.info, line)
+
+
 # Every task reads or writes the database: results are never cached between runs.
 @task(name="load-source", cache_policy=NO_CACHE)
 def load_source_task(
@@ -19,7 +34,7 @@ def load_source_task(
 ) -> SourceLoad:
     """Load one source into raw_<source> with dlt (incremental; cursor state commits with the data)."""
     connector = connector_registry().get(source.connector)
-    return load_source(project, source, connector, address, reload, progress=get_run_logger().info)
+    return load_source(project, source, connector, address, reload, progress=progress_lines())
 
 
 @task(name="verify-raw-contracts", cache_policy=NO_CACHE)
@@ -60,7 +75,7 @@ def dbt_rebuild_task(project: ProjectConfig, address: PostgresAddress, plan):
     if plan.exclude:
         command += ["--exclude", *plan.exclude]
     return run_dbt(command, project_dir=project.transform_dir, state_dir=project.state_dir, address=address,
-                   select=plan.select, progress=get_run_logger().info)
+                   select=plan.select, progress=progress_lines())
 
 
 @task(name="audit-and-publish", cache_policy=NO_CACHE)
@@ -76,7 +91,7 @@ def lineage_task(project: ProjectConfig, address: PostgresAddress):
     """Column lineage of the project, connector resources to published marts (headwater.lineage.build)."""
     from headwater.lineage.build import build_lineage
 
-    return build_lineage(project, address, refresh=True, progress=get_run_logger().info)
+    return build_lineage(project, address, refresh=True, progress=progress_lines())
 
 
 @task(name="catalog-site", cache_policy=NO_CACHE)

@@ -188,9 +188,9 @@ def _parse(
         return ProjectConfig(path=path, name="", sources=())
     _unknown_keys(data, TOP_LEVEL_KEYS, (), problems)
 
-    name = data.get("project")
-    if name is not None:
-        name = text(name, ("project",), problems, "the project's name")
+    project_name = data.get("project")
+    if project_name is not None:
+        project_name = text(project_name, ("project",), problems, "the project's name")
     example = data.get("example")
     if example is not None and (not isinstance(example, str) or example not in EXAMPLES):
         problems.append(Problem(("example",), f"unknown example {example!r}; allowed: {', '.join(EXAMPLES)}"))
@@ -209,7 +209,7 @@ def _parse(
 
     return ProjectConfig(
         path=path,
-        name=name or path.parent.name,
+        name=project_name or path.parent.name,
         sources=tuple(sources),
         example=example,
         transform_dir=_folder(data, "transform", "project_dir", "transform", path.parent, problems),

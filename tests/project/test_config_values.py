@@ -195,3 +195,14 @@ def test_a_known_key_with_a_value_of_the_wrong_kind_names_line_key_and_expected_
     for line in expected:
         assert any(problem.startswith(f"{path}{line}") for problem in problems), (line, problems)
     assert len(problems) == len(expected), problems
+
+
+def test_a_project_without_a_name_is_named_after_its_folder_not_a_source(tmp_path):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "headwater.yaml").write_text(
+        "sources:\n  zeta:\n    connector: filesystem\n    settings: {bucket_url: data, files: {t: '*.csv'}}\n")
+    from headwater.plugins.manager import connector_registry
+    from headwater.project.config import load_project
+
+    assert load_project(folder / "headwater.yaml", connector_registry()).name == "shop"
