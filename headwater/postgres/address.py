@@ -221,6 +221,9 @@ def connection_options(query: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"{DATABASE_URL_ENV}: connection parameter {name!r} is given twice")
         if not value:
             raise ValueError(f"{DATABASE_URL_ENV}: connection parameter {name!r} has no value")
+        if " " in value:  # dlt renders its URL with spaces as '+', which libpq reads as a '+'
+            raise ValueError(f"{DATABASE_URL_ENV}: {name} holds a space, which dlt cannot pass on: "
+                             "use a value (a file's path) without spaces")
         if name == "sslmode" and value not in SSL_MODES:
             raise ValueError(f"{DATABASE_URL_ENV}: sslmode={value!r} is not one of {', '.join(SSL_MODES)}")
         if name == "connect_timeout" and not value.isdigit():

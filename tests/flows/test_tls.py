@@ -129,3 +129,15 @@ def test_a_run_that_cannot_reach_the_destination_says_which_and_why(tls, destina
     # Nothing was loaded anywhere: the run stopped before its first source.
     verified = server.url(destination, verify_full(certificates))
     assert rows(verified, "select count(*) from information_schema.schemata where schema_name like 'raw_%'") == [(0,)]
+
+
+def test_a_destination_url_with_a_parameter_not_every_tool_takes_stops_the_run_before_it_starts(tmp_path):
+    project = project_with_app_db(tmp_path / "shop")
+    url = f"postgresql://tls_loader:{PASSWORD}@127.0.0.1:1/warehouse?sslmode=verify-full&ssl_root_cert=/etc/root.crt"
+
+    run = headwater_run(project, url, "sqlite:///unused.db", tmp_path)
+
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: HEADWATER_DATABASE_URL: unknown connection parameter 'ssl_root_cert'; "
+                                 "the destination URL takes sslmode, sslrootcert, "), run.stderr
+    assert PASSWORD not in run.stdout + run.stderr

@@ -38,6 +38,7 @@ def test_an_address_built_by_its_five_fields_has_no_parameters():
     ("sslrootcert=", "connection parameter 'sslrootcert' has no value"),
     ("connect_timeout=10s", "connect_timeout='10s' must be a whole number of seconds"),
     ("sslpassword=Key-Pa55", "sslpassword is not supported: dbt cannot pass a client key's passphrase"),
+    ("sslrootcert=/etc/my%20certs/root.crt", "sslrootcert holds a space, which dlt cannot pass on"),
 ])
 def test_a_parameter_that_not_every_tool_can_take_is_refused_by_name(query, message):
     with pytest.raises(ValueError) as refused:
