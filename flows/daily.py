@@ -32,7 +32,7 @@ from headwater.common.runtime import config_path
 from headwater.example.session import running_example
 from headwater.lineage.pii import pii_exposures
 from headwater.load.reload import ReloadError, add_reload_arguments, not_backfilled, plan_reload
-from headwater.local.destination import resolve_destination, uses_embedded_database
+from headwater.local.destination import destination_url_problem, resolve_destination, uses_embedded_database
 from headwater.local.stack import StackError, prefect_server_for_runs
 from headwater.marts.build_lock import build_lock
 from headwater.marts.publish import PUBLISHED_SCHEMAS
@@ -234,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ReloadError) as error:
         # Plain text, never re-wrapped: each problem stays on one line with its file:line.
         print(error, file=sys.stderr)
+        return 2
+    problem = destination_url_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         api_url = prefect_server_for_runs(project.state_dir, progress=lambda line: print(line, file=sys.stderr))

@@ -10,7 +10,8 @@ the load as it does with pyarrow instead of being rounded.
 
 Tables with a column connectorx cannot read faithfully go through the pyarrow backend instead, and so
 does a table connectorx fails on before its first batch (an unsupported type, a connection parameter
-it rejects); the reason is logged.
+it rejects), and every table of a URL whose TLS options connectorx cannot honour (backends.connectorx_url);
+the reason is logged.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import sqltypes
 
 from connectors.sql_database.arrow_loader import ExactArrowLoader
-from connectors.sql_database.backends import connectorx_url, hide_password
+from connectors.sql_database.backends import ConnectorxCannotProtect, connectorx_url, hide_password
 from connectors.sql_database.column_types import is_exact_decimal
 from connectors.sql_database.sessions import session_statements
 
@@ -101,6 +102,10 @@ class ConnectorXArrowLoader(ExactArrowLoader):
 
     def _cannot_read(self) -> str | None:
         """Why connectorx would not give this table the values the pyarrow backend gives it; None when it would."""
+        try:
+            connectorx_url(self.engine.url)
+        except ConnectorxCannotProtect as refusal:  # the connection, not the values: TLS options it lacks
+            return str(refusal)
         for column in self.table.columns:
             if not self.columns.get(column.name, {}).get("data_type"):
                 return f"column {column.name} has no dlt data type ({column.type})"

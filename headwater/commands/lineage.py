@@ -71,7 +71,10 @@ def run_lineage(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except psycopg.OperationalError as error:
-        print(f"error: cannot read {address.safe_url}: {str(error).strip()}", file=sys.stderr)
+        # A connection failure names the destination itself (PostgresAddress.connect).
+        text = str(error).strip()
+        print(f"error: {text}" if address.safe_url in text else f"error: cannot read {address.safe_url}: {text}",
+              file=sys.stderr)
         return 1
 
     if args.openlineage is not None:

@@ -12,6 +12,18 @@ def uses_embedded_database() -> bool:
     return not os.environ.get(DATABASE_URL_ENV)
 
 
+def destination_url_problem() -> str | None:
+    """What is wrong with $HEADWATER_DATABASE_URL (a scheme, a connection parameter), or None: asked before a run
+    starts, so that a bad URL stops it with one line instead of failing it once it runs."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    try:
+        if url:
+            PostgresAddress.from_url(url)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def resolve_destination(state_dir: Path, *, start: bool = True) -> PostgresAddress:
     """$HEADWATER_DATABASE_URL when set; otherwise the project's embedded PostgreSQL, started if needed."""
     url = os.environ.get(DATABASE_URL_ENV)

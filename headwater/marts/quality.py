@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from headwater.common.runtime import quiet_telemetry, scoped_environ
 from headwater.postgres.address import PostgresAddress
 
@@ -153,14 +155,18 @@ def verify_contracts(
     datasource_file = quality_dir / DATASOURCE_FILE
     if not datasource_file.is_file():
         return [_errored(contract, f"Soda data source file not found: {datasource_file}") for contract in contracts]
+    weaker = weaker_tls(datasource_file, address)
+    if weaker:
+        return [_errored(contract, weaker) for contract in contracts]
 
     # Soda reports a missing table only as a failed query among its logs; looking the
     # tables up first gives a clear message and skips pointless queries.
     try:
         existing = address.relations({relocate.get(c.schema, c.schema) for c in contracts})
     except Exception as exc:  # psycopg raises several types for connection problems
-        message = f"Cannot connect to {address.safe_url}: {exc}".strip()
-        return [_errored(contract, message) for contract in contracts]
+        # A connection failure names the destination itself (PostgresAddress.connect).
+        message = str(exc).strip() if address.safe_url in str(exc) else f"Cannot connect to {address.safe_url}: {exc}"
+        return [_errored(contract, message.strip()) for contract in contracts]
 
     results = []
     with scoped_environ(address.tool_env()):
@@ -179,6 +185,26 @@ def verify_contracts(
             else:
                 results.append(_verify_one(contract, datasource_file))
     return results
+
+
+def weaker_tls(datasource_file: Path, address: PostgresAddress) -> str | None:
+    """Why Soda would connect with less TLS than the destination asks for, or None.
+
+    Soda passes its own sslmode (prefer: no certificate check) when the data source names none, and that
+    overrides libpq's PGSSLMODE; data sources written before the destination had TLS settings lack the key.
+    """
+    sslmode = address.tool_env()["HEADWATER_PG_SSLMODE"]
+    if sslmode in ("disable", "allow", "prefer"):
+        return None
+    try:
+        connection = (yaml.safe_load(datasource_file.read_text()) or {}).get("connection") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None  # Soda reports what is wrong with the file itself
+    if "sslmode" in connection:
+        return None
+    return (f"{datasource_file}: `connection` names no sslmode, so Soda would connect with sslmode=prefer (no "
+            f"certificate check) where the destination asks for sslmode={sslmode}. Add "
+            "`sslmode: ${env.HEADWATER_PG_SSLMODE}` under `connection` (see docs/configuration.md, The destination)")
 
 
 def _verify_relocated(contract: Contract, schema: str, datasource_file: Path) -> ContractResult:

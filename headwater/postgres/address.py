@@ -1,11 +1,47 @@
-"""Where Headwater's Postgres is and how each tool (dlt, dbt, Soda, psycopg) is told to connect to it."""
+"""Where Headwater's Postgres is and how each tool (dlt, dbt, Soda, psycopg, ADBC) is told to connect to it.
+
+The URL may carry libpq connection parameters, TLS above all (``?sslmode=verify-full&sslrootcert=/path/root.crt``).
+Every tool connects through libpq, so each parameter reaches each tool: in the connection it opens (psycopg,
+dlt's psycopg2 and ADBC take the URL's parameters), in the keys of dbt's profile and Soda's data source that
+``tool_env`` fills, and for every parameter those files do not name, in the environment variable libpq reads it
+from (PGSSLMODE, PGSSLROOTCERT, ...), set only while dbt and Soda run.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 DATABASE_URL_ENV = "HEADWATER_DATABASE_URL"
+
+# The connection parameters a destination URL may carry, each with the environment variable libpq reads it
+# from: a parameter is accepted only when every tool can be given it, and that variable is how dbt and Soda
+# get the ones their configuration files do not name.
+CONNECTION_PARAMETERS = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "channel_binding": "PGCHANNELBINDING",
+    "gssencmode": "PGGSSENCMODE",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+}
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# What libpq does when neither the URL nor the environment chooses.
+DEFAULT_SSLMODE = "prefer"
+# Parameters dbt's profile names with a value of its own when the URL does not set them: dbt's defaults.
+DBT_DEFAULTS = {"connect_timeout": "10", "application_name": "dbt"}
+# Parameters the profile and the data source name themselves (HEADWATER_PG_<NAME>); the others reach the
+# tools only as libpq's variables.
+NAMED_IN_TOOL_FILES = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name")
 
 
 @dataclass(frozen=True)
@@ -15,6 +51,8 @@ class PostgresAddress:
     user: str
     password: str
     database: str
+    # libpq connection parameters from the URL's query, in the order given (names from CONNECTION_PARAMETERS).
+    options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_url(cls, url: str) -> "PostgresAddress":
@@ -29,41 +67,90 @@ class PostgresAddress:
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
             database=(parts.path or "/postgres").lstrip("/") or "postgres",
+            options=connection_options(parts.query),
         )
+
+    def option(self, name: str) -> str | None:
+        """The value the URL gives connection parameter ``name``, or None."""
+        return dict(self.options).get(name)
 
     @property
     def url(self) -> str:
-        auth = self.user + (f":{self.password}" if self.password else "")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+        return self._render(self.password and quote(self.password, safe=""))
 
     @property
     def safe_url(self) -> str:
-        """The URL with the password masked, for messages and logs."""
-        auth = self.user + (":***" if self.password else "")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+        """The URL with the password masked, for messages and logs (its TLS options are no secret)."""
+        return self._render(self.password and "***")
+
+    def _render(self, password: str) -> str:
+        auth = quote(self.user, safe="") + (f":{password}" if password else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = "&".join(f"{name}={quote(value, safe='/')}" for name, value in self.options)
+        return f"postgresql://{auth}@{host}:{self.port}/{self.database}" + (f"?{query}" if query else "")
 
     def tool_env(self) -> dict[str, str]:
-        """Variables that dbt's profile and Soda's data source read their connection from."""
-        return {
+        """Variables that dbt's profile and Soda's data source read their connection from.
+
+        HEADWATER_PG_SSLMODE and the other parameters those files name always have a value: the URL's, else
+        what libpq would take (its variable in this environment, else its default), because a key the file
+        names overrides libpq's variable even when empty. Every parameter of the URL is also set as libpq's
+        own variable, for what the files do not name (and for projects whose files predate TLS keys).
+        """
+        env = {
             "HEADWATER_PG_HOST": self.host,
             "HEADWATER_PG_PORT": str(self.port),
             "HEADWATER_PG_USER": self.user,
             "HEADWATER_PG_PASSWORD": self.password,
             "HEADWATER_PG_DATABASE": self.database,
         }
+        defaults = {"sslmode": DEFAULT_SSLMODE, **DBT_DEFAULTS}
+        for name in NAMED_IN_TOOL_FILES:
+            value = self.option(name) or os.environ.get(CONNECTION_PARAMETERS[name]) or defaults.get(name, "")
+            env[f"HEADWATER_PG_{name.upper()}"] = value
+        env.update(self.libpq_env())
+        return env
 
-    def connect(self, **options):
-        """A psycopg connection to this database (options: autocommit, connect_timeout, ...)."""
+    def libpq_env(self) -> dict[str, str]:
+        """The URL's connection parameters as the environment variables libpq reads (PGSSLMODE, ...)."""
+        return {CONNECTION_PARAMETERS[name]: value for name, value in self.options}
+
+    def connection_parameters(self, **given) -> dict[str, object]:
+        """The URL's connection parameters with ``given`` ones (a caller's) taking their place.
+
+        A caller's ``connect_timeout`` is a default for its own purpose (fail fast), so the URL's wins.
+        """
+        parameters: dict[str, object] = {**dict(self.options), **given}
+        if self.option("connect_timeout"):
+            parameters["connect_timeout"] = int(self.option("connect_timeout"))
+        return parameters
+
+    def connect(self, **settings):
+        """A psycopg connection to this database (settings: autocommit, connect_timeout, application_name...).
+
+        A destination that cannot be reached raises psycopg's OperationalError whose message names the
+        destination (password masked) before libpq's reason; the driver's own error is its cause.
+        """
         import psycopg
 
-        return psycopg.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password or None,
-            dbname=self.database,
-            **options,
-        )
+        try:
+            return psycopg.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password or None,
+                dbname=self.database,
+                **self.connection_parameters(**settings),
+            )
+        except psycopg.OperationalError as error:
+            raise psycopg.OperationalError(self.unreachable(error)) from error
+
+    def unreachable(self, error: BaseException) -> str:
+        """A connection failure in one line: the destination (password masked), then the driver's reason."""
+        reason = " ".join(str(error).split())
+        if self.password:
+            reason = reason.replace(self.password, "***")
+        return f"cannot connect to the destination {self.safe_url}: {reason}"
 
     def column_types(self, schema: str) -> dict[tuple[str, str], str]:
         """(table, column) -> the column's SQL type, for every table of ``schema`` (empty if it does not exist).
@@ -73,7 +160,7 @@ class PostgresAddress:
         import psycopg2
 
         connection = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password or None,
-                                      dbname=self.database, connect_timeout=10)
+                                      dbname=self.database, **self.connection_parameters(connect_timeout=10))
         try:
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -97,11 +184,49 @@ class PostgresAddress:
         return {(schema, name) for schema, name in rows}
 
     def dlt_credentials(self) -> dict[str, object]:
+        """dlt's PostgresCredentials: the URL's parameters go in ``query``, which dlt's psycopg2 connection and
+        the ADBC driver of its COPY both receive in the URL dlt renders (``to_native_representation``)."""
         # dlt insists on a password field even where the server trusts the connection.
-        return {
+        credentials: dict[str, object] = {
             "host": self.host,
             "port": self.port,
             "username": self.user,
             "password": self.password,
             "database": self.database,
         }
+        query = {name: value for name, value in self.options if name != "connect_timeout"}
+        if query:
+            credentials["query"] = query
+        if self.option("connect_timeout"):  # a field of its own: dlt writes it over the query's
+            credentials["connect_timeout"] = int(self.option("connect_timeout"))
+        return credentials
+
+
+def connection_options(query: str) -> tuple[tuple[str, str], ...]:
+    """The connection parameters of a destination URL's query, checked; ValueError names what is wrong."""
+    options: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name == "sslpassword":
+            raise ValueError(
+                f"{DATABASE_URL_ENV}: sslpassword is not supported: dbt cannot pass a client key's passphrase. "
+                "Use a client key without one (sslkey=...), readable only by the user that runs Headwater "
+                "(chmod 600)"
+            )
+        if name not in CONNECTION_PARAMETERS:
+            raise ValueError(
+                f"{DATABASE_URL_ENV}: unknown connection parameter {name!r}; the destination URL takes "
+                f"{', '.join(CONNECTION_PARAMETERS)}"
+            )
+        if any(name == seen for seen, _ in options):
+            raise ValueError(f"{DATABASE_URL_ENV}: connection parameter {name!r} is given twice")
+        if not value:
+            raise ValueError(f"{DATABASE_URL_ENV}: connection parameter {name!r} has no value")
+        if " " in value:  # dlt renders its URL with spaces as '+', which libpq reads as a '+'
+            raise ValueError(f"{DATABASE_URL_ENV}: {name} holds a space, which dlt cannot pass on: "
+                             "use a value (a file's path) without spaces")
+        if name == "sslmode" and value not in SSL_MODES:
+            raise ValueError(f"{DATABASE_URL_ENV}: sslmode={value!r} is not one of {', '.join(SSL_MODES)}")
+        if name == "connect_timeout" and not value.isdigit():
+            raise ValueError(f"{DATABASE_URL_ENV}: connect_timeout={value!r} must be a whole number of seconds")
+        options.append((name, value))
+    return tuple(options)
