@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+import os
+from dataclasses import dataclass, replace
+from urllib.parse import quote, unquote, urlsplit
 
 DATABASE_URL_ENV = "HEADWATER_DATABASE_URL"
 
@@ -15,6 +16,9 @@ class PostgresAddress:
     user: str
     password: str
     database: str
+    # The role every connection takes at startup (libpq `options=-crole=...`, as SET ROLE does): the
+    # least role a step needs (headwater.access.run_roles). None: the user's own.
+    role: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> "PostgresAddress":
@@ -31,10 +35,20 @@ class PostgresAddress:
             database=(parts.path or "/postgres").lstrip("/") or "postgres",
         )
 
+    def as_role(self, role: str | None) -> "PostgresAddress":
+        """The same database, each connection taking ``role`` (the user must be allowed to SET ROLE to it)."""
+        return replace(self, role=role)
+
+    @property
+    def role_option(self) -> str | None:
+        """The libpq startup option that sets the role; every tool Headwater runs passes it on."""
+        return f"-crole={self.role}" if self.role else None
+
     @property
     def url(self) -> str:
         auth = self.user + (f":{self.password}" if self.password else "")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+        query = f"?options={quote(self.role_option, safe='')}" if self.role else ""
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}{query}"
 
     @property
     def safe_url(self) -> str:
@@ -43,19 +57,28 @@ class PostgresAddress:
         return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
 
     def tool_env(self) -> dict[str, str]:
-        """Variables that dbt's profile and Soda's data source read their connection from."""
-        return {
+        """Variables that dbt's profile and Soda's data source read their connection from.
+
+        The role travels as PGOPTIONS, which libpq (under dbt's psycopg2 and Soda's psycopg) reads, so a
+        project's own profiles.yml and data source file need no change.
+        """
+        variables = {
             "HEADWATER_PG_HOST": self.host,
             "HEADWATER_PG_PORT": str(self.port),
             "HEADWATER_PG_USER": self.user,
             "HEADWATER_PG_PASSWORD": self.password,
             "HEADWATER_PG_DATABASE": self.database,
         }
+        if self.role:
+            variables["PGOPTIONS"] = " ".join(filter(None, (os.environ.get("PGOPTIONS"), self.role_option)))
+        return variables
 
     def connect(self, **options):
         """A psycopg connection to this database (options: autocommit, connect_timeout, ...)."""
         import psycopg
 
+        if self.role:
+            options["options"] = self.role_option
         return psycopg.connect(
             host=self.host,
             port=self.port,
@@ -73,7 +96,7 @@ class PostgresAddress:
         import psycopg2
 
         connection = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password or None,
-                                      dbname=self.database, connect_timeout=10)
+                                      dbname=self.database, connect_timeout=10, options=self.role_option)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -98,10 +121,13 @@ class PostgresAddress:
 
     def dlt_credentials(self) -> dict[str, object]:
         # dlt insists on a password field even where the server trusts the connection.
-        return {
+        credentials: dict[str, object] = {
             "host": self.host,
             "port": self.port,
             "username": self.user,
             "password": self.password,
             "database": self.database,
         }
+        if self.role:  # dlt puts `options` in front of its own, for psycopg2 and the ADBC copy jobs alike
+            credentials["query"] = {"options": self.role_option}
+        return credentials
