@@ -39,10 +39,7 @@ class Roles:
 
 @pytest.fixture
 def roles(database_url):
-    """Unique names; the login users exist (trust authentication), the group roles are left to the test.
-
-    Torn down before the database: what the roles own or were granted there is dropped, then the roles.
-    """
+    """Unique names; the login users exist (trust authentication), the group roles are left to the test."""
     suffix = uuid.uuid4().hex[:8]
     names = Roles(database_url, f"hw_loader_{suffix}", f"hw_transformer_{suffix}", f"hw_reader_{suffix}",
                   f"hw_etl_{suffix}", f"hw_analyst_{suffix}")
@@ -50,14 +47,12 @@ def roles(database_url):
         for user in (names.etl, names.analyst):
             admin.execute(f'create role "{user}" login')
     yield names
-    everyone = [names.loader, names.transformer, names.reader, names.etl, names.analyst]
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        existing = [row[0] for row in admin.execute("select rolname from pg_roles where rolname = any(%s)",
-                                                    (everyone,)).fetchall()]
-        for name in existing:  # one at a time: a default privilege of one role for another is shared
-            admin.execute(f'drop owned by "{name}"')
-        for name in existing:
-            admin.execute(f'drop role "{name}"')
+    # The database goes first (its fixture then finds it gone): with it, all the roles own or hold there.
+    server, _, database = database_url.rpartition("/")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'drop database if exists "{database}" with (force)')
+        for name in (names.loader, names.transformer, names.reader, names.etl, names.analyst):
+            admin.execute(f'drop role if exists "{name}"')
 
 
 def owners(url: str, schemas: list[str]) -> dict[str, set[str]]:
