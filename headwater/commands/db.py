@@ -132,12 +132,18 @@ def run_grants(args: argparse.Namespace) -> int:
               "runs use the roles and set the reader's mart columns only with it. Nothing was changed.",
               file=sys.stderr)
         return 2
+    import psycopg
+
     address = resolve_destination(project.state_dir)
-    findings, lineage_problem = _pii_findings(project, address)
     try:
+        findings, lineage_problem = _pii_findings(project, address)
         result = apply_grants(address, project.grants, findings, dry_run=args.dry_run)
     except GrantsError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except psycopg.Error as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"error: {address.safe_url}: {first}; nothing was changed", file=sys.stderr)
         return 1
     console = Console(width=None if sys.stdout.isatty() else 120)
     if result.changes:
