@@ -28,6 +28,7 @@ from flows.tasks import (
     plan_rebuild_task,
     verify_raw_contracts_task,
 )
+from headwater.access.run_roles import RunRoles, run_roles
 from headwater.common.runtime import config_path
 from headwater.example.session import running_example
 from headwater.lineage.pii import pii_exposures
@@ -106,6 +107,30 @@ def write_catalog_site(project: ProjectConfig, address, summary: RunSummary, lin
         logger.warning("catalog site could not be written: %s", summary.site_error)
 
 
+def set_reader_grants(project: ProjectConfig, roles: RunRoles, summary: RunSummary, lineage, logger) -> None:
+    """With `grants:`, give the reader role the published mart columns that carry no unmasked PII.
+
+    Column grants are no default privileges and publishing swaps new relations in, so they are set after
+    every run's lineage. Without a lineage the grants publishing carried over stay; new columns wait.
+    """
+    from headwater.access.mart_grants import grant_reader, pii_findings
+
+    if project.grants is None or project.transform_dir is None:
+        return
+    if lineage is None:
+        summary.reader_grants = ("reader grants left as publishing carried them over: the lineage could not be "
+                                 "built, so new mart columns stay hidden from the reader until a run builds it")
+        return
+    try:
+        with roles.transformer.connect(connect_timeout=10) as connection, connection.transaction():
+            granted = grant_reader(connection, project.grants.reader.name, PUBLISHED_SCHEMAS,
+                                   pii_findings(lineage, PUBLISHED_SCHEMAS))
+        summary.reader_grants = granted.describe()
+    except Exception as error:
+        summary.reader_grants_error = f"{type(error).__name__}: {str(error).strip()}"
+        logger.warning("reader grants could not be set: %s", summary.reader_grants_error)
+
+
 def record_crash(flow, flow_run, state) -> None:
     """A run that ended on an unexpected error still leaves its record in headwater_ops and raises an alert.
 
@@ -120,20 +145,21 @@ def record_crash(flow, flow_run, state) -> None:
         project = read_project()
         notify(project, summary, logger)  # never raises
         run = RunInfo(run_id=summary.run_id, flow_name=flow.name, parameters=dict(flow_run.parameters or {}))
-        address = resolve_destination(project.state_dir)
-        record_run(address, summary, run, status="failed")
-        audit_run_end(address, run, summary, status="failed")
+        roles = run_roles(resolve_destination(project.state_dir), project.grants)
+        record_run(roles.loader, summary, run, status="failed")
+        audit_run_end(roles.loader, run, summary, status="failed")
     except Exception:  # the run has failed already; reporting it must not hide why
         logger.exception("could not record the failed run %s", flow_run.id)
 
 
-def build_and_publish(project: ProjectConfig, address: PostgresAddress, summary: RunSummary, loaded, full_build: bool,
+def build_and_publish(project: ProjectConfig, roles: RunRoles, summary: RunSummary, loaded, full_build: bool,
                       run_id: str, logger):
     """Check raw contracts, rebuild what changed, audit and publish, settle what is still pending; returns
     the lineage (None without a dbt project or when it could not be built)."""
     # Only what changed is checked and rebuilt (with what earlier runs could not publish);
     # a source failing its raw contract feeds nothing.
-    changed = sorted(set(loaded) | set(pending_relations(address)))
+    changed = sorted(set(loaded) | set(pending_relations(roles.loader)))
+    address = roles.transformer  # reads raw_*, builds and publishes the marts
     if project.quality_dir is not None:
         summary.contracts = verify_raw_contracts_task(project, address, changed, full_build)
     lineage = None
@@ -145,7 +171,8 @@ def build_and_publish(project: ProjectConfig, address: PostgresAddress, summary:
         summary.contracts += summary.publish.audited
         # What reaches the published marts now: PII exposure warns or fails (catalog.pii_exposure).
         lineage = check_pii(project, address, summary, logger)
-    settle_pending(address, changed, summary, run_id)
+        set_reader_grants(project, roles, summary, lineage, logger)
+    settle_pending(roles.loader, changed, summary, run_id)
     return lineage
 
 
@@ -175,39 +202,40 @@ def daily(
     address = resolve_destination(project.state_dir)
     logger.info("Destination: %s", address.safe_url)
     run = RunInfo.current("daily")
+    roles = run_roles(address, project.grants)  # each step's least role (grants:), or the URL's user
     # Held until the run ends; a later run that finds this run 'running' with the lock free marks it crashed.
     with run_alive(address, run.run_id):
-        return _daily(project, address, run, reload, advance_example, full_build, started, logger)
+        return _daily(project, address, roles, run, reload, advance_example, full_build, started, logger)
 
 
-def _daily(project: ProjectConfig, address: PostgresAddress, run: RunInfo, reload, advance_example: int,
-           full_build: bool, started: float, logger) -> RunSummary:
-    start_run(address, run)  # a run that crashes from here on stays 'running' until the next run marks it
-    audit_run_start(address, project, run, reload)  # and a changed headwater.yaml, full refresh, backfill
+def _daily(project: ProjectConfig, address: PostgresAddress, roles: RunRoles, run: RunInfo, reload,
+           advance_example: int, full_build: bool, started: float, logger) -> RunSummary:
+    start_run(roles.loader, run)  # a run that crashes from here on stays 'running' until the next run marks it
+    audit_run_start(roles.loader, project, run, reload)  # and a changed headwater.yaml, full refresh, backfill
     summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database(),
-                         contract_tables=contract_tables(project))
-    summary.crashed_runs = mark_crashed_runs(address, run.run_id)
+                         contract_tables=contract_tables(project), roles=roles.note)
+    summary.crashed_runs = mark_crashed_runs(roles.loader, run.run_id)
     with running_example(project, advance_days=advance_example):
         for source in project.sources:
             if source.enabled:
-                summary.loads.append(load_source_task(project, source, address, reload))
+                summary.loads.append(load_source_task(project, source, roles.loader, reload))
     loaded = changed_relations(summary.loads)
     try:
         # One build and publish at a time per destination: a second run waits, then builds what is behind.
         with build_lock(address, project.run.lock_wait_seconds, waiting=logger.info):
-            lineage = build_and_publish(project, address, summary, loaded, full_build, run.run_id, logger)
+            lineage = build_and_publish(project, roles, summary, loaded, full_build, run.run_id, logger)
     except LockNotAcquired as busy:
         summary.build_skipped = (f"another run was building the marts ({busy.holder or 'holder unknown'}); "
                                  f"waited {busy.waited:.0f} s (run.lock_wait)")
-        remember_pending(address, loaded, run.run_id)  # the next run builds them
+        remember_pending(roles.loader, loaded, run.run_id)  # the next run builds them
         lineage = None
     summary.seconds = time.perf_counter() - started
 
     summary.run_id = run.run_id
-    summary.freshness = evaluate_freshness(project, address)  # error_after breaches fail the run
+    summary.freshness = evaluate_freshness(project, roles.loader)  # error_after breaches fail the run
     print_summary(summary)
-    record_run(address, summary, run)
-    audit_run_end(address, run, summary)
+    record_run(roles.loader, summary, run)
+    audit_run_end(roles.loader, run, summary)
     if lineage is not None:  # one OpenLineage event per run, for catalogs that read them
         export_openlineage(project, address, lineage, run.run_id, logger)
     if project.catalog.site_after_run:  # after record_run: the site shows this run

@@ -79,13 +79,15 @@ def _assignment(text: str) -> tuple[str, str]:
 
 
 def _project():
+    from headwater.access.run_roles import run_roles
     from headwater.common.runtime import config_path
     from headwater.local.destination import resolve_destination
     from headwater.plugins.manager import connector_registry
     from headwater.project.config import load_project
 
     project = load_project(config_path(), connector_registry())
-    return project, resolve_destination(project.state_dir)
+    # Quarantine tables are the loader's, and a replay loads: as the loader role when `grants:` allows.
+    return project, run_roles(resolve_destination(project.state_dir), project.grants).loader
 
 
 def _say(console: Console, message: str) -> None:

@@ -89,6 +89,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_recover(args: argparse.Namespace) -> int:
+    from headwater.access.run_roles import run_roles
     from headwater.load.source_lock import LockNotAcquired
     from headwater.local.destination import resolve_destination
 
@@ -101,7 +102,8 @@ def run_recover(args: argparse.Namespace) -> int:
         names = ", ".join(source.name for source in project.sources)
         print(f"error: no source {args.source!r}; sources: {names}", file=sys.stderr)
         return 2
-    address = resolve_destination(project.state_dir)
+    # Pending loads write raw_<source>: as the loader role when `grants:` allows (headwater.access.run_roles).
+    address = run_roles(resolve_destination(project.state_dir), project.grants).loader
     console = Console(width=None if sys.stdout.isatty() else 100)
     try:
         with _holding_source(project, address, source):

@@ -103,8 +103,10 @@ def audit_and_publish(
 def swap_into_published(address: PostgresAddress, candidates: list[tuple[str, str]], audit: dict[str, str]) -> None:
     """Replace each published relation with its audited copy, in one transaction.
 
-    The old relation's grants are given to the new one. It is dropped without CASCADE: a view
-    someone built on a mart makes the swap fail (and roll back) rather than vanish silently.
+    The old relation's grants are given to the new one, those on its columns too where the new one
+    has the column (a column it adds gets none: the reader's columns are set after the run's lineage,
+    headwater.access.mart_grants). It is dropped without CASCADE: a view someone built on a mart makes
+    the swap fail (and roll back) rather than vanish silently.
     """
     from psycopg import sql
 
@@ -115,6 +117,7 @@ def swap_into_published(address: PostgresAddress, candidates: list[tuple[str, st
             old = sql.Identifier(schema, name)
             kind = _relation_kind(connection, schema, name)
             grants = _grants(connection, schema, name) if kind else []
+            column_grants = _column_grants(connection, schema, name) if kind else []
             if kind:
                 connection.execute(sql.SQL("drop {} {}").format(sql.SQL(kind), old))
             connection.execute(
@@ -126,6 +129,12 @@ def swap_into_published(address: PostgresAddress, candidates: list[tuple[str, st
                 # PUBLIC is a keyword, not a role name that could be quoted.
                 role = sql.SQL("public") if grantee == "PUBLIC" else sql.Identifier(grantee)
                 connection.execute(sql.SQL("grant {} on {} to {}").format(sql.SQL(privilege), old, role))
+            columns = set(_columns(connection, schema, name))
+            for grantee, privilege, column in column_grants:
+                if column in columns:
+                    role = sql.SQL("public") if grantee == "PUBLIC" else sql.Identifier(grantee)
+                    connection.execute(sql.SQL("grant {} ({}) on {} to {}").format(
+                        sql.SQL(privilege), sql.Identifier(column), old, role))
 
 
 def _relation_kind(connection, schema: str, name: str) -> str | None:
@@ -147,3 +156,25 @@ def _grants(connection, schema: str, name: str) -> list[tuple[str, str]]:
         (schema, name),
     ).fetchall()
     return [(grantee, privilege) for grantee, privilege in rows]
+
+
+def _column_grants(connection, schema: str, name: str) -> list[tuple[str, str, str]]:
+    """(grantee, privilege, column) of the privileges other roles hold on single columns of a relation."""
+    rows = connection.execute(
+        "select case when e.grantee = 0 then 'PUBLIC' else pg_get_userbyid(e.grantee) end, e.privilege_type, "
+        "a.attname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "join pg_attribute a on a.attrelid = c.oid cross join lateral aclexplode(a.attacl) e "
+        "where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped and e.grantee <> c.relowner",
+        (schema, name),
+    ).fetchall()
+    return [(grantee, privilege, column) for grantee, privilege, column in rows]
+
+
+def _columns(connection, schema: str, name: str) -> list[str]:
+    rows = connection.execute(
+        "select a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid "
+        "join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped",
+        (schema, name),
+    ).fetchall()
+    return [row[0] for row in rows]

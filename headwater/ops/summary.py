@@ -44,6 +44,9 @@ class RunSummary:
     site_error: str | None = None  # the catalog site could not be written
     crashed_runs: list = field(default_factory=list)  # ops.crashed_runs.CrashedRun: earlier runs found dead
     build_skipped: str | None = None  # why dbt and publish did not run (another run held the marts)
+    roles: str | None = None  # with `grants:`: the roles the steps ran as, or why they ran as the URL's user
+    reader_grants: str | None = None  # with `grants:`: what the reader role may read of the published marts
+    reader_grants_error: str | None = None  # the reader's mart grants could not be set
 
     @property
     def failures(self) -> list[str]:
@@ -71,6 +74,9 @@ class RunSummary:
                          for exposure in self.pii]
             if self.lineage_error:  # with `fail`, an unchecked run is not a passed check
                 problems.append(f"lineage could not be built: {self.lineage_error} (PII exposure not checked)")
+        if self.reader_grants_error:
+            problems.append(f"reader grants on the marts could not be set: {self.reader_grants_error} "
+                            "(run `headwater db grants`)")
         return problems
 
     @property
@@ -290,6 +296,13 @@ def _print_pii(summary: RunSummary, console: Console) -> None:
                       "(PII exposure not checked)", highlight=False)
 
 
+def _print_roles(summary: RunSummary, console: Console) -> None:
+    """With `grants:`: which roles the steps ran as, and what the reader may read of the marts."""
+    for line in (summary.roles, summary.reader_grants):
+        if line:
+            console.print(f"Roles: {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def print_site(summary: RunSummary, console: Console | None = None) -> None:
     """The catalog site's link (or why it could not be written): the last line of a run's output."""
     console = console or _console()
@@ -315,6 +328,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     _print_backfills(summary, console)
     _print_rebuild_and_publish(summary, console)
     _print_pii(summary, console)
+    _print_roles(summary, console)
     for result in summary.freshness:
         if result.status == "warn":
             console.print(f"[yellow]Stale data[/yellow] {result.message()}", highlight=False)

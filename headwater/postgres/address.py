@@ -10,7 +10,7 @@ from (PGSSLMODE, PGSSLROOTCERT, ...), set only while dbt and Soda run.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 DATABASE_URL_ENV = "HEADWATER_DATABASE_URL"
@@ -34,6 +34,8 @@ CONNECTION_PARAMETERS = {
     "connect_timeout": "PGCONNECT_TIMEOUT",
     "application_name": "PGAPPNAME",
 }
+# How a URL Headwater renders names the role a step runs as (see PostgresAddress.role).
+ROLE_OPTION = "-crole="
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # What libpq does when neither the URL nor the environment chooses.
 DEFAULT_SSLMODE = "prefer"
@@ -53,6 +55,9 @@ class PostgresAddress:
     database: str
     # libpq connection parameters from the URL's query, in the order given (names from CONNECTION_PARAMETERS).
     options: tuple[tuple[str, str], ...] = ()
+    # The role every connection takes at startup (libpq `options=-crole=...`, as SET ROLE does): the
+    # least role a step needs (headwater.access.run_roles). None: the user's own.
+    role: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> "PostgresAddress":
@@ -68,7 +73,17 @@ class PostgresAddress:
             password=unquote(parts.password or ""),
             database=(parts.path or "/postgres").lstrip("/") or "postgres",
             options=connection_options(parts.query),
+            role=role_in(parts.query),
         )
+
+    def as_role(self, role: str | None) -> "PostgresAddress":
+        """The same database, each connection taking ``role`` (the user must be allowed to SET ROLE to it)."""
+        return replace(self, role=role)
+
+    @property
+    def role_option(self) -> str | None:
+        """The libpq startup option that sets the role; every tool Headwater runs passes it on."""
+        return f"{ROLE_OPTION}{self.role}" if self.role else None
 
     def option(self, name: str) -> str | None:
         """The value the URL gives connection parameter ``name``, or None."""
@@ -86,7 +101,8 @@ class PostgresAddress:
     def _render(self, password: str) -> str:
         auth = quote(self.user, safe="") + (f":{password}" if password else "")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        query = "&".join(f"{name}={quote(value, safe='/')}" for name, value in self.options)
+        parameters = [*self.options, *([("options", self.role_option)] if self.role else [])]
+        query = "&".join(f"{name}={quote(value, safe='/')}" for name, value in parameters)
         return f"postgresql://{auth}@{host}:{self.port}/{self.database}" + (f"?{query}" if query else "")
 
     def tool_env(self) -> dict[str, str]:
@@ -109,6 +125,8 @@ class PostgresAddress:
             value = self.option(name) or os.environ.get(CONNECTION_PARAMETERS[name]) or defaults.get(name, "")
             env[f"HEADWATER_PG_{name.upper()}"] = value
         env.update(self.libpq_env())
+        if self.role:  # libpq under dbt's psycopg2 and Soda's psycopg reads it: project files need no change
+            env["PGOPTIONS"] = " ".join(filter(None, (os.environ.get("PGOPTIONS"), self.role_option)))
         return env
 
     def libpq_env(self) -> dict[str, str]:
@@ -121,6 +139,8 @@ class PostgresAddress:
         A caller's ``connect_timeout`` is a default for its own purpose (fail fast), so the URL's wins.
         """
         parameters: dict[str, object] = {**dict(self.options), **given}
+        if self.role:
+            parameters["options"] = self.role_option
         if self.option("connect_timeout"):
             parameters["connect_timeout"] = int(self.option("connect_timeout"))
         return parameters
@@ -195,6 +215,8 @@ class PostgresAddress:
             "database": self.database,
         }
         query = {name: value for name, value in self.options if name != "connect_timeout"}
+        if self.role:  # dlt puts `options` in front of its own, for psycopg2 and the ADBC copy jobs alike
+            query["options"] = self.role_option
         if query:
             credentials["query"] = query
         if self.option("connect_timeout"):  # a field of its own: dlt writes it over the query's
@@ -206,6 +228,8 @@ def connection_options(query: str) -> tuple[tuple[str, str], ...]:
     """The connection parameters of a destination URL's query, checked; ValueError names what is wrong."""
     options: list[tuple[str, str]] = []
     for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name == "options" and value.startswith(ROLE_OPTION):  # the role Headwater gave a step (url)
+            continue
         if name == "sslpassword":
             raise ValueError(
                 f"{DATABASE_URL_ENV}: sslpassword is not supported: dbt cannot pass a client key's passphrase. "
@@ -230,3 +254,11 @@ def connection_options(query: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"{DATABASE_URL_ENV}: connect_timeout={value!r} must be a whole number of seconds")
         options.append((name, value))
     return tuple(options)
+
+
+def role_in(query: str) -> str | None:
+    """The role a URL rendered by ``PostgresAddress.url`` names in its ``options``, if any."""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "options" and value.startswith(ROLE_OPTION):
+            return value.removeprefix(ROLE_OPTION)
+    return None

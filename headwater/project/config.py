@@ -24,12 +24,13 @@ from headwater.processing import validate_plan
 from headwater.project.alerting import parse_alerts
 from headwater.project.deletes import parse_deletes
 from headwater.project.freshness import FreshnessSLA, parse_freshness
+from headwater.project.grants import GrantsConfig, parse_grants
 from headwater.project.run_settings import RunSettings, parse_run_settings
 from headwater.project.scalars import column_names, flag, found, key_columns, text
 from headwater.project.setting_types import check_setting
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog", "run"}
+TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog", "run", "grants"}
 SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness", "naming"}
 # dlt naming conventions a source may choose: how source names become table and column names.
 NAMING_CONVENTIONS = {
@@ -113,6 +114,7 @@ class ProjectConfig:
     alerts: tuple = ()  # headwater.project.alerting.AlertConfig, one per entry of `alerts:`
     catalog: "CatalogConfig" = field(default_factory=lambda: CatalogConfig())
     run: RunSettings = field(default_factory=RunSettings)  # the `run:` block: waiting for busy sources
+    grants: GrantsConfig | None = None  # the `grants:` block: least-privilege roles; None: runs as the URL's user
 
     @property
     def root(self) -> Path:
@@ -218,6 +220,7 @@ def _parse(
         alerts=_alerts(data.get("alerts"), variables, problems),
         catalog=_catalog(data.get("catalog"), path.parent, problems),
         run=parse_run_settings(data.get("run"), problems),
+        grants=parse_grants("grants" in data, data.get("grants"), problems),
     )
 
 
