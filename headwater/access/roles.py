@@ -22,6 +22,7 @@ from psycopg import sql
 
 from headwater.access.mart_grants import PiiFindings, ReaderGrants, grant_reader
 from headwater.access.privileges import Change, changes, snapshot
+from headwater.ops.history import ensure_schema
 from headwater.postgres.address import PostgresAddress
 from headwater.project.grants import GrantsConfig
 
@@ -61,12 +62,15 @@ def apply_grants(address: PostgresAddress, grants: GrantsConfig, findings: PiiFi
         try:
             with connection.transaction():
                 _check_members(connection, grants)
+                # headwater_ops, the audit log included, is created here by this (admin) user: it keeps owning
+                # the schema and the audit log, so no role a run connects as can drop or rewrite them.
+                ensure_schema(connection)
                 loaded = _loader_schemas(connection)
                 schemas = [*loaded, *built, *published]
                 before = snapshot(connection, names, schemas)
                 _create_roles(connection, grants)
                 _database(connection, grants)
-                _own(connection, grants.loader.name, loaded)
+                _own(connection, grants.loader.name, loaded, keep=(OPS_SCHEMA, f"{OPS_SCHEMA}.{AUDIT_LOG}"))
                 _own(connection, grants.transformer.name, [*built, *published])
                 _loader_schema_privileges(connection, grants, loaded)
                 _kept_from(connection, [grants.loader.name, grants.reader.name], built)
@@ -120,12 +124,17 @@ def _database(connection, grants: GrantsConfig) -> None:
     connection.execute(sql.SQL("revoke create, temporary on database {} from {}").format(database, reader))
 
 
-def _own(connection, owner: str, schemas: list[str]) -> None:
-    """Make ``owner`` the owner of each existing schema and of every relation in it."""
+def _own(connection, owner: str, schemas: list[str], keep: tuple[str, ...] = ()) -> None:
+    """Make ``owner`` the owner of each existing schema and of every relation in it, but those ``keep`` names
+    (a schema, or schema.relation), which stay with their owner."""
     role = sql.Identifier(owner)
     rows = connection.execute("select nspname from pg_namespace where nspname = any(%s) and "
                               "pg_get_userbyid(nspowner) <> %s", (schemas, owner)).fetchall()
     for (schema,) in rows:
+        if schema in keep:
+            # The owner of a schema may drop any table in it: the loader only uses and creates in this one.
+            connection.execute(sql.SQL("grant usage, create on schema {} to {}").format(sql.Identifier(schema), role))
+            continue
         connection.execute(sql.SQL("alter schema {} owner to {}").format(sql.Identifier(schema), role))
     # Indexes, TOAST and the sequences of identity and serial columns follow their table.
     rows = connection.execute(
@@ -136,6 +145,8 @@ def _own(connection, owner: str, schemas: list[str]) -> None:
         (schemas, owner),
     ).fetchall()
     for schema, name, kind in rows:
+        if f"{schema}.{name}" in keep:
+            continue
         connection.execute(sql.SQL("alter {} {} owner to {}").format(
             sql.SQL(_ALTER[kind]), sql.Identifier(schema, name), role))
 
@@ -159,8 +170,9 @@ def _loader_schema_privileges(connection, grants: GrantsConfig, schemas: list[st
         connection.execute(sql.SQL("grant select on all tables in schema {} to {}").format(name, transformer))
     audit_log = connection.execute("select to_regclass(%s) is not null", (f"{OPS_SCHEMA}.{AUDIT_LOG}",)).fetchone()[0]
     if audit_log:
-        connection.execute(sql.SQL("grant insert, select on {} to {}").format(
-            sql.Identifier(OPS_SCHEMA, AUDIT_LOG), transformer))
+        for role in (grants.loader.name, grants.transformer.name):
+            connection.execute(sql.SQL("grant insert, select on {} to {}").format(
+                sql.Identifier(OPS_SCHEMA, AUDIT_LOG), sql.Identifier(role)))
 
 
 def _kept_from(connection, roles: list[str], schemas: list[str] | tuple[str, ...]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from headwater.cli import main
+from headwater.postgres.address import PostgresAddress
 from tests.access.conftest import denied, owners
 from tests.conftest import query
 
@@ -50,16 +51,22 @@ def test_a_run_takes_the_least_role_of_each_step_and_the_reader_reads_published_
         f"{roles.reader} may read 2 published relation(s); withheld: marts.customers.email (PII: "
         "source:shop_db.customers.email), marts.customers.name (PII: source:shop_db.customers.name)")
     assert f"Roles: Ran loads as {roles.loader}" in capsys.readouterr().out
-    loaded = ["raw_shop_files", "raw_shop_db", "raw_shop_api", "headwater_ops"]
+    loaded = ["raw_shop_files", "raw_shop_db", "raw_shop_api"]
     built = ["staging", "marts__audit", "marts"]
-    assert owners(roles.database_url, loaded + built) == {
-        **{schema: {roles.loader} for schema in loaded}, **{schema: {roles.transformer} for schema in built}}
+    admin = PostgresAddress.from_url(roles.database_url).user
+    assert owners(roles.database_url, [*loaded, "headwater_ops", *built]) == {
+        **{schema: {roles.loader} for schema in loaded}, **{schema: {roles.transformer} for schema in built},
+        "headwater_ops": {roles.loader, admin}}  # the schema and its audit log stay with the admin
+    assert query(roles.database_url, "select tableowner from pg_tables where schemaname = 'headwater_ops' "
+                                     "and tablename = 'audit_log'") == [(admin,)]
     assert_reader_sees_published_marts_only(roles)
     transformer = roles.address(roles.etl, roles.transformer)
     assert denied(transformer, "update raw_shop_db.customers set email = null") == \
         "permission denied for table customers"
     loader = roles.address(roles.etl, roles.loader)
     assert denied(loader, "drop table marts.customers") == "permission denied for schema marts"
+    assert denied(loader, "drop table headwater_ops.audit_log") == "must be owner of table audit_log"
+    assert denied(loader, "delete from headwater_ops.audit_log") == "permission denied for table audit_log"
 
     # The next day's publish swaps new mart tables in: the reader's columns are set on them again.
     second = daily(advance_example=1)
