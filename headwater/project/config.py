@@ -202,8 +202,8 @@ def _parse(
         problems.append(Problem(("sources",), "must be a mapping of source name -> {connector, settings, tables}"))
     else:
         provided = EXAMPLES.get(example, frozenset())
-        for name, raw in raw_sources.items():
-            source = _parse_source(str(name), raw, registry, variables, provided, problems)
+        for source_name, raw in raw_sources.items():
+            source = _parse_source(str(source_name), raw, registry, variables, provided, problems)
             if source is not None:
                 sources.append(source)
 
