@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
 
 DATABASE_URL_ENV = "HEADWATER_DATABASE_URL"
 
@@ -13,7 +13,7 @@ class PostgresAddress:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # kept out of every repr: tracebacks, task inputs, log lines
     database: str
 
     @classmethod
@@ -33,7 +33,8 @@ class PostgresAddress:
 
     @property
     def url(self) -> str:
-        auth = self.user + (f":{self.password}" if self.password else "")
+        # Percent-encoded: a password may hold any character, `@` and `/` included.
+        auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
         return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
 
     @property
