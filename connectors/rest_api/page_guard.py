@@ -10,7 +10,9 @@ builds from the settings (dlt takes a paginator instance wherever it takes a pag
   (`retry_unreadable_page`, used by helpers.py), and the last attempt's error names the request,
   the page, the status and the start of the body;
 - after each page it raises `PaginationLoop` when the next request is one the walk already made,
-  or when the page holds the same rows as an earlier page: the source stops before asking again.
+  or when the page holds the same rows as an earlier page: the source stops before asking again;
+- dlt's own status check (an `HTTPError` quoting the URL, and the body when dlt is told to) masks
+  only query parameters with well-known names: its errors leave with the source's secrets masked too.
 
 A walk is one `RESTClient.paginate` call: one endpoint, or a child endpoint for one parent row.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json as stdlib_json
+from collections.abc import Callable
 from typing import Any
 
 from dlt.common import json, logger
@@ -31,7 +34,7 @@ from dlt.sources.helpers.rest_client.paginators import (
     RangePaginator,
 )
 from dlt.sources.rest_api.config_setup import create_paginator
-from requests import PreparedRequest, Request, Response
+from requests import HTTPError, PreparedRequest, Request, Response
 from requests.exceptions import InvalidJSONError
 
 from connectors.rest_api.redaction import Redaction
@@ -88,6 +91,7 @@ class PageGuard(BasePaginator):
         if self.inner:
             self.inner.init_request(request)
         # The request's own hook list (requests copies it), after dlt's status check and response actions.
+        request.hooks["response"] = [self._masking_secrets(hook) for hook in request.hooks["response"]]
         request.hooks["response"].append(self._check_body)
         self._requests[_request_key(request)] = self._page
 
@@ -113,6 +117,24 @@ class PageGuard(BasePaginator):
         self._page += 1
         self._position = self._sent_position()
         self._unreadable = 0
+
+    def _masking_secrets(self, hook: Callable) -> Callable:
+        """hook, raising its HTTPError again with the source's secrets masked in the message."""
+        if getattr(hook, "masks_secrets", False):
+            return hook
+
+        def masked(response: Response, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return hook(response, *args, **kwargs)
+            except HTTPError as error:
+                failed = error
+            # Raised outside the handler: the original, which quotes the secret, is not even its context
+            # (dlt's run trace keeps every exception of a chain, suppressed or not).
+            raise type(failed)(self.redaction.message(str(failed), response.url), response=failed.response,
+                               request=failed.request)
+
+        masked.masks_secrets = True  # type: ignore[attr-defined]
+        return masked
 
     def _check_body(self, response: Response, *args: Any, **kwargs: Any) -> None:
         if not 200 <= response.status_code < 300:

@@ -52,6 +52,12 @@ class Redaction:
             return "(no URL)"
         return self.text(sanitize_url(url, SENSITIVE_PARAMS | self.query_params))
 
+    def message(self, text: str, url: str | None) -> str:
+        """An error message quoting url as dlt sanitised it (well-known parameter names only), fully masked."""
+        if url:
+            text = text.replace(sanitize_url(url), self.url(url))
+        return self.text(text)
+
     def text(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):  # a secret inside another goes last
             for form in {secret, quote(secret, safe=""), quote_plus(secret)}:

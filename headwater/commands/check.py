@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 from rich.console import Console
 from rich.markup import escape
@@ -34,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from headwater.common.runtime import config_path
     from headwater.example.session import running_example
-    from headwater.load.checks import CheckResult, check_destination, check_sources, reason
+    from headwater.load.checks import CheckResult, check_destination, check_secret_blocks, check_sources, reason
     from headwater.local.destination import resolve_destination
     from headwater.plugins.manager import connector_registry
     from headwater.project.config import ConfigError, load_project
@@ -57,9 +59,15 @@ def run(args: argparse.Namespace) -> int:
         results = [CheckResult("destination", "destination", False, reason(error))]
     else:
         results = [check_destination(address, args.timeout)]
-    with running_example(project):
-        results += [_with_preflight(project, registry, result, args.timeout)
-                    for result in check_sources(project, registry, args.timeout)]
+    with _prefect_server_of_runs(project, console) as server_problem:
+        if server_problem:
+            results += [CheckResult(f"prefect:{name}", "secret block", False, server_problem)
+                        for name in sorted(project.secret_blocks())]
+        else:
+            results += check_secret_blocks(project, args.timeout)
+        with running_example(project):
+            results += [_with_preflight(project, registry, result, args.timeout)
+                        for result in check_sources(project, registry, args.timeout)]
 
     console.print(_table(project.path, results))
     failed = [result for result in results if not result.ok]
@@ -71,6 +79,29 @@ def run(args: argparse.Namespace) -> int:
         return 1
     console.print("[green]All connections OK.[/green] Nothing was loaded.")
     return 0
+
+
+@contextmanager
+def _prefect_server_of_runs(project, console: Console) -> Iterator[str | None]:
+    """Talk to the Prefect server a run would, when the config reads Secret blocks (`${prefect:name}`).
+
+    That is PREFECT_API_URL's (environment or profile), else the project's own, started if it is not
+    running, as `python -m flows.daily` does. Yields why that server cannot be used, or None.
+    """
+    if not project.secret_blocks():
+        yield None
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from headwater.local.stack import StackError, prefect_server_for_runs
+
+    try:
+        api_url = prefect_server_for_runs(project.state_dir, progress=lambda line: console.print(escape(line)))
+    except StackError as error:
+        yield f"the project's Prefect server, which holds its Secret blocks, could not start: {error}"
+        return
+    with temporary_settings(updates={PREFECT_API_URL: api_url}) if api_url else nullcontext():
+        yield None
 
 
 def _with_preflight(project, registry, result, timeout: float):

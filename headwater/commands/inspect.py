@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.commands import secrets_from_the_server_of_runs
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -25,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from headwater.common.interpolation import SecretBlockError
     from headwater.common.runtime import config_path
     from headwater.plugins.manager import connector_registry
     from headwater.project.config import ConfigError, load_project
@@ -44,7 +47,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {source_name} uses connector {source.connector!r}; inspect reads landing files of "
               "filesystem sources", file=sys.stderr)
         return 2
-    settings = project.resolved_settings(source)
+    secrets_from_the_server_of_runs(project)
+    try:
+        settings = project.resolved_settings(source)
+    except SecretBlockError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     tables = [table] if table else list(settings["files"])
     if table and table not in settings["files"]:
         print(f"error: source {source_name!r} has no table {table!r}; tables: {', '.join(settings['files'])}",

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.commands import secrets_from_the_server_of_runs
+
 if TYPE_CHECKING:
     from headwater.load.replay import TableReplay
     from headwater.project.config import ProjectConfig, SourceConfig
@@ -86,6 +88,7 @@ def _project():
     from headwater.project.config import load_project
 
     project = load_project(config_path(), connector_registry())
+    secrets_from_the_server_of_runs(project)
     # Quarantine tables are the loader's, and a replay loads: as the loader role when `grants:` allows.
     return project, run_roles(resolve_destination(project.state_dir), project.grants).loader
 

@@ -7,12 +7,14 @@ state is created or changed. The destination is checked with `select 1`.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from headwater.common.interpolation import SecretBlockError, prefect_server
 from headwater.common.runtime import scoped_environ
 from headwater.load.pipeline import build_source
 from headwater.plugins.connectors import Connector, ConnectorRegistry
@@ -65,6 +67,26 @@ def check_destination(address: PostgresAddress, timeout: float = DEFAULT_TIMEOUT
         return CheckResult("destination", "destination", False, f"{address.safe_url}: cannot connect: {reason(error)}")
 
 
+def check_secret_blocks(project: ProjectConfig, timeout: float = DEFAULT_TIMEOUT) -> list[CheckResult]:
+    """Read each Prefect Secret block the config references (`${prefect:name}`), one result per block.
+
+    From the Prefect server this process talks to; the values stay in the project's variables, for the
+    source checks that follow, and are never shown.
+    """
+    results = []
+    for name in sorted(project.secret_blocks()):
+        check = f"prefect:{name}"
+        try:
+            _with_timeout(functools.partial(project.variables.resolve, f"${{{check}}}"), timeout)
+        except CheckTimeout as error:
+            results.append(CheckResult(check, "secret block", False, f"{prefect_server()}: {error}"))
+        except SecretBlockError as error:
+            results.append(CheckResult(check, "secret block", False, str(error)))
+        else:
+            results.append(CheckResult(check, "secret block", True, f"found on {prefect_server()}"))
+    return results
+
+
 def check_source(
     project: ProjectConfig, source: SourceConfig, connector: Connector, timeout: float = DEFAULT_TIMEOUT
 ) -> CheckResult:
@@ -96,6 +118,8 @@ def check_source(
         return CheckResult(source.name, source.connector, True, _with_timeout(probe, timeout))
     except CheckTimeout as error:
         return CheckResult(source.name, source.connector, False, f"{error} while {step['where']}")
+    except SecretBlockError as error:  # its message names the block and the server, never a value
+        return CheckResult(source.name, source.connector, False, str(error))
     except Exception as error:
         what = "cannot connect" if _is_connection_error(error) else f"failed while {step['where']}"
         detail = f"{what}: {reason(error)}"

@@ -18,6 +18,7 @@ from dlt.common.schema import Schema
 from dlt.extract import DltResource, DltSource
 
 from headwater.common.file_rows import files_read
+from headwater.common.interpolation import SecretBlockError
 from headwater.load.deletes import DeleteResult, detect_deletes
 from headwater.load.progress import LoadProgress
 from headwater.load.recovery import recover
@@ -356,6 +357,6 @@ def _describe(error: BaseException) -> str:
     # error below those wrappers is the one that says what went wrong.
     while error.__cause__ is not None and type(error).__module__.startswith("dlt."):
         error = error.__cause__
-    if type(error).__name__ == "DestinationTerminalException":  # Headwater's loader wrote the message for people
-        return str(error)
+    if type(error).__name__ == "DestinationTerminalException" or isinstance(error, SecretBlockError):
+        return str(error)  # messages written for people
     return f"{type(error).__name__}: {error}"

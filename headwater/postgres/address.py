@@ -10,7 +10,7 @@ from (PGSSLMODE, PGSSLROOTCERT, ...), set only while dbt and Soda run.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 DATABASE_URL_ENV = "HEADWATER_DATABASE_URL"
@@ -51,7 +51,7 @@ class PostgresAddress:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # kept out of every repr: tracebacks, task inputs, log lines
     database: str
     # libpq connection parameters from the URL's query, in the order given (names from CONNECTION_PARAMETERS).
     options: tuple[tuple[str, str], ...] = ()

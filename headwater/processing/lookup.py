@@ -71,8 +71,8 @@ def check(options: Any, where: KeyPath, problems: list[Problem], context: Contex
     if not isinstance(file, str) or not file:
         problems.append(Problem((*where, "file"), "expected a CSV or Parquet file, relative to the project folder"))
         return
-    if context.variables is not None and context.variables.missing(file):
-        return  # reported where the variables are checked; the file cannot be located without them
+    if context.variables is not None and (context.variables.missing(file) or context.variables.blocks_in(file)):
+        return  # missing ones are reported where the variables are checked; blocks are read only by a run
     path = _path(file, context)
     if not path.is_file():
         problems.append(Problem((*where, "file"), f"file {path} does not exist"))

@@ -151,10 +151,8 @@ def _check_variables(value: Any, where: KeyPath, variables: Variables, problems:
         for index, item in enumerate(value):
             _check_variables(item, (*where, index), variables, problems)
     else:
-        for missing in sorted(variables.missing(value)):
-            problems.append(
-                Problem(where, f"${{{missing}}} is not set: export {missing}=... or add it to {variables.secrets_file}")
-            )
+        for message in variables.reference_problems(value):
+            problems.append(Problem(where, message))
 
 
 def _custom(step: CustomStep, options: Any) -> StepFunction:

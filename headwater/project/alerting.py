@@ -1,7 +1,8 @@
 """The `alerts:` section of headwater.yaml: which notifiers a run tells, checked against the installed ones.
 
     alerts:
-      - webhook: {url: "${ALERT_WEBHOOK_URL}", timeout: 10, retries: 3}
+      - webhook: {url: "${ALERT_WEBHOOK_URL}", timeout: 10, retries: 3,
+                  headers: {Authorization: "Bearer ${prefect:alert-webhook-token}"}}
       - log: {level: warning}
 """
 
@@ -51,7 +52,8 @@ def parse_alerts(raw: Any, variables: Variables, problems: list[Problem]) -> tup
         if not isinstance(options, dict):
             problems.append(Problem((*where, name), "options must be a mapping"))
             continue
-        if _check_options(notifier, options, (*where, name), variables, problems):
+        # Options reading a Prefect Secret block are checked when the run resolves them: checking contacts no server.
+        if _check_options(notifier, options, (*where, name), variables, problems) and not variables.blocks_in(options):
             try:  # the notifier rejects bad options now, not when the first alert is due
                 notifier.factory(variables.resolve(options))
             except (ValueError, TypeError) as error:
@@ -64,16 +66,14 @@ def _check_options(notifier: Notifier, options: dict, where: tuple, variables, p
     """References are set and secrets are references; True when the options can be resolved."""
     ok = True
     for key, value in options.items():
-        for missing in sorted(variables.missing(value)):
-            problems.append(
-                Problem((*where, key), f"${{{missing}}} is not set: export {missing}=... or add it to "
-                                       f"{variables.secrets_file}")
-            )
+        for message in variables.reference_problems(value):
+            problems.append(Problem((*where, key), message))
             ok = False
         if key in notifier.secret_options and not variables.references_in(value):
             problems.append(
                 Problem((*where, key), f"{key!r} is a secret; reference it as ${{NAME}} and set NAME in the "
-                                       f"environment or {variables.secrets_file}")
+                                       f"environment or {variables.secrets_file}, or as a Prefect Secret block: "
+                                       "${prefect:block-name}")
             )
     return ok
 

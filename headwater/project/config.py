@@ -131,9 +131,20 @@ class ProjectConfig:
         raise KeyError(name)
 
     def resolved_settings(self, source: SourceConfig) -> dict[str, Any]:
-        """Settings with every ${NAME} replaced; only call this when the source is about to run."""
+        """Settings with every reference replaced; only call this when the source is about to run.
+
+        Reads the Prefect Secret blocks the settings reference (headwater.common.interpolation.SecretBlockError
+        when one cannot be read).
+        """
         assert self.variables is not None
         return self.variables.resolve(source.settings)
+
+    def secret_blocks(self) -> set[str]:
+        """Names of the Prefect Secret blocks (`${prefect:name}`) anywhere in the config: settings, steps, alerts."""
+        if self.variables is None:
+            return set()
+        values = [[source.settings, [[table.steps, table.rules] for table in source.tables]] for source in self.sources]
+        return self.variables.blocks_in([values, [alert.options for alert in self.alerts]])
 
 
 class ConfigError(Exception):
@@ -204,8 +215,8 @@ def _parse(
         problems.append(Problem(("sources",), "must be a mapping of source name -> {connector, settings, tables}"))
     else:
         provided = EXAMPLES.get(example, frozenset())
-        for name, raw in raw_sources.items():
-            source = _parse_source(str(name), raw, registry, variables, provided, problems)
+        for source_name, raw in raw_sources.items():
+            source = _parse_source(str(source_name), raw, registry, variables, provided, problems)
             if source is not None:
                 sources.append(source)
 
@@ -381,25 +392,23 @@ def _check_settings(
                 )
             continue
         value = settings[setting.name]
-        for missing in sorted(variables.missing(value, provided)):
-            problems.append(
-                Problem(
-                    (*where, setting.name),
-                    f"${{{missing}}} is not set: export {missing}=... or add it to {variables.secrets_file}",
-                )
-            )
+        for message in variables.reference_problems(value, provided):
+            problems.append(Problem((*where, setting.name), message))
         if setting.secret and isinstance(value, str) and not variables.references_in(value):
             problems.append(
                 Problem(
                     (*where, setting.name),
                     f"{setting.name!r} is a secret; do not write it in the file, reference it as "
-                    f"${{{setting.name.upper()}}} and set that in the environment or {variables.secrets_file}",
+                    f"${{{setting.name.upper()}}} and set that in the environment or {variables.secrets_file}, "
+                    f"or as a Prefect Secret block: ${{prefect:{setting.name.replace('_', '-')}}}",
                 )
             )
-        # A value whose reference is not known yet (the example provides it when it runs) is checked then.
-        check_setting(setting.annotation, value, variables.resolve(value), setting.type_name, (*where, setting.name),
+        # A value whose reference is not known yet is checked when it is: the example provides its own when it
+        # runs, and Prefect Secret blocks are read by the run that needs them (checking contacts no server).
+        check_setting(setting.annotation, value, variables.preview(value), setting.type_name, (*where, setting.name),
                       strict=not variables.references_in(value), problems=problems,
-                      unresolved=lambda raw: bool(variables.references_in(raw) & provided or variables.missing(raw)))
+                      unresolved=lambda raw: bool(variables.references_in(raw) & provided or variables.missing(raw)
+                                                  or variables.blocks_in(raw)))
 
 
 def _check_secrets_are_references(value: Any, where: KeyPath, problems: list[Problem]) -> None:
@@ -410,7 +419,7 @@ def _check_secrets_are_references(value: Any, where: KeyPath, problems: list[Pro
                     Problem(
                         (*where, key),
                         f"{key!r} holds a secret; reference it as ${{NAME}} and set NAME in the "
-                        "environment or .headwater/secrets.env",
+                        "environment or .headwater/secrets.env, or as a Prefect Secret block: ${prefect:block-name}",
                     )
                 )
             else:

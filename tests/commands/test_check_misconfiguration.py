@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from headwater.cli import main
-from tests.conftest import query
+from tests.conftest import free_port, query
 from tests.project.test_config_files import PNG, billion_laughs
 
 HEADWATER = str(Path(sys.executable).parent / "headwater")
@@ -135,3 +136,63 @@ def test_a_run_loads_the_other_tables_and_warns_about_a_table_whose_glob_matches
          f"folder {project}/archive does not exist, so no file matches orders/*.csv"),
         ("landing", "refunds", "refunds/*.csv", "no match", f"no file matches refunds/*.csv under {project}/landing"),
     ]
+
+
+def secret_block_project(root: Path, database_url: str, url_block: str, salt_block: str) -> Path:
+    """A database source whose URL is one Prefect Secret block and whose PII salt is another."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("create table orders (id int primary key, email text)")
+        connection.execute("insert into orders values (1, 'ada@example.com')")
+    config = root / "headwater.yaml"
+    config.write_text(
+        "sources:\n  orders_db:\n    connector: sql_database\n"
+        f'    settings: {{credentials: "${{prefect:{url_block}}}"}}\n'
+        "    tables:\n      orders:\n        primary_key: id\n"
+        f'        steps: [{{pii: {{email: {{hash: {{salt: "${{prefect:{salt_block}}}"}}}}}}}}]\n'
+    )
+    return config
+
+
+@pytest.mark.slow
+def test_check_reads_every_secret_block_and_names_a_missing_one_with_its_server(tmp_path, database_url,
+                                                                                 prefect_api):
+    from prefect.blocks.system import Secret
+
+    suffix = secrets.token_hex(4)
+    url_block, salt_block = f"orders-db-url-{suffix}", f"pii-salt-{suffix}"
+    source_url = database_url.replace("postgresql://", "postgresql+psycopg://")
+    Secret(value=source_url).save(url_block)
+    config = secret_block_project(tmp_path, database_url, url_block, salt_block)
+    try:
+        result = run([HEADWATER, "check"], tmp_path, database_url, config)
+    finally:
+        Secret.delete(url_block)
+
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert re.search(rf"prefect:{url_block}\s+│\s+secret block\s+│\s+OK\s+│\s+found on {re.escape(prefect_api)}",
+                     out), out
+    assert (f"prefect:{salt_block}: secret block '{salt_block}' not found on {prefect_api}; create it there: "
+            f"Prefect UI, Blocks, Secret named {salt_block}; or Secret(value=...).save('{salt_block}') from "
+            "prefect.blocks.system") in out
+    assert source_url not in out + result.stderr
+    assert "Traceback" not in out + result.stderr
+
+
+@pytest.mark.slow
+def test_check_says_when_the_server_holding_the_secret_blocks_is_unreachable(tmp_path, database_url, monkeypatch):
+    unreachable = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", unreachable)
+    config = secret_block_project(tmp_path, database_url, "orders-db-url", "pii-salt")
+
+    result = run([HEADWATER, "check"], tmp_path, database_url, config)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    for block in ("orders-db-url", "pii-salt"):
+        assert (f"prefect:{block}: secret block '{block}': the Prefect server {unreachable} is unreachable "
+                "(ConnectError: ") in result.stdout
+    assert "orders_db: secret block 'orders-db-url': the Prefect server" in result.stdout
+    assert "3 of 4 checks failed." in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

@@ -10,6 +10,7 @@ import base64
 import secrets
 import shutil
 from itertools import pairwise
+from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
@@ -187,6 +188,22 @@ def test_a_wrong_secret_fails_the_load_with_the_status_and_endpoint(kind, api, t
     assert "401 Client Error" in result.error and f"{api.url}/customers" in result.error
     assert "not-the-secret" not in result.error  # also redacted from the URL when sent as a query param
     assert len(api.requests_to("/customers")) == 1  # a 401 is not retried
+
+
+def test_an_api_key_under_a_name_dlt_does_not_know_is_masked_in_an_error_quoting_it(api, tmp_path, database_url,
+                                                                                       monkeypatch):
+    key = f"k+/{secrets.token_hex(6)}@="  # characters a URL encodes, so the encoded form is the one to find
+    monkeypatch.setenv("API_SECRET", key)
+    api.get("/customers")(lambda request: Reply(500, {"error": f"upstream failed for access_key={key}"}))
+    auth = {"type": "api_key", "name": "access_key", "api_key": "${API_SECRET}", "location": "query"}
+
+    result = load(tmp_path, database_url, customers_settings(api, auth=auth))
+
+    assert not result.ok
+    assert api.requests_to("/customers")[0].param("access_key") == key  # it was sent, encoded
+    assert f"500 Server Error: Internal Server Error for url: {api.url}/customers?access_key=***" in result.error
+    for form in (key, quote(key, safe=""), quote_plus(key)):
+        assert form not in result.error
 
 
 @pytest.mark.parametrize(
