@@ -116,6 +116,7 @@ def _recover(console: Console, project: ProjectConfig, source: SourceConfig, add
              args: argparse.Namespace) -> int:
     from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
     from headwater.load.recovery import discard_pending, pending_loads, recover
+    from headwater.load.table_processor import protection_lookup
 
     pipeline = open_pipeline(project, source, address)
     pending = pending_loads(pipeline)
@@ -131,7 +132,8 @@ def _recover(console: Console, project: ProjectConfig, source: SourceConfig, add
             _say(console, line)
         return 0
     try:
-        recovered = recover(pipeline, LOADER_FILE_FORMAT)
+        # Rows Postgres refuses go to quarantine with their personal fields treated, as in a run.
+        recovered = recover(pipeline, LOADER_FILE_FORMAT, protection=protection_lookup(project, source, pipeline))
     except Exception as error:  # the load fails as a run would: said in one line, the load stays pending
         _say(console, f"The pending load of {source.name} failed again and stays pending: {_failure(error)}")
         return 1

@@ -247,7 +247,7 @@ def _load_locked(
         # A whole-source refresh drops the data anyway, so a pending (perhaps failing) package is abandoned.
         abandon = bool(reload and reload.refreshes_source(source.name))
         refreshed = reload.refreshed_tables(source.name) if reload else frozenset()
-        protection = protection_lookup(config, source, connector.pii, pipeline)
+        protection = protection_lookup(config, source, pipeline, connector.pii)
         recovered = recover(pipeline, LOADER_FILE_FORMAT, abandon_pending=abandon, abandon_tables=refreshed,
                             protection=protection)
         result.load_ids = list(recovered.load_ids)

@@ -123,9 +123,10 @@ def prepare_replay(
     and send them through the table's plan; raises ReplayError before anything is written."""
     from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
     from headwater.load.recovery import recover
+    from headwater.load.table_processor import protection_lookup
 
     pipeline = open_pipeline(config, source, address)
-    recover(pipeline, LOADER_FILE_FORMAT)
+    recover(pipeline, LOADER_FILE_FORMAT, protection=protection_lookup(config, source, pipeline))
     pipeline.sync_destination()
     if not pipeline.default_schema_name:
         raise ReplayError(f"source {source.name!r} has not been loaded yet: nothing is quarantined")

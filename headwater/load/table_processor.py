@@ -314,9 +314,15 @@ def table_protection(config, source, table: str, plan=None, connector_pii: dict 
     return record_protection(steps, plan, declared, config.quarantine_of(source).keeps_declared_pii)
 
 
-def protection_lookup(config, source, connector_pii: dict | None, pipeline) -> Callable[[str], RecordProtection]:
-    """table -> its RecordProtection, built when first asked for; the column hints come from the pipeline's schema."""
+def protection_lookup(config, source, pipeline, connector_pii: dict | None = None) -> Callable[[str], RecordProtection]:
+    """table -> its RecordProtection, built when first asked for (rows Postgres refuses are rare); the column hints
+    come from the pipeline's schema, ``connector_pii`` from the source's connector when not given."""
     built: dict[str, RecordProtection] = {}
+    if connector_pii is None:
+        from headwater.plugins.manager import connector_registry
+
+        connector = connector_registry().get(source.connector)
+        connector_pii = connector.pii if connector is not None else {}
 
     def protection_of(table: str) -> RecordProtection:
         if table not in built:

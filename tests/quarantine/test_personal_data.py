@@ -250,3 +250,11 @@ def test_a_replay_treats_personal_data_once_and_a_masked_declared_value_waits_to
     assert status == "replayed"
     assert json.loads(record)["name"] == "*******rson" and json.loads(treatment)["name"] == "mask"
     assert json.loads(record)["email"] == expected_hash(planted("range")["email"])
+
+    # The row Postgres refused was stored as loaded: a replay loads its hash as it is, not a hash of the hash.
+    [result] = replay(project, project.source("drops"), address, ["events"], Selection(locations=("events.parquet:2",)),
+                      {"at": "2026-01-01T00:00:00+00:00", "name": "Refusedperson"})
+    assert (result.replayed, result.still_quarantined) == (1, 0)
+    refused = planted("refused")
+    assert query(database_url, "select email, phone, name from raw_drops.events where id = 2") == [
+        (expected_hash(refused["email"], normalised=False), "+* *** **** " + refused["phone"][-4:], "Refusedperson")]
