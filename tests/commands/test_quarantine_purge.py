@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from io import StringIO
 
 import pytest
@@ -16,20 +15,8 @@ from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import load_project
 from headwater.quarantine.purge import Purged
+from tests.commands.test_quarantine import drops  # noqa: F401 - a fixture, found by pytest through this module
 from tests.conftest import query
-
-
-def write_config(path, landing, max_qty: int, quarantine: str = "") -> None:
-    path.write_text(textwrap.dedent(f"""\
-        sources:
-          drops:
-            connector: filesystem
-            settings: {{bucket_url: "{landing}", files: {{items: "*.csv"}}}}
-            tables:
-              items:
-                primary_key: id
-                rules: [{{range: {{qty: {{max: {max_qty}}}}}}}]
-        """) + quarantine)
 
 
 def load(config, database_url: str) -> SourceLoad:
@@ -41,18 +28,11 @@ def load(config, database_url: str) -> SourceLoad:
 
 
 @pytest.fixture
-def resolved(tmp_path, database_url, monkeypatch):
+def resolved(drops, database_url):  # noqa: F811 - the fixture imported above
     """`drops.items` loaded with two rows over the limit and a line with a field too many, then, the limit raised,
     replayed: items.csv:3 and :6 replayed, :4 still quarantined. Returns the config file."""
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    (landing / "items.csv").write_text("id,qty,note\n1,5,ok\n2,50,big\n3,7,extra,field\n4,6,ok\n5,60,bigger\n")
-    config = tmp_path / "headwater.yaml"
-    write_config(config, landing, max_qty=10)
-    monkeypatch.setenv("HEADWATER_CONFIG", str(config))
-    monkeypatch.setenv("HEADWATER_DATABASE_URL", database_url)
-    assert [(t.read, t.loaded, t.quarantined) for t in load(config, database_url).tables] == [(5, 2, 3)]
-    write_config(config, landing, max_qty=100)
+    drops.write_text(drops.read_text().replace("max: 10", "max: 100"))
+    config = drops
     project = load_project(config, connector_registry())
     [result] = replay(project, project.source("drops"), PostgresAddress.from_url(database_url))
     assert (result.replayed, result.still_quarantined) == (2, 1)
@@ -65,7 +45,7 @@ def rows(database_url: str, schema: str = "raw_drops") -> list[tuple]:
 
 def age(database_url: str, location: str, days: int) -> None:
     query(database_url, "update raw_drops.items__quarantine set replayed_at = replayed_at - make_interval(days => %s), "
-                        f"quarantined_at = quarantined_at - make_interval(days => %s) where location = %s "
+                        "quarantined_at = quarantined_at - make_interval(days => %s) where location = %s "
                         "returning 1", days, days, location)
 
 
@@ -107,8 +87,8 @@ def test_purge_deletes_resolved_rows_and_open_ones_only_when_confirmed(resolved,
     assert (code, err) == (2, "error: no table 'orders' in drops; tables: drops.items\n")
 
 
-def test_each_run_deletes_resolved_rows_older_than_the_retention_and_says_so(resolved, database_url, tmp_path):
-    write_config(resolved, tmp_path / "landing", max_qty=100, quarantine="quarantine: {retention: 30d}\n")
+def test_each_run_deletes_resolved_rows_older_than_the_retention_and_says_so(resolved, database_url):
+    resolved.write_text(resolved.read_text() + "quarantine: {retention: 30d}\n")
     age(database_url, "items.csv:3", days=40)  # replayed 40 days ago; items.csv:6 today; items.csv:4 still open
 
     first = load(resolved, database_url)
