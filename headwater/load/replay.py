@@ -64,6 +64,7 @@ UNREADABLE_HINT_START = " (still unreadable"
 UNREADABLE_HINT = f"{UNREADABLE_HINT_START}: give its fields with `replay --set FIELD=VALUE`, which drops {RAW_LINE})"
 # Added to the reason of a row holding a personal value treated otherwise than the table treats it now.
 TREATED_HINT_START = " (not replayed: "
+WAITING_FOR_VALUE = "value to give (--set)"
 
 
 class ReplayError(ValueError):
@@ -228,7 +229,9 @@ def _replay_table(config, source, pipeline, table: str, selection: Selection, ed
     for update in updates:
         if update["status"] == records.QUARANTINED:
             result.still_quarantined += 1
-            result.reasons[update["rule"]] = result.reasons.get(update["rule"], 0) + 1
+            # A row that waits for a personal value is counted as such, not under the rule it once broke.
+            why = WAITING_FOR_VALUE if TREATED_HINT_START in (update["reason"] or "") else update["rule"]
+            result.reasons[why] = result.reasons.get(why, 0) + 1
 
     hints = _table_hints(target or {})
     items = []

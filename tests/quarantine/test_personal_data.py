@@ -222,6 +222,7 @@ def test_a_replay_treats_personal_data_once_and_a_masked_declared_value_waits_to
     # `name` is declared PII with no pii step: masked in quarantine, it cannot be loaded as it is.
     [result] = replay(project, project.source("drops"), address, ["people"])
     assert (result.replayed, result.still_quarantined) == (0, 6)
+    assert result.reasons == {"value to give (--set)": 4, "columns": 1, "quote": 1}
     [(reason,)] = query(database_url, "select reason from raw_drops.people__quarantine where location = %s",
                         "people.csv:3")
     assert reason == ("qty: '50' is above the maximum 10 (not replayed: name is masked in quarantine and the table "
