@@ -63,6 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         dest="edits", help="Set this field of the picked records first (needs --rule, --location "
                         "or --where); repeat for more fields.")
     replay.set_defaults(run=run_replay)
+    add_purge_parser(actions)
 
 
 def _positive(text: str) -> int:
@@ -214,33 +215,47 @@ def _rows_table(where: str, rule: str | None, found: QuarantinedRows) -> Table:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from headwater.project.config import ConfigError
     from headwater.quarantine.selection import Selection
 
-    source_name, _, table_name = args.target.partition(".")
-    try:
-        project, address = _project()
-    except ConfigError as error:
-        print(error, file=sys.stderr)
+    target = _target(args.target)
+    if target is None:
         return 2
-    source = _source(project, source_name)
-    if source is None:
-        return 2
+    project, address, source, table_name = target
     selection = Selection(rule=args.rule, locations=tuple(args.location), fields=tuple(args.where))
     problem = _replay_options_problem(args.target, table_name, selection, args.edits)
     edits = dict(args.edits)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    # A replay writes the raw schema and uses the source's dlt working folder: never beside a run's load.
+    return _locked(project, address, source, "quarantine replay", "nothing was replayed",
+                   lambda: _replay(project, source, address, table_name, selection, edits))
+
+
+def _target(target: str):
+    """(project, address, source, table name or "") of a SOURCE[.TABLE] argument; None after saying what is wrong."""
+    from headwater.project.config import ConfigError
+
+    source_name, _, table_name = target.partition(".")
+    try:
+        project, address = _project()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return None
+    source = _source(project, source_name)
+    return None if source is None else (project, address, source, table_name)
+
+
+def _locked(project, address, source, purpose: str, nothing_done: str, action) -> int:
+    """``action()`` holding the source's lock (headwater.load.source_lock), or 1 when another run keeps it."""
     from headwater.load.source_lock import LockNotAcquired, source_lock
 
-    # A replay writes the raw schema and uses the source's dlt working folder: never beside a run's load.
     try:
-        with source_lock(address, source.name, project.run.lock_wait_seconds, "quarantine replay",
+        with source_lock(address, source.name, project.run.lock_wait_seconds, purpose,
                          waiting=lambda line: print(line, file=sys.stderr)):
-            return _replay(project, source, address, table_name, selection, edits)
+            return action()
     except LockNotAcquired as busy:
-        print(f"error: {source.name} is busy: {busy}; nothing was replayed. Try again when that run ends "
+        print(f"error: {source.name} is busy: {busy}; {nothing_done}. Try again when that run ends "
               "(or raise run.lock_wait).", file=sys.stderr)
         return 1
 
@@ -311,3 +326,113 @@ def _outcome(where: str, result: TableReplay) -> str:
     if result.reasons:
         line += " (" + ", ".join(f"{rule} {count:,}" for rule, count in result.reasons.items()) + ")"
     return line
+
+
+def add_purge_parser(actions: argparse._SubParsersAction) -> None:
+    purge = actions.add_parser(
+        "purge",
+        help="Delete quarantined rows: those replayed or superseded (the default), open ones only with --open.",
+        description="Deletes rows of raw_<source>.<table>__quarantine and prints how many per table. Without "
+        "options: the rows a replay loaded or found superseded. --open deletes rows still quarantined too "
+        "(their data is gone for good: asks first, or give --yes); with --open alone only those. "
+        "--older-than keeps the newer rows.",
+    )
+    purge.add_argument("target", metavar="SOURCE[.TABLE]", help="A source, or one table of it.")
+    purge.add_argument("--resolved", action="store_true",
+                       help="Rows replayed or superseded (the default; with --open, both kinds).")
+    purge.add_argument("--open", action="store_true", dest="open_rows",
+                       help="Rows still quarantined, never replayed: deleted for good.")
+    purge.add_argument("--older-than", type=_age, metavar="AGE",
+                       help="Only rows resolved (or, open ones, quarantined) longer ago than AGE: 30d, 12h, 2w.")
+    purge.add_argument("--yes", action="store_true", help="Delete open rows without asking.")
+    purge.set_defaults(run=run_purge)
+
+
+def _age(text: str):
+    from headwater.project.freshness import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    from headwater.quarantine.purge import PurgeRequest
+
+    target = _target(args.target)
+    if target is None:
+        return 2
+    project, address, source, table_name = target
+    request = PurgeRequest(resolved=args.resolved or not args.open_rows, open=args.open_rows,
+                           older_than=args.older_than)
+    # Deleting rows of the raw schema: never beside a run or replay writing the same quarantine tables.
+    return _locked(project, address, source, "quarantine purge", "nothing was deleted",
+                   lambda: _purge(address, source, table_name, request, args.yes))
+
+
+def _purge(address, source, table_name: str, request, confirmed: bool) -> int:
+    from headwater.quarantine.purge import purge_quarantine
+    from headwater.quarantine.report import table_names
+
+    if table_name and table_name not in table_names(address, source.dataset):
+        known = ", ".join(f"{source.name}.{name}" for name in table_names(address, source.dataset))
+        print(f"error: no table {table_name!r} in {source.name}; tables: {known or 'none loaded yet'}",
+              file=sys.stderr)
+        return 2
+    tables = [table_name] if table_name else None
+    keys = _primary_keys(address, source.dataset)
+    console = Console()
+    if request.open and not confirmed:
+        counted = purge_quarantine(address, source.dataset, request, tables, keys, count_only=True)
+        waiting = sum(purged.open for purged in counted)
+        if waiting and not _confirmed(source.name, table_name, counted, waiting):
+            return 1
+    purged = purge_quarantine(address, source.dataset, request, tables, keys)
+    where = f"{source.name}.{table_name}" if table_name else source.name
+    if not purged:
+        _say(console, f"Nothing to delete in {where}: no {_kinds(request)}.")
+        return 0
+    for entry in purged:
+        _say(console, f"{source.name}.{entry.table}: {entry.rows:,} deleted ({entry.resolved:,} replayed or "
+                      f"superseded, {entry.open:,} open)")
+    return 0
+
+
+def _confirmed(source: str, table: str, counted, waiting: int) -> bool:
+    """Whether the user agrees to delete ``waiting`` open rows; a session without a terminal needs --yes."""
+    tables = ", ".join(f"{source}.{entry.table} {entry.open:,}" for entry in counted if entry.open)
+    question = (f"{waiting:,} quarantined rows were never loaded ({tables}); deleted, they are gone for good. "
+                "Delete them? [y/N] ")
+    if not sys.stdin.isatty():
+        print(f"error: {waiting:,} open rows would be deleted ({tables}); nothing was deleted. "
+              f"Add --yes to delete them (headwater quarantine purge {source}{'.' + table if table else ''} "
+              "--open --yes)", file=sys.stderr)
+        return False
+    answer = input(question).strip().lower()
+    if answer not in ("y", "yes"):
+        print("Nothing was deleted.", file=sys.stderr)
+        return False
+    return True
+
+
+def _kinds(request) -> str:
+    """`resolved`, `resolved or open`, `open row older than 30d`...: what the request picks, in words."""
+    from headwater.project.quarantine_settings import describe_retention
+
+    kinds = " or ".join(kind for kind, wanted in (("resolved", request.resolved), ("open", request.open)) if wanted)
+    return f"{kinds} row older than {describe_retention(request.older_than)}" if request.older_than else f"{kinds} row"
+
+
+def _primary_keys(address, dataset: str) -> dict[str, list[str]]:
+    """Each table's primary key, as dlt stored it: purge keeps resolved rows of keys still quarantined."""
+    from headwater.load.stored_schemas import stored_schemas
+
+    keys: dict[str, list[str]] = {}
+    with address.connect() as connection:
+        for schema in stored_schemas(connection, dataset):
+            for name, table in (schema.get("tables") or {}).items():
+                key = [column for column, hints in (table.get("columns") or {}).items() if hints.get("primary_key")]
+                if key:
+                    keys[name] = key
+    return keys

@@ -118,6 +118,7 @@ def _recover(console: Console, project: ProjectConfig, source: SourceConfig, add
              args: argparse.Namespace) -> int:
     from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
     from headwater.load.recovery import discard_pending, pending_loads, recover
+    from headwater.load.table_processor import protection_lookup
     from headwater.ops.audit import audit_recover
 
     pipeline = open_pipeline(project, source, address)
@@ -136,7 +137,8 @@ def _recover(console: Console, project: ProjectConfig, source: SourceConfig, add
             _say(console, line)
         return 0
     try:
-        recovered = recover(pipeline, LOADER_FILE_FORMAT)
+        # Rows Postgres refuses go to quarantine with their personal fields treated, as in a run.
+        recovered = recover(pipeline, LOADER_FILE_FORMAT, protection=protection_lookup(project, source, pipeline))
     except Exception as error:  # the load fails as a run would: said in one line, the load stays pending
         audit_recover(address, source.name, pending, failed=error)
         _say(console, f"The pending load of {source.name} failed again and stays pending: {_failure(error)}")

@@ -12,7 +12,8 @@ dlt's own columns (``_dlt_*``) and the columns a file connector adds (``_file_na
 
 Quarantine tables (``<table>__quarantine``) are kept, marked with ``quarantine_of``: their
 ``record`` column holds the rejected row as it arrived, before any step, so every field of the
-resource reaches it unmasked (PII included), which is worth seeing.
+resource reaches it; its personal fields (those of a ``pii`` step, and declared PII) arrive treated
+(headwater.quarantine.protection), as masking edges.
 
 PII (``ColumnInfo.pii``) is declared by the table's ``pii:`` in headwater.yaml, the connector's
 ``pii`` metadata (both may name a resource field or a raw column) and dlt ``x-pii`` column hints;
@@ -38,6 +39,7 @@ from headwater.postgres.row_counts import RowCount, count_rows
 from headwater.processing.column_trace import Origin, StepTrace, trace_steps
 from headwater.project.config import ProjectConfig, SourceConfig
 from headwater.quarantine.naming import table_of
+from headwater.quarantine.protection import record_protection
 from headwater.quarantine.records import OWN_COLUMNS, RECORD
 
 LOADER_COLUMNS = FILE_ROW_COLUMNS  # added by the filesystem connector, not a source field
@@ -78,10 +80,19 @@ def _add_source(lineage: Lineage, project: ProjectConfig, source: SourceConfig, 
                                            description=hints.get("description") or "")
         if not stored.is_quarantine:
             _link(lineage, resource, raw, stored, traces[stored.resource])
+    declared_of = {stored.resource: set() for stored in tables}
+    for stored in tables:
+        declared = set(connector_pii.get(stored.resource, ()))
+        declared |= set(configs[stored.resource].pii if stored.resource in configs else ())
+        declared |= {name for name, hints in stored.columns.items() if hints.get("x-pii")}
+        declared_of[stored.resource] |= declared
     for stored in tables:  # after every table: the quarantine record holds all the resource's fields
         if stored.is_quarantine:
+            config = configs.get(stored.resource)
+            treated = record_protection(config.steps if config else (), None, declared_of[stored.resource],
+                                        project.quarantine_of(source).keeps_declared_pii).fields
             _link_quarantine(lineage, lineage.tables[f"{source.dataset}.{stored.name}"], stored,
-                             _resource_table(lineage, source, stored.resource))
+                             _resource_table(lineage, source, stored.resource), set(treated))
     for stored in tables:
         declared = set(connector_pii.get(stored.resource, ()))
         declared |= set(configs[stored.resource].pii if stored.resource in configs else ())
@@ -142,15 +153,18 @@ def _flattened(trace: StepTrace, name: str) -> Origin:
     return Origin({f"{trace.field_of(head)}__{rest}"})
 
 
-def _link_quarantine(lineage: Lineage, quarantine: TableInfo, stored: StoredTable, resource: TableInfo) -> None:
+def _link_quarantine(lineage: Lineage, quarantine: TableInfo, stored: StoredTable, resource: TableInfo,
+                     treated: set[str]) -> None:
+    """``treated``: the fields the record holds hashed, masked or dropped (headwater.quarantine.protection)."""
     fields = sorted(resource.columns)
     for name in stored.columns:
         target = quarantine.columns[name].ref
         if name == RECORD:
             for field in fields:
+                how = "; its pii treatment applied" if field in treated else ""
                 lineage.edges.append(Edge(resource.columns[field].ref, target, DIRECT,
-                                          transformation="the rejected row as JSON, before any step",
-                                          subtype="TRANSFORMATION"))
+                                          transformation=f"the rejected row as JSON, before any step{how}",
+                                          masking=field in treated, subtype="TRANSFORMATION"))
         elif name not in OWN_COLUMNS and name in resource.columns:  # key and cursor columns, as it arrived
             lineage.edges.append(Edge(resource.columns[name].ref, target, DIRECT, subtype="IDENTITY"))
 
@@ -165,8 +179,11 @@ def _tag_pii(lineage: Lineage, source: SourceConfig, stored: StoredTable, declar
     personal = {name for name, info in resource.columns.items() if info.pii}
     for name, info in raw.columns.items():
         fields = {edge.source.column for edge in lineage.inputs(info.ref, (DIRECT,))}
-        if raw.quarantine_of:  # the record holds every field as it arrived
+        if raw.quarantine_of:  # the record holds every field as it arrived, its personal ones treated
             info.pii = info.pii or bool(fields & personal and name in (RECORD, *personal))
+            if name == RECORD and info.pii:
+                masked = {edge.source.column for edge in lineage.inputs(info.ref, (DIRECT,)) if edge.masking}
+                info.masked = fields & personal <= masked
             continue
         origin = None if stored.parent else trace.origin(name)
         copied = len(fields) == 1 and not (origin and origin.derived)

@@ -25,14 +25,18 @@ from headwater.load.recovery import recover
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
 from headwater.load.source_lock import LockNotAcquired, source_lock
-from headwater.load.table_processor import attach_processors
+from headwater.load.table_processor import attach_processors, protection_lookup
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
 from headwater.postgres.address import PostgresAddress
 from headwater.postgres.loader import postgres
 from headwater.project.config import ProjectConfig, SourceConfig
+from headwater.project.quarantine_settings import describe_retention
 from headwater.quarantine import is_quarantine_table, table_of
 from headwater.quarantine.naming import quarantine_table_name
+from headwater.quarantine.purge import PurgeRequest, purge_quarantine
+
+log = logging.getLogger(__name__)
 
 # Arrow batches go to Postgres as Parquet through ADBC: the path that runs near COPY speed.
 LOADER_FILE_FORMAT = "parquet"
@@ -135,6 +139,9 @@ class SourceLoad:
     load_ids: list[str] = field(default_factory=list)
     error: str | None = None
     set_aside: list = field(default_factory=list)  # refusals.SetAside: rows Postgres refused, quarantined
+    # headwater.quarantine.purge.Purged: resolved quarantine rows older than the source's retention, deleted
+    purged: list = field(default_factory=list)
+    retention: str | None = None  # that retention, as headwater.yaml writes it
     skipped: str | None = None  # why this run did not load the source at all (another run held it)
 
     @property
@@ -189,7 +196,7 @@ def build_source(config: ProjectConfig, source: SourceConfig, connector: Connect
     for table in source.tables:
         resource = dlt_source.resources[table.name]
         apply_write_mode(resource, table, reload.backfill_incremental(source, table) if reload else None)
-    attach_processors(config, source, dlt_source)  # steps, rules and quarantine, per selected table
+    attach_processors(config, source, dlt_source, connector.pii)  # steps, rules and quarantine, per selected table
     for table in source.tables:
         add_history_hash(dlt_source.resources[table.name], table)
     return dlt_source
@@ -241,7 +248,9 @@ def _load_locked(
         # A whole-source refresh drops the data anyway, so a pending (perhaps failing) package is abandoned.
         abandon = bool(reload and reload.refreshes_source(source.name))
         refreshed = reload.refreshed_tables(source.name) if reload else frozenset()
-        recovered = recover(pipeline, LOADER_FILE_FORMAT, abandon_pending=abandon, abandon_tables=refreshed)
+        protection = protection_lookup(config, source, pipeline, connector.pii)
+        recovered = recover(pipeline, LOADER_FILE_FORMAT, abandon_pending=abandon, abandon_tables=refreshed,
+                            protection=protection)
         result.load_ids = list(recovered.load_ids)
         row_counts = dict(recovered.row_counts)
         result.set_aside = list(recovered.set_aside)
@@ -249,7 +258,7 @@ def _load_locked(
         backfills = _backfill_outcomes(built, source, connector, reload)
         for dlt_source, refresh in _runs(built, source, reload):
             run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
-            infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run)
+            infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
             for info in infos:
                 info.raise_on_failed_jobs()
                 result.load_ids += list(info.loads_ids)
@@ -275,8 +284,28 @@ def _load_locked(
                 table_load.deletes = found.get(table_load.table)
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
+    if result.error is None:
+        _apply_retention(config, source, address, pipeline, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _apply_retention(config: ProjectConfig, source: SourceConfig, address: PostgresAddress, pipeline: dlt.Pipeline,
+                     result: SourceLoad) -> None:
+    """Delete the source's resolved quarantine rows older than its `quarantine: {retention: ...}`, if it sets one."""
+    retention = config.quarantine_of(source).retention
+    if retention is None or not pipeline.default_schema_name:
+        return
+    schema = pipeline.default_schema
+    keys = {name: [column for column, hints in schema.get_table_columns(name).items() if hints.get("primary_key")]
+            for name in schema.data_table_names()}
+    try:
+        result.purged = purge_quarantine(address, source.dataset, PurgeRequest(older_than=retention), keys=keys)
+    except Exception as error:  # the rows stay for the next run; the load itself went through
+        log.warning("%s: resolved quarantine rows could not be deleted (quarantine.retention): %s", source.name,
+                    _describe(error))
+        return
+    result.retention = describe_retention(retention)
 
 
 def _add_file_reports(result: SourceLoad, pipeline: dlt.Pipeline, since: datetime) -> None:

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -82,10 +83,11 @@ class Recovery:
 
 
 def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bool = False,
-            abandon_tables: frozenset[str] = frozenset()) -> Recovery:
+            abandon_tables: frozenset[str] = frozenset(), protection: Callable | None = None) -> Recovery:
     """Load (or, with ``abandon_pending``, abort) packages a previous run left pending.
 
     ``abandon_tables``: tables about to be refreshed; their jobs are dropped from the pending packages.
+    ``protection``: table -> how its quarantine records keep personal data out, for rows Postgres refuses.
     """
     recovery = Recovery()
     recovery.stuck_packages = _repair_stuck_normalize(pipeline)
@@ -111,7 +113,7 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
               if table.state == "normalized" and table.jobs}
     # No data: normalize and load what is pending; rows Postgres refuses go to quarantine (headwater.load.refusals).
     infos, recovery.set_aside, normalized = run_setting_aside(
-        pipeline, loader_file_format, lambda: pipeline.run(loader_file_format=loader_file_format))
+        pipeline, loader_file_format, lambda: pipeline.run(loader_file_format=loader_file_format), protection)
     for info in infos:
         info.raise_on_failed_jobs()
         recovery.load_ids += list(info.loads_ids)

@@ -22,6 +22,9 @@ In the order that keeps every row exactly once through a crash:
    replaced by one holding only the rows that load (an atomic rename), or deleted when none do;
 4. the packages load: the rest of the first, then the quarantine rows.
 
+The refused rows went through the table's steps, so its `pii` steps treated them already; columns declared
+PII without a step are masked in their records (headwater.quarantine.protection), and in the reasons.
+
 A crash before 3 finds and writes the same rows again next time; after 3, both packages are pending
 and load.
 """
@@ -45,6 +48,10 @@ from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN
 from headwater.postgres.refused_rows import Refusal, find_refused_rows
 from headwater.quarantine import records
 from headwater.quarantine.naming import is_quarantine_table
+from headwater.quarantine.protection import NO_PROTECTION, Protected, RecordProtection, redacted
+
+# Which protection a table's quarantine records get (headwater.load.table_processor.protection_lookup).
+ProtectionOf = Callable[[str], RecordProtection]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,8 @@ class SetAside:
     files: list[str] = field(default_factory=list)  # landing files whose rows were set aside whole
 
 
-def set_aside_refused_jobs(pipeline: dlt.Pipeline, loader_file_format: str) -> list[SetAside] | None:
+def set_aside_refused_jobs(pipeline: dlt.Pipeline, loader_file_format: str,
+                          protection: ProtectionOf | None = None) -> list[SetAside] | None:
     """Quarantine the refused rows of every terminally failed copy job in the pending packages, and put the
     jobs back to load the rest. None when a failed job has no rows to set aside (the caller then reports
     the failure as it is); [] when the failed jobs copy now (they load again, nothing is set aside)."""
@@ -84,7 +92,9 @@ def set_aside_refused_jobs(pipeline: dlt.Pipeline, loader_file_format: str) -> l
     searches = [_search(pipeline, packages, load_id, state, job) for load_id, state, job in refused]
     results = {}
     for (load_id, table), table_searches in _by_table(searches).items():
-        results[load_id, table] = _quarantine(pipeline, packages, load_id, table, table_searches, loader_file_format)
+        protecting = protection(table) if protection is not None else NO_PROTECTION
+        results[load_id, table] = _quarantine(pipeline, packages, load_id, table, table_searches, loader_file_format,
+                                              protecting)
     for search in searches:
         dropped = results[search.load_id, search.job.table_name].dropped_tables
         dropped += [name for name in search.rewrite(pipeline, packages) if name not in dropped]
@@ -203,19 +213,23 @@ def _by_table(searches: list[_JobSearch]) -> dict[tuple[str, str], list[_JobSear
 
 
 def _quarantine(pipeline, packages, load_id: str, table: str, searches: list[_JobSearch],
-                loader_file_format: str) -> SetAside:
+                loader_file_format: str, protection: RecordProtection = NO_PROTECTION) -> SetAside:
     """Write the refused rows of ``table`` as a new load package of its quarantine table."""
     source = pipeline.pipeline_name.removeprefix("headwater_")
-    entries, reasons, whole = [], Counter(), {}
+    entries, reasons, whole, shown = [], Counter(), {}, {}
     for search in searches:
         refused = search.refused_rows
         picked = search.rows.take(refused) if refused else search.rows.slice(0, 0)
-        by_index = dict(zip(refused, _rows(picked), strict=True))
+        protected = protection.protect_loaded(
+            [{name: value for name, value in row.items() if not name.startswith("_dlt_")} for row in _rows(picked)])
+        by_index = dict(zip(refused, protected, strict=True))
+        for row in protected:
+            shown.update(row.shown)
         refused_whole = _files_refused_whole(search.rows, refused)
         for refusal in search.refusals:
             files = sorted(_files_of(search.rows, refusal.rows))
             whole_files = files if files and (refusal.together or set(files) <= refused_whole) else []
-            reason = _reason(refusal, files, whole_files, source, table)
+            reason = redacted(_reason(refusal, files, whole_files, source, table), shown)
             for index in refusal.rows:
                 entries.append(_entry(by_index[index], table, search.key, reason))
             if whole_files and not refusal.exhausted:
@@ -233,7 +247,7 @@ def _quarantine(pipeline, packages, load_id: str, table: str, searches: list[_Jo
         schema = pipeline.schemas[packages.load_schema(load_id).name]
         pipeline.extract(dlt.resource(refused_rows, name=table), schema=schema, loader_file_format=loader_file_format)
         pipeline.normalize()
-    summary = _summary(whole, reasons, source, table)
+    summary = redacted(_summary(whole, reasons, source, table), shown)
     return SetAside(table, len(entries), summary, [load_id], [], sorted(whole))
 
 
@@ -359,15 +373,16 @@ def _rows(table: pa.Table) -> list[dict]:
     return pa.Table.from_arrays(columns, names=table.column_names).to_pylist()
 
 
-def _entry(row: dict, table: str, key: list[str], reason: str) -> dict:
-    record = {name: value for name, value in row.items() if not name.startswith("_dlt_")}
-    if row.get(FILE_COLUMN) is not None and row.get(LINE_COLUMN) is not None:
-        location = f"{row[FILE_COLUMN]}:{row[LINE_COLUMN]}"
+def _entry(row: Protected, table: str, key: list[str], reason: str) -> dict:
+    """The quarantine entry of one refused row: its record as loaded, personal columns treated."""
+    record = row.record
+    if record.get(FILE_COLUMN) is not None and record.get(LINE_COLUMN) is not None:
+        location = f"{record[FILE_COLUMN]}:{record[LINE_COLUMN]}"
     else:
-        values = [f"{name}={row[name]}" for name in key if row.get(name) is not None]
+        values = [f"{name}={record[name]}" for name in key if record.get(name) is not None]
         location = f"{table}[{', '.join(values)}]" if values else table
-    return {"record": records.record_json(record), "rule": RULE, "reason": reason, "location": location,
-            "keys": {name: row.get(name) for name in key}}
+    return {"record": records.record_json(record), "rule": RULE, "reason": row.reason(reason), "location": location,
+            "keys": {name: record.get(name) for name in key}, records.PII_TREATMENT: row.marks_json}
 
 
 def refusal_of(error: BaseException) -> bool:
@@ -379,10 +394,12 @@ def refusal_of(error: BaseException) -> bool:
     return False
 
 
-def run_setting_aside(pipeline: dlt.Pipeline, loader_file_format: str, run: Callable):
+def run_setting_aside(pipeline: dlt.Pipeline, loader_file_format: str, run: Callable,
+                      protection: ProtectionOf | None = None):
     """``run()`` (a pipeline run); when Postgres refuses rows of a job, set them aside and load the rest.
 
-    Returns the runs' load infos, what was set aside, and the rows the runs normalized per table.
+    ``protection``: how each table's quarantine records keep personal data out. Returns the runs' load infos,
+    what was set aside, and the rows the runs normalized per table.
     """
     set_aside: list[SetAside] = []
     counts: dict[str, int] = {}
@@ -394,7 +411,7 @@ def run_setting_aside(pipeline: dlt.Pipeline, loader_file_format: str, run: Call
                 raise
             for name, count in normalized_counts(pipeline).items():  # the failed run's trace: what it normalized
                 counts[name] = counts.get(name, 0) + count
-            found = set_aside_refused_jobs(pipeline, loader_file_format)
+            found = set_aside_refused_jobs(pipeline, loader_file_format, protection)
             if found is None:
                 raise
             set_aside += found

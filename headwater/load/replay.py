@@ -23,6 +23,13 @@ A replay can take only some rows (a `Selection`: rule, location, record values) 
 their records first (`--set`). The edited record is written back in the same package as the rows it
 loads, so a fix is either loaded and recorded together or not at all. `prepare_replay` does all the
 reading and checking, so a caller can say how many rows match before `PreparedReplay.load` writes.
+
+Personal data is treated exactly once (headwater.quarantine.protection): the fields a record holds treated
+(its `pii_treatment`) skip the table's `pii` step and the steps before it that changed their values, and
+stay as they are; fields that arrive raw (a `--set` value, a row quarantined before records were treated)
+go through the whole plan. A field treated otherwise than the table treats it now cannot be loaded as it
+is: the row stays quarantined, with a reason that says which value to give. Every record written back is
+treated, and so is every reason.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from headwater.postgres.address import PostgresAddress
 from headwater.project.config import ProjectConfig, SourceConfig
 from headwater.quarantine import records
 from headwater.quarantine.naming import QUARANTINE_SUFFIX, quarantine_table_name
+from headwater.quarantine.protection import Protected, RecordProtection, marks_of
 from headwater.quarantine.selection import RAW_LINE, Selection
 from headwater.quarantine.versions import Version, superseded, version_order
 
@@ -54,6 +62,9 @@ DLT_TYPES = {
 # Added to the reason of a line that could not be read and was replayed unchanged (once: it starts the same).
 UNREADABLE_HINT_START = " (still unreadable"
 UNREADABLE_HINT = f"{UNREADABLE_HINT_START}: give its fields with `replay --set FIELD=VALUE`, which drops {RAW_LINE})"
+# Added to the reason of a row holding a personal value treated otherwise than the table treats it now.
+TREATED_HINT_START = " (not replayed: "
+WAITING_FOR_VALUE = "value to give (--set)"
 
 
 class ReplayError(ValueError):
@@ -113,9 +124,10 @@ def prepare_replay(
     and send them through the table's plan; raises ReplayError before anything is written."""
     from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
     from headwater.load.recovery import recover
+    from headwater.load.table_processor import protection_lookup
 
     pipeline = open_pipeline(config, source, address)
-    recover(pipeline, LOADER_FILE_FORMAT)
+    recover(pipeline, LOADER_FILE_FORMAT, protection=protection_lookup(config, source, pipeline))
     pipeline.sync_destination()
     if not pipeline.default_schema_name:
         raise ReplayError(f"source {source.name!r} has not been loaded yet: nothing is quarantined")
@@ -134,7 +146,8 @@ def prepare_replay(
 
 def _replay_table(config, source, pipeline, table: str, selection: Selection, edits: dict[str, str],
                   column_types: dict[tuple[str, str], str]):
-    from headwater.load.table_processor import table_plan
+    from headwater.load.table_processor import table_plan, table_protection
+    from headwater.plugins.manager import connector_registry
 
     result = TableReplay(table)
     schema = pipeline.default_schema
@@ -158,38 +171,52 @@ def _replay_table(config, source, pipeline, table: str, selection: Selection, ed
     result.matched = len(chosen)
     if not chosen:
         return result, []
+    marks = [marks_of(entry.get(records.PII_TREATMENT)) for entry, _ in chosen]
     if edits:
         values = _typed_edits(edits, f"{source.name}.{table}", target or {}, [record for _, record in chosen])
         chosen = [_edited(entry, record, values) for entry, record in chosen]
+        # A value given now arrives as it is: the plan treats it.
+        marks = [{name: mark for name, mark in held.items() if name not in values
+                  and (name != RAW_LINE or (isinstance(record, dict) and RAW_LINE in record))}
+                 for held, (_, record) in zip(marks, chosen, strict=True)]
 
     now = datetime.now(timezone.utc)
     config_table = next((t for t in source.tables if t.name == table), None)
-    plan = table_plan(config, config_table)
+    connector = connector_registry().get(source.connector)
+    protection = table_protection(config, source, table, connector_pii=connector.pii if connector else None,
+                                  hinted_columns=(target or {}).get("columns"))
+    # Each record written back holds its personal fields treated, whatever happens to it.
+    guards = protection.protect([record if isinstance(record, dict) else {} for _, record in chosen], marks=marks)
+    chosen = [(_guarded(entry, record, guard), record) for (entry, record), guard in zip(chosen, guards, strict=True)]
     readable, updates = [], []
-    for entry, record in chosen:
+    for (entry, record), held, guard in zip(chosen, marks, guards, strict=True):
         if not isinstance(record, dict) or RAW_LINE in record:
             reason = entry["reason"].split(UNREADABLE_HINT_START)[0] + UNREADABLE_HINT
             updates.append(_update(entry, now, records.QUARANTINED, entry["rule"], reason))
+        elif (treated_otherwise := protection.unreplayable(record, held)) is not None:
+            reason = f"{entry['reason'].split(TREATED_HINT_START)[0]} ({treated_otherwise})"
+            updates.append(_update(entry, now, records.QUARANTINED, entry["rule"], reason))
         else:
-            readable.append((entry, record))
+            readable.append((entry, record, guard, protection.treated_fields(held)))
     good = None
     if readable:
-        frame = pl.DataFrame([record for _, record in readable], infer_schema_length=None, strict=False)
+        frame = pl.DataFrame([record for _, record, _, _ in readable], infer_schema_length=None, strict=False)
         frame = frame.with_row_index("_quarantine_row")
         frame, cast_failures = _cast_like(frame, target or {})
         passed = frame.filter(~pl.col("_quarantine_row").is_in(list(cast_failures)))
         for index, reason in cast_failures.items():
-            updates.append(_update(readable[index][0], now, records.QUARANTINED, "cast", reason))
-        if plan is not None:
-            from headwater.processing import apply_plan
+            entry, _, guard, _ = readable[index]
+            updates.append(_update(entry, now, records.QUARANTINED, "cast", guard.reason(reason)))
 
-            outcome = apply_plan(passed, plan)
-            passed = outcome.good
-            for row in outcome.rejected.iter_rows(named=True):
-                entry = readable[row["_quarantine_row"]][0]
-                updates.append(_update(entry, now, records.QUARANTINED, row["_rule"], row["_reason"]))
+        def plan_for(treated: frozenset[str]):  # the plan that leaves the fields a record holds treated alone
+            return table_plan(config, config_table, protection.steps_for(treated) if treated else None)
+
+        passed, rejected = _through_plan(passed, readable, protection, plan_for)
+        for row in rejected:
+            entry, _, guard, _ = readable[row["_quarantine_row"]]
+            updates.append(_update(entry, now, records.QUARANTINED, row["_rule"], guard.reason(row["_reason"])))
         older = _superseded(pipeline, column_types, table, target or {}, _cursor(pipeline, table, config_table),
-                            [entry for entry, _ in readable], passed)
+                            [entry for entry, _, _, _ in readable], passed)
         for index in sorted(older):
             updates.append(_update(readable[index][0], now, records.SUPERSEDED, None, None))
         passed = passed.filter(~pl.col("_quarantine_row").is_in(list(older)))
@@ -202,7 +229,9 @@ def _replay_table(config, source, pipeline, table: str, selection: Selection, ed
     for update in updates:
         if update["status"] == records.QUARANTINED:
             result.still_quarantined += 1
-            result.reasons[update["rule"]] = result.reasons.get(update["rule"], 0) + 1
+            # A row that waits for a personal value is counted as such, not under the rule it once broke.
+            why = WAITING_FOR_VALUE if TREATED_HINT_START in (update["reason"] or "") else update["rule"]
+            result.reasons[why] = result.reasons.get(why, 0) + 1
 
     hints = _table_hints(target or {})
     items = []
@@ -221,6 +250,39 @@ def _replay_table(config, source, pipeline, table: str, selection: Selection, ed
 
     resource_hints = {name: hints[name] for name in ("write_disposition", "primary_key", "columns") if name in hints}
     return result, [dlt.resource(batches, name=table, table_name=table, **resource_hints)]
+
+
+def _through_plan(passed: pl.DataFrame, readable: list, protection: RecordProtection, plan_for):
+    """The rows through the table's plan: (rows that pass, rows it rejects with `_rule` and `_reason`).
+
+    Rows are taken in groups by the fields their records hold treated (`plan_for(treated)` builds the plan that
+    leaves those alone); a field dropped in quarantine stays out of the rows, and so out of the table.
+    """
+    from headwater.processing import apply_plan
+
+    groups: dict[frozenset[str], list[int]] = {}
+    for index, (_, _, _, treated) in enumerate(readable):
+        groups.setdefault(treated, []).append(index)
+    good, rejected = [], []
+    for treated, indexes in groups.items():
+        rows = passed.filter(pl.col("_quarantine_row").is_in(indexes)).drop(protection.dropped(treated), strict=False)
+        plan = plan_for(treated)
+        if plan is None:
+            good.append(rows)
+            continue
+        outcome = apply_plan(rows, plan)
+        good.append(outcome.good)
+        rejected.extend(outcome.rejected.iter_rows(named=True))
+    if len(good) == 1:
+        return good[0], rejected
+    return pl.concat(good, how="diagonal_relaxed").sort("_quarantine_row"), rejected
+
+
+def _guarded(entry: dict, record: Any, guard: Protected) -> dict:
+    """The quarantine entry with its record's personal fields treated: what is written back."""
+    if not isinstance(record, dict) or (not guard.marks and guard.record == record):
+        return entry
+    return {**entry, "record": records.record_json(guard.record), records.PII_TREATMENT: guard.marks_json}
 
 
 def _pending(pipeline, quarantine: str) -> list[dict]:
@@ -352,6 +414,7 @@ def _update(entry: dict, now: datetime, status: str, rule: str | None, reason: s
         "replayed_at": now if resolved else None,
         "attempts": (entry.get("attempts") or 0) + 1,
         records.READ_LOAD_ID: _read_load_id(entry),
+        records.PII_TREATMENT: entry.get(records.PII_TREATMENT),
         "keys": {name: value for name, value in entry.items() if name not in records.OWN_COLUMNS} | (loaded_key or {}),
     }
 

@@ -12,13 +12,16 @@ files and extracts whose types drift land in one table. A column whose type the 
 a number): the step's type then replaces the declared one, which would otherwise turn the values
 back into the source's type, or fail the load. A batch of a landing file loaded before
 (headwater.common.file_rows) makes a keyless table replace that file's earlier rows in this load.
+
+Every quarantine record leaves with the table's personal fields treated as its `pii` step treats them
+(headwater.quarantine.protection), so no raw personal value reaches a load file or the quarantine table.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import dlt
 import polars as pl
@@ -31,6 +34,7 @@ from headwater.common.file_rows import FILE_COLUMN, REPLACES_FILES_HINT, is_rere
 from headwater.common.widening import conform_batch, retype_hint
 from headwater.quarantine import records
 from headwater.quarantine.naming import is_quarantine_table
+from headwater.quarantine.protection import NO_PROTECTION, RecordProtection, record_protection
 
 # A keyless table that gets a file again: that file's earlier rows are replaced in the same load.
 FILE_SCOPED_REPLACE = {"write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
@@ -47,10 +51,11 @@ class _BatchYieldMap(YieldMapItem):
 class TableProcessor:
     """Callable dlt step for one table; see the module docstring."""
 
-    def __init__(self, table: str, resource: DltResource, plan=None):
+    def __init__(self, table: str, resource: DltResource, plan=None, protection: RecordProtection = NO_PROTECTION):
         self.table = table
         self.resource = resource
         self.plan = plan if plan is not None and not getattr(plan, "empty", False) else None
+        self.protection = protection
         self._key_columns: list[str] | None = None
         self._typed_by_source: frozenset[str] | None = None
 
@@ -144,33 +149,41 @@ class TableProcessor:
     def _from_rejected(self, rejected: pl.DataFrame) -> pa.Table:
         keys = self.key_columns()
         originals = rejected.drop([records.RULE_COLUMN, records.REASON_COLUMN])
+        protected = self.protection.protect(originals.to_dicts(), frame=originals)
         entries = []
         for row, rule, reason in zip(
-            originals.iter_rows(named=True), rejected[records.RULE_COLUMN], rejected[records.REASON_COLUMN], strict=True
+            protected, rejected[records.RULE_COLUMN], rejected[records.REASON_COLUMN], strict=True
         ):
             entries.append({
-                "record": records.record_json(row),
+                "record": records.record_json(row.record),
                 "rule": rule,
-                "reason": reason,
-                "location": records.location_of(row, self.resource.name, keys or _primary_key(self.resource)),
-                "keys": {name: row.get(name) for name in keys},
+                "reason": row.reason(reason),
+                "location": records.location_of(row.record, self.resource.name, keys or _primary_key(self.resource)),
+                "keys": {name: row.record.get(name) for name in keys},
+                records.PII_TREATMENT: row.marks_json,
             })
-        types = {name: originals.schema.get(name) for name in keys}
+        # A key column the treatment changed (a hashed key) keeps the type the treatment gave it.
+        types = {name: None if name in self.protection.fields else originals.schema.get(name) for name in keys}
         return records.build_rows(self.table, entries, types)
 
     def _from_connector(self, table: pa.Table) -> pa.Table:
         keys = self.key_columns()
         entries = []
         now = datetime.now(timezone.utc)
-        for row in table.to_pylist():
-            record = json.loads(row["record"])
+        rows = table.to_pylist()
+        found = [json.loads(row["record"]) for row in rows]
+        protected = self.protection.protect([record if isinstance(record, dict) else {} for record in found])
+        for row, record, treated in zip(rows, found, protected, strict=True):
             entry = {
-                "record": row["record"],
+                "record": records.record_json(treated.record) if self.protection.active and isinstance(
+                    record, dict) else row["record"],
                 "rule": row["rule"],
-                "reason": row["reason"],
+                "reason": treated.reason(row["reason"]),
                 "location": row.get("location") or self.resource.name,
                 # a connector may send the key and cursor columns typed; the record holds them as JSON
-                "keys": {name: row[name] if name in row else record.get(name) for name in keys},
+                "keys": {name: treated.record.get(name) if name in treated.marks else
+                         row[name] if name in row else record.get(name) for name in keys},
+                records.PII_TREATMENT: treated.marks_json,
             }
             if row.get("status") == records.REPLAYED:  # an earlier rejection the connector now read cleanly
                 entry.update(status=records.REPLAYED, replayed_at=now)
@@ -192,8 +205,9 @@ def _retyped(before: pl.Schema, good: pl.DataFrame, watched: frozenset[str]) -> 
     return {name: types.field(name).type for name in changed}
 
 
-def attach_processor(resource: DltResource, table: str, plan=None) -> TableProcessor:
-    processor = TableProcessor(table, resource, plan)
+def attach_processor(resource: DltResource, table: str, plan=None,
+                     protection: RecordProtection = NO_PROTECTION) -> TableProcessor:
+    processor = TableProcessor(table, resource, plan, protection)
     processor.attach()
     return processor
 
@@ -264,21 +278,67 @@ def _primary_key(resource: DltResource) -> list[str]:
     return [key] if isinstance(key, str) else list(key)
 
 
-def table_plan(config, table_config):
-    """The table's built steps and rules (secrets resolved), or None when it has neither."""
+def table_plan(config, table_config, steps: list[dict] | None = None):
+    """The table's built steps and rules (secrets resolved), or None when it has neither.
+
+    ``steps``: resolved steps to build instead of the table's own (a replay's, RecordProtection.steps_for).
+    """
     if table_config is None or not (table_config.steps or table_config.rules):
         return None
     from headwater.plugins.manager import step_registry
     from headwater.processing import build_plan
 
+    if steps is None:
+        steps = resolved_steps(config, table_config)
     variables = config.variables
-    steps = variables.resolve(list(table_config.steps)) if variables else list(table_config.steps)
     rules = variables.resolve(list(table_config.rules)) if variables else list(table_config.rules)
     return build_plan(steps, rules, project_dir=config.root, registry=step_registry())
 
 
-def attach_processors(config, source, dlt_source) -> None:
+def resolved_steps(config, table_config) -> list[dict]:
+    steps = list(table_config.steps) if table_config is not None else []
+    return config.variables.resolve(steps) if config.variables else steps
+
+
+def table_protection(config, source, table: str, plan=None, connector_pii: dict | None = None,
+                     hinted_columns: dict | None = None) -> RecordProtection:
+    """How the table's quarantine records keep personal data out: its `pii` steps, and the columns declared PII
+    by its `pii:` list, the connector (``connector_pii``: resource -> columns) or an `x-pii` column hint."""
+    table_config = next((entry for entry in source.tables if entry.name == table), None)
+    declared = set(table_config.pii if table_config is not None else ())
+    declared |= set((connector_pii or {}).get(table, ()))
+    declared |= {name for name, hint in (hinted_columns or {}).items() if isinstance(hint, dict) and hint.get("x-pii")}
+    steps = resolved_steps(config, table_config)
+    if plan is None and steps:
+        plan = table_plan(config, table_config)
+    return record_protection(steps, plan, declared, config.quarantine_of(source).keeps_declared_pii)
+
+
+def protection_lookup(config, source, pipeline, connector_pii: dict | None = None) -> Callable[[str], RecordProtection]:
+    """table -> its RecordProtection, built when first asked for (rows Postgres refuses are rare); the column hints
+    come from the pipeline's schema, ``connector_pii`` from the source's connector when not given."""
+    built: dict[str, RecordProtection] = {}
+    if connector_pii is None:
+        from headwater.plugins.manager import connector_registry
+
+        connector = connector_registry().get(source.connector)
+        connector_pii = connector.pii if connector is not None else {}
+
+    def protection_of(table: str) -> RecordProtection:
+        if table not in built:
+            schema = pipeline.default_schema if pipeline.default_schema_name else None
+            hinted = (schema.tables.get(table) or {}).get("columns") if schema is not None else None
+            built[table] = table_protection(config, source, table, connector_pii=connector_pii, hinted_columns=hinted)
+        return built[table]
+
+    return protection_of
+
+
+def attach_processors(config, source, dlt_source, connector_pii: dict | None = None) -> None:
     """Give every selected table of a dlt source its processor (steps, rules, quarantine)."""
     configured = {table.name: table for table in source.tables}
     for name, resource in dlt_source.selected_resources.items():
-        attach_processor(resource, name, table_plan(config, configured.get(name)))
+        plan = table_plan(config, configured.get(name))
+        hinted = resource.columns if isinstance(resource.columns, dict) else None
+        protection = table_protection(config, source, name, plan, connector_pii, hinted)
+        attach_processor(resource, name, plan, protection)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from headwater.common.file_rows import NO_MATCH
 from headwater.load.pipeline import SourceLoad, TableLoad
+from headwater.quarantine.naming import quarantine_table_name
 
 if TYPE_CHECKING:
     from headwater.lineage.pii import PiiExposure
@@ -208,6 +209,16 @@ def _print_file_problems(summary: RunSummary, console: Console) -> None:
                     "to quarantine such values instead", highlight=False)
 
 
+def _print_purges(summary: RunSummary, console: Console) -> None:
+    """Resolved quarantine rows a source's retention deleted; nothing when none were."""
+    for load in summary.loads:
+        for purged in load.purged:
+            console.print(f"Purged {_rows(purged.rows)} of {load.dataset}.{quarantine_table_name(purged.table)} "
+                          "replayed or "
+                          f"superseded more than {load.retention} ago (quarantine.retention)", highlight=False,
+                          soft_wrap=True)
+
+
 def _print_deletes(summary: RunSummary, console: Console) -> None:
     """Per table with `deletes:`, what comparing its keys with the source did (headwater.load.deletes)."""
     for load in summary.loads:
@@ -325,6 +336,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     _print_skipped(summary, console)
     _print_file_problems(summary, console)
     _print_deletes(summary, console)
+    _print_purges(summary, console)
     _print_backfills(summary, console)
     _print_rebuild_and_publish(summary, console)
     _print_pii(summary, console)

@@ -8,7 +8,15 @@ Imports: common.
 """
 
 from headwater.processing.frames import StepError
-from headwater.processing.plan import PlanError, PlanResult, TablePlan, apply_plan, build_plan, validate_plan
+from headwater.processing.plan import (
+    PlanError,
+    PlanResult,
+    TablePlan,
+    apply_plan,
+    build_plan,
+    validate_plan,
+    values_after_steps,
+)
 from headwater.processing.registry import CustomStep, StepRegistry
 from headwater.processing.rules import RULES
 from headwater.processing.steps import BUILTIN_STEPS
@@ -25,4 +33,5 @@ __all__ = [
     "apply_plan",
     "build_plan",
     "validate_plan",
+    "values_after_steps",
 ]

@@ -26,7 +26,7 @@ MASK_KEEP_FROM = 8
 ALPHANUMERIC = r"[\p{L}\p{N}]"
 
 
-def _mode(spec: Any) -> tuple[str | None, Any]:
+def mode_of(spec: Any) -> tuple[str | None, Any]:
     """('hash', {salt: ...}) from `{hash: {salt: ...}}`, ('mask', None) from `mask`."""
     if isinstance(spec, str):
         return spec, None
@@ -41,7 +41,7 @@ def check(options: Any, where: KeyPath, problems: list[Problem], context: Contex
         here = (*where, column)
         if not column_name(column, here, problems):
             continue
-        mode, settings = _mode(spec)
+        mode, settings = mode_of(spec)
         if mode not in MODES:
             problems.append(Problem(here, f"unknown pii mode {spec!r}; allowed: {', '.join(MODES)}"))
         elif mode == "hash":
@@ -95,17 +95,40 @@ def masked(value: pl.Expr) -> pl.Expr:
     return pl.when(local.is_not_null()).then(email).otherwise(other)
 
 
+def masked_text(text: str) -> str:
+    """Every letter and digit of a text as `*`: its shape stays (quotes, separators, spaces, length), no value does."""
+    return pl.select(pl.lit(text, dtype=pl.String).str.replace_all(ALPHANUMERIC, "*")).item()
+
+
+def salt_fingerprint(salt: str) -> str:
+    """Eight hex digits that tell one salt from another without revealing it: values hashed with the salt
+    they name can be compared with values hashed now."""
+    return hmac.new(salt.encode(), b"headwater pii salt", hashlib.sha256).hexdigest()[:8]
+
+
+def treated_value(value: Any, mode: str, salt: str | None = None) -> Any:
+    """One value as the step makes it: hashed or masked text (None stays None); `drop` has no value to give."""
+    if mode not in ("hash", "mask"):
+        raise ValueError(f"a {mode!r} treatment leaves no value")
+    if value is None:
+        return None
+    return pii_step_values(pl.DataFrame({"value": [value]}, strict=False), "value", mode, salt).item()
+
+
+def pii_step_values(frame: pl.DataFrame, column: str, mode: str, salt: str | None = None) -> pl.Series:
+    """What the step makes of one column of ``frame`` (hash or mask), exactly as it does when rows load."""
+    if mode == "hash":
+        return hashed(frame.get_column(column), salt or "")
+    return frame.select(masked(pl.col(column)).alias(column)).get_column(column)
+
+
 def build(options: dict, context: Context) -> StepFunction:
-    plan = {column: _mode(spec) for column, spec in options.items()}
+    plan = {column: mode_of(spec) for column, spec in options.items()}
 
     def pii(frame: pl.DataFrame):
         require_columns(frame, plan, "pii")
-        replaced = []
-        for column, (mode, settings) in plan.items():
-            if mode == "mask":
-                replaced.append(masked(pl.col(column)).alias(column))
-            elif mode == "hash":
-                replaced.append(hashed(frame.get_column(column), settings["salt"]).alias(column))
+        replaced = [pii_step_values(frame, column, mode, settings["salt"] if mode == "hash" else None)
+                    for column, (mode, settings) in plan.items() if mode in ("mask", "hash")]
         frame = frame.with_columns(replaced)
         return frame.drop([column for column, (mode, _) in plan.items() if mode == "drop"]), None
 

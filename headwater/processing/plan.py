@@ -119,6 +119,28 @@ def apply_plan(frame: pl.DataFrame, plan: TablePlan) -> PlanResult:
     return PlanResult(good=work.drop(ROW), rejected=rejected)
 
 
+def values_after_steps(frame: pl.DataFrame, plan: TablePlan, positions: set[int]) -> dict[int, pl.DataFrame]:
+    """Every row of `frame` as it stands right after each step at `positions` (indexes into `plan.steps`).
+
+    No row is left out: a row a step rejects goes on with the values it had before that step, and a step
+    that cannot run on these rows at all (a column they lack) is passed over. This is how a rejected row
+    would have looked to a later step, for showing it in that form (a `pii` step's hash of its value).
+    Each frame carries the row's position in `frame` as `ROW`.
+    """
+    work = frame.drop([RULE, REASON], strict=False).with_row_index(ROW)
+    found: dict[int, pl.DataFrame] = {}
+    for position, step in enumerate(plan.steps[: max(positions, default=-1) + 1]):
+        try:
+            passed, _ = step.run(work)
+        except (StepError, pl.exceptions.PolarsError):
+            passed = work
+        left_out = work.join(passed.select(ROW), on=ROW, how="anti")
+        work = pl.concat([passed, left_out], how="diagonal_relaxed").sort(ROW) if left_out.height else passed
+        if position in positions:
+            found[position] = work
+    return found
+
+
 def _entries(steps: Sequence[Any], rules: Sequence[Any], where: KeyPath, problems: list[Problem], registry):
     """(key path, name, options, Spec or CustomStep) for every well-formed entry; the others are reported."""
     for kind, items, known in (("steps", steps, {**BUILTIN_STEPS}), ("rules", rules, RULES)):

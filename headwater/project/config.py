@@ -25,13 +25,15 @@ from headwater.project.alerting import parse_alerts
 from headwater.project.deletes import parse_deletes
 from headwater.project.freshness import FreshnessSLA, parse_freshness
 from headwater.project.grants import GrantsConfig, parse_grants
+from headwater.project.quarantine_settings import QuarantineSettings, parse_quarantine_settings
 from headwater.project.run_settings import RunSettings, parse_run_settings
 from headwater.project.scalars import column_names, flag, found, key_columns, text
 from headwater.project.setting_types import check_setting
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog", "run", "grants"}
-SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness", "naming"}
+TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog", "run", "grants",
+                  "quarantine"}
+SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness", "naming", "quarantine"}
 # dlt naming conventions a source may choose: how source names become table and column names.
 NAMING_CONVENTIONS = {
     "snake_case": "lower case, non-alphanumerics as _ (the default: ProductType -> product_type)",
@@ -87,6 +89,8 @@ class SourceConfig:
     enabled: bool = True
     freshness: FreshnessSLA | None = None  # applies to every table that sets none of its own
     naming: str = "snake_case"  # dlt naming convention for table and column names (NAMING_CONVENTIONS)
+    # The source's `quarantine:` block; what it leaves unset comes from the project's (ProjectConfig.quarantine_of).
+    quarantine: QuarantineSettings = field(default_factory=QuarantineSettings)
 
     @property
     def dataset(self) -> str:
@@ -115,6 +119,7 @@ class ProjectConfig:
     catalog: "CatalogConfig" = field(default_factory=lambda: CatalogConfig())
     run: RunSettings = field(default_factory=RunSettings)  # the `run:` block: waiting for busy sources
     grants: GrantsConfig | None = None  # the `grants:` block: least-privilege roles; None: runs as the URL's user
+    quarantine: QuarantineSettings = field(default_factory=QuarantineSettings)  # the project's `quarantine:` block
 
     @property
     def root(self) -> Path:
@@ -129,6 +134,10 @@ class ProjectConfig:
             if source.name == name:
                 return source
         raise KeyError(name)
+
+    def quarantine_of(self, source: SourceConfig) -> QuarantineSettings:
+        """The source's quarantine settings: its own, the project's where it sets none."""
+        return source.quarantine.over(self.quarantine)
 
     def resolved_settings(self, source: SourceConfig) -> dict[str, Any]:
         """Settings with every reference replaced; only call this when the source is about to run.
@@ -232,6 +241,7 @@ def _parse(
         catalog=_catalog(data.get("catalog"), path.parent, problems),
         run=parse_run_settings(data.get("run"), problems),
         grants=parse_grants("grants" in data, data.get("grants"), problems),
+        quarantine=parse_quarantine_settings(data.get("quarantine"), ("quarantine",), problems),
     )
 
 
@@ -348,6 +358,7 @@ def _parse_source(
         enabled=flag(raw.get("enabled", True), (*where, "enabled"), problems, default=True),
         freshness=parse_freshness(raw["freshness"], (*where, "freshness"), problems) if "freshness" in raw else None,
         naming=_naming(raw.get("naming", "snake_case"), (*where, "naming"), problems),
+        quarantine=parse_quarantine_settings(raw.get("quarantine"), (*where, "quarantine"), problems),
     )
 
 

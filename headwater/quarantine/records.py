@@ -5,7 +5,7 @@ Columns of `raw_<source>.<table>__quarantine`:
 | column | meaning |
 |---|---|
 | `quarantine_id` | stable id of the rejected row: hash of table, location and record; the merge key |
-| `record` | the row as it arrived (before any step), JSON text |
+| `record` | the row as it arrived (before any step), JSON text, its personal fields treated (`protection.py`) |
 | `rule` | what rejected it: a rule name, or `columns`, `encoding`, `json`, `cast` for unreadable lines |
 | `reason` | why, in words, with the offending value |
 | `location` | `file:line` for landing files, else the resource and the row's key |
@@ -14,6 +14,7 @@ Columns of `raw_<source>.<table>__quarantine`:
 | `replayed_at` | when a replay loaded it or found it superseded; null while quarantined |
 | `attempts` | how many replays it has been through |
 | `read_load_id` | the load that read the row from its source; null outside an extract: `_dlt_load_id` stands for it |
+| `pii_treatment` | which fields of `record` are treated, and how: `{"email": "hash:1a2b3c4d", "ssn": "drop"}` |
 | key and cursor columns | an incremental table's (dlt's incremental step reads them); a replay's loaded rows' key |
 | `_dlt_load_id` | the load that wrote this version of the row (a replay's, once replayed) |
 
@@ -40,9 +41,10 @@ QUARANTINED, REPLAYED, SUPERSEDED = "quarantined", "replayed", "superseded"
 ID = "quarantine_id"
 RECORD = "record"
 READ_LOAD_ID = "read_load_id"
+PII_TREATMENT = "pii_treatment"
 # The quarantine table's own columns; any other column is a key or cursor column of the rejected row.
 OWN_COLUMNS = frozenset({ID, RECORD, "rule", "reason", "location", "status", "quarantined_at", "replayed_at",
-                         "attempts", READ_LOAD_ID})
+                         "attempts", READ_LOAD_ID, PII_TREATMENT})
 # apply_plan marks each rejected row with these.
 RULE_COLUMN, REASON_COLUMN = "_rule", "_reason"
 
@@ -103,7 +105,8 @@ def build_rows(
     now: datetime | None = None,
     attempts: int = 0,
 ) -> pa.Table:
-    """Quarantine rows from entries of {record (JSON text), rule, reason, location, keys: {column: value}}.
+    """Quarantine rows from entries of {record (JSON text), rule, reason, location, keys: {column: value}}, and
+    `pii_treatment` where the record's personal fields are treated (headwater.quarantine.protection).
 
     `key_columns` are the primary-key and cursor columns the incremental step needs, with the
     type they have in the table (None: keep as found).
@@ -121,6 +124,7 @@ def build_rows(
         "replayed_at": [entry.get("replayed_at") for entry in entries],
         "attempts": [entry.get("attempts", attempts) for entry in entries],
         READ_LOAD_ID: [entry.get(READ_LOAD_ID) or reading_load for entry in entries],
+        PII_TREATMENT: [entry.get(PII_TREATMENT) for entry in entries],
     }
     frame = pl.DataFrame(
         data,
@@ -128,6 +132,7 @@ def build_rows(
             ID: pl.String, "record": pl.String, "rule": pl.String, "reason": pl.String, "location": pl.String,
             "status": pl.String, "quarantined_at": pl.Datetime("us", "UTC"),
             "replayed_at": pl.Datetime("us", "UTC"), "attempts": pl.Int64, READ_LOAD_ID: pl.String,
+            PII_TREATMENT: pl.String,
         },
     )
     keys = []
