@@ -117,6 +117,17 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_grants(address, project, result) -> None:
+    """A grant change is a record of the audit trail: who changed which role's privileges on what."""
+    from headwater.ops.audit import record_event
+
+    record_event(address, "grants", {
+        "roles": {kind: role.name for kind, role in project.grants.by_kind().items()},
+        "changes": [{"object": change.object, "role": change.role, "change": change.change}
+                    for change in result.changes],
+    })
+
+
 def run_grants(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -146,6 +157,8 @@ def run_grants(args: argparse.Namespace) -> int:
         print(f"error: {address.safe_url}: {first}; nothing was changed", file=sys.stderr)
         return 1
     console = Console(width=None if sys.stdout.isatty() else 120)
+    if result.changes and not args.dry_run:
+        _audit_grants(address, project, result)
     if result.changes:
         console.print(_changes_table(result, address.database))
     else:

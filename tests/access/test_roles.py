@@ -155,6 +155,11 @@ def test_db_grants_checks_members_first_then_reports_changes_once(tmp_path, role
     assert "dry run" not in out and out.count("created (NOLOGIN)") == 3
     assert main(["db", "grants"]) == 0
     assert "No change: the roles and grants in" in capsys.readouterr().out
+    # The change, and only it (not the dry run, not the run without changes), is in the audit trail.
+    [(details,)] = query(roles.database_url, "select details from headwater_ops.audit_log where kind = 'grants'")
+    assert details["roles"] == {"loader": roles.loader, "transformer": roles.transformer, "reader": roles.reader}
+    assert {"object": f"role {roles.loader}", "role": roles.loader, "change": "created (NOLOGIN)"} in \
+        details["changes"]
 
 
 def test_grants_that_cannot_be_given_change_nothing(roles):
