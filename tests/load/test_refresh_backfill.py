@@ -160,6 +160,8 @@ def test_cli_options_reach_the_flow_and_errors_stop_it_before_it_runs(tmp_path, 
     from headwater import cli
 
     monkeypatch.setenv("HW_TEST_SOURCE_URL", "postgresql://unused")
+    # The stand-in flow needs no Prefect server: none is started for the project (and left running).
+    monkeypatch.setenv("HEADWATER_PREFECT_SERVER", "temporary")
     path = write_project(tmp_path, TABLES)
     monkeypatch.setattr(flows.daily, "read_project", lambda: read(path))
     real_flow = flows.daily.daily
