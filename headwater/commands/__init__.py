@@ -9,7 +9,10 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from headwater.project.config import ProjectConfig
+    from collections.abc import Callable
+
+    from headwater.postgres.address import PostgresAddress
+    from headwater.project.config import ProjectConfig, SourceConfig
 
 
 def read_project_or_report() -> "ProjectConfig | None":
@@ -41,3 +44,19 @@ def secrets_from_the_server_of_runs(project: "ProjectConfig") -> None:
         from headwater.local.stack import use_local_stack
 
         use_local_stack()
+
+
+def holding_source(project: "ProjectConfig", address: "PostgresAddress", source: "SourceConfig", purpose: str,
+                   nothing_done: str, action: "Callable[[], int]") -> int:
+    """``action()`` holding the source's lock (headwater.load.source_lock), so that it never works beside a run
+    loading the source; 1 after saying who keeps it, when they keep it past `run.lock_wait`."""
+    from headwater.load.source_lock import LockNotAcquired, source_lock
+
+    try:
+        with source_lock(address, source.name, project.run.lock_wait_seconds, purpose,
+                         waiting=lambda line: print(line, file=sys.stderr)):
+            return action()
+    except LockNotAcquired as busy:
+        print(f"error: {source.name} is busy: {busy}; {nothing_done}. Try again when that run ends "
+              "(or raise run.lock_wait).", file=sys.stderr)
+        return 1

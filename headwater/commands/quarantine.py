@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from headwater.commands import secrets_from_the_server_of_runs
+from headwater.commands import holding_source, secrets_from_the_server_of_runs
 
 if TYPE_CHECKING:
     from headwater.load.replay import TableReplay
@@ -228,7 +228,7 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     # A replay writes the raw schema and uses the source's dlt working folder: never beside a run's load.
-    return _locked(project, address, source, "quarantine replay", "nothing was replayed",
+    return holding_source(project, address, source, "quarantine replay", "nothing was replayed",
                    lambda: _replay(project, source, address, table_name, selection, edits))
 
 
@@ -244,20 +244,6 @@ def _target(target: str):
         return None
     source = _source(project, source_name)
     return None if source is None else (project, address, source, table_name)
-
-
-def _locked(project, address, source, purpose: str, nothing_done: str, action) -> int:
-    """``action()`` holding the source's lock (headwater.load.source_lock), or 1 when another run keeps it."""
-    from headwater.load.source_lock import LockNotAcquired, source_lock
-
-    try:
-        with source_lock(address, source.name, project.run.lock_wait_seconds, purpose,
-                         waiting=lambda line: print(line, file=sys.stderr)):
-            return action()
-    except LockNotAcquired as busy:
-        print(f"error: {source.name} is busy: {busy}; {nothing_done}. Try again when that run ends "
-              "(or raise run.lock_wait).", file=sys.stderr)
-        return 1
 
 
 def _replay(project, source, address, table_name: str, selection, edits: dict[str, str]) -> int:
@@ -367,7 +353,7 @@ def run_purge(args: argparse.Namespace) -> int:
     request = PurgeRequest(resolved=args.resolved or not args.open_rows, open=args.open_rows,
                            older_than=args.older_than)
     # Deleting rows of the raw schema: never beside a run or replay writing the same quarantine tables.
-    return _locked(project, address, source, "quarantine purge", "nothing was deleted",
+    return holding_source(project, address, source, "quarantine purge", "nothing was deleted",
                    lambda: _purge(address, source, table_name, request, args.yes))
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from headwater.commands import read_project_or_report
+from headwater.commands import holding_source, read_project_or_report
 from headwater.load.reload import add_reload_arguments
 
 if TYPE_CHECKING:
@@ -90,7 +90,6 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 def run_recover(args: argparse.Namespace) -> int:
     from headwater.access.run_roles import run_roles
-    from headwater.load.source_lock import LockNotAcquired
     from headwater.local.destination import resolve_destination
 
     project = read_project_or_report()
@@ -105,13 +104,8 @@ def run_recover(args: argparse.Namespace) -> int:
     # Pending loads write raw_<source>: as the loader role when `grants:` allows (headwater.access.run_roles).
     address = run_roles(resolve_destination(project.state_dir), project.grants).loader
     console = Console(width=None if sys.stdout.isatty() else 100)
-    try:
-        with _holding_source(project, address, source):
-            return _recover(console, project, source, address, args)
-    except LockNotAcquired as busy:
-        print(f"error: {source.name} is busy: {busy}; nothing was changed. Try again when that run ends "
-              "(or raise run.lock_wait).", file=sys.stderr)
-        return 1
+    return holding_source(project, address, source, "recover", "nothing was changed",
+                          lambda: _recover(console, project, source, address, args))
 
 
 def _recover(console: Console, project: ProjectConfig, source: SourceConfig, address: PostgresAddress,
@@ -153,14 +147,6 @@ def _failure(error: BaseException) -> str:
     while error.__cause__ is not None and type(error).__module__.startswith("dlt."):  # dlt's step wrappers
         error = error.__cause__
     return str(error) if type(error).__module__.startswith("dlt.") else f"{type(error).__name__}: {error}"
-
-
-def _holding_source(project: ProjectConfig, address: PostgresAddress, source: SourceConfig):
-    """The source's lock (headwater.load.source_lock): `recover` never works beside a run loading the source."""
-    from headwater.load.source_lock import source_lock
-
-    return source_lock(address, source.name, project.run.lock_wait_seconds, "recover",
-                       waiting=lambda line: print(line, file=sys.stderr))
 
 
 def _say(console: Console, message: str) -> None:

@@ -9,6 +9,7 @@ that run is gone, and marks it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,8 +72,6 @@ def mark_crashed_runs(address: "PostgresAddress", by_run: str) -> list[CrashedRu
 
 
 def _failure(by_run: str) -> str:
-    import json
-
     return json.dumps([f"run crashed: its process ended without finishing (killed, out of memory or machine "
                        f"lost); found by run {by_run}"])
 
