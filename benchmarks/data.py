@@ -31,6 +31,11 @@ def events(rows: int, first_id: int = 0, seed: int = 7) -> pl.DataFrame:
     Values are hashes of the id, so a row is the same whichever batch it is generated in, and no
     numeric library beyond Polars is needed.
     """
+    return events_of(pl.int_range(first_id, first_id + rows, eager=True, dtype=pl.Int64), seed)
+
+
+def events_of(ids: pl.Series, seed: int = 7) -> pl.DataFrame:
+    """The events of these ids, the same values ``events`` gives them."""
     epoch = EPOCH.replace(tzinfo=None)
 
     def pick(salt: int, modulo: int) -> pl.Expr:
@@ -39,7 +44,7 @@ def events(rows: int, first_id: int = 0, seed: int = 7) -> pl.DataFrame:
     def stamp(seconds: pl.Expr) -> pl.Expr:
         return (pl.lit(epoch) + pl.duration(seconds=seconds)).dt.replace_time_zone("UTC")
 
-    return pl.DataFrame({"id": pl.int_range(first_id, first_id + rows, eager=True, dtype=pl.Int64)}).with_columns(
+    return pl.DataFrame({"id": ids}).with_columns(
         customer_id=pick(1, 100_000) + 1,
         quantity=pick(2, 50) + 1,
         price=(pick(3, 50_000) / 100).round(2),
@@ -64,3 +69,18 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(path, row_group_size=100_000)
     return path
+
+
+def changed_events(size: int, changed: int, round_: int = 0) -> pl.DataFrame:
+    """``changed`` rows of a ``size``-row events table as a source sends them after a change: half of them
+    existing ids spread over the table (one row in every ``2 * size / changed``), updated; half new ids.
+
+    Every row's ``updated_at`` is later than any row of earlier rounds, so a cursor finds exactly these.
+    """
+    updates, inserts = changed // 2, changed - changed // 2
+    step = max(1, size // max(updates, 1))
+    updated_ids = pl.int_range(round_, size, step, eager=True, dtype=pl.Int64).head(updates)
+    later = pl.duration(seconds=(round_ + 1) * 10 * size)  # past every updated_at so far
+    updated = events_of(updated_ids).with_columns(quantity=pl.col("quantity") + 1)
+    new = events(inserts, first_id=size + round_ * inserts)
+    return pl.concat([updated, new]).with_columns(updated_at=pl.col("updated_at") + later)

@@ -63,6 +63,21 @@ def copy_csv(url: str, table: str, csv_path: Path) -> int:
         return cursor.rowcount
 
 
+def key_source_table(url: str, table: str) -> None:
+    """Make ``table`` look like an operational table: a primary key on id and an index on updated_at."""
+    with psycopg.connect(url) as connection:
+        connection.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+        connection.execute(f"CREATE INDEX ON {table} (updated_at)")
+        connection.execute(f"ANALYZE {table}")
+
+
+def upsert_csv(url: str, table: str, csv_path: Path) -> None:
+    """Apply a CSV of changed rows to a keyed source table, as the application writing to it would."""
+    from benchmarks.work import upsert_by_hand
+
+    upsert_by_hand(url, str(csv_path), table)
+
+
 def mariadb_connection(database: str | None = None):
     import pymysql
 

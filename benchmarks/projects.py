@@ -50,6 +50,27 @@ def sql_source() -> dict:
     }}
 
 
+MERGE_TABLE = {"cursor": "updated_at", "primary_key": "id", "write_disposition": "merge"}
+
+
+def sql_merge_source() -> dict:
+    """The keyed events table of a database, merged on id: each run takes the rows updated or added since."""
+    return {"db": {
+        "connector": "sql_database",
+        "settings": {"credentials": f"${{{SOURCE_URL_SECRET}}}", "table_names": ["events"]},
+        "tables": {"events": dict(MERGE_TABLE)},
+    }}
+
+
+def file_merge_source(landing: Path) -> dict:
+    """Parquet landing files merged on id: a new file holds rows changed or added since the last one."""
+    return {"files": {
+        "connector": "filesystem",
+        "settings": {"bucket_url": str(landing), "files": {"events": "*.parquet"}},
+        "tables": {"events": {"primary_key": "id", "write_disposition": "merge"}},
+    }}
+
+
 def api_source(base_url: str) -> dict:
     """The local API through the rest_api connector, following the next_cursor of each page."""
     return {"api": {

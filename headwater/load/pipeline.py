@@ -19,6 +19,7 @@ from dlt.extract import DltResource, DltSource
 
 from headwater.common.file_rows import files_read
 from headwater.common.interpolation import SecretBlockError
+from headwater.load.stored_schemas import pipeline_name
 from headwater.load.deletes import DeleteResult, detect_deletes
 from headwater.load.progress import LoadProgress
 from headwater.load.recovery import recover
@@ -174,7 +175,7 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
         os.environ.setdefault(name, value)
     logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
     return dlt.pipeline(
-        pipeline_name=f"headwater_{source.name}",
+        pipeline_name=pipeline_name(source.name),
         destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY,
                              naming_convention=source.naming),
         dataset_name=source.dataset,

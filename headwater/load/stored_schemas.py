@@ -1,15 +1,22 @@
-"""What dlt loaded into ``raw_<source>``, read from the schemas dlt stores in the destination.
+"""What dlt loaded into ``raw_<source>``, read from the schemas and the state dlt stores in the destination.
 
 dlt writes its whole schema (tables, columns, data types, hints) into ``raw_<source>._dlt_version``
 with every change; the newest row per schema name describes the tables as they are. Reading it
 needs no local pipeline state. Nested tables have a ``parent`` and no ``resource``: their resource
 is the root table's. Tables named in the schema but never created (no data seen yet) are left out.
+
+dlt also commits its pipeline state with every load that changed it, into
+``raw_<source>._dlt_pipeline_state`` (compressed), in the same transaction as the rows: the
+``last_value`` of a table's incremental is the newest cursor value the source delivered and the
+destination holds. Reading it costs one small row, where ``max(<cursor>)`` over the raw table reads
+the whole table unless the cursor is indexed.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg import sql
 
@@ -103,3 +110,43 @@ def _path(tables: dict, name: str) -> list[str]:
 def _resource(tables: dict, name: str) -> str:
     root = _root(tables, name)
     return root.get("resource") or root.get("name") or name
+
+
+def pipeline_name(source: str) -> str:
+    """The dlt pipeline of a source (headwater.load.pipeline opens it), whose state the destination keeps."""
+    return f"headwater_{source}"
+
+
+def cursor_values(connection, dataset: str, pipeline_name: str) -> dict[tuple[str, str], Any]:
+    """(resource, cursor column) -> ``last_value`` of every incremental in the pipeline's newest committed state.
+
+    Empty when dlt never stored a state there (nothing loaded yet, or tables dlt did not write).
+    """
+    from dlt.common.versioned_state import decompress_state
+
+    found = connection.execute(
+        "select to_regclass(%s), to_regclass(%s)",
+        (f'"{dataset}"._dlt_pipeline_state', f'"{dataset}"._dlt_loads'),
+    ).fetchone()
+    if None in found:
+        return {}
+    # The query dlt itself restores the state with: the newest state of a completed load (status 0).
+    row = connection.execute(
+        sql.SQL("select s.state from {}._dlt_pipeline_state s join {}._dlt_loads l on l.load_id = s._dlt_load_id "
+                "where s.pipeline_name = %s and l.status = 0 order by l.load_id desc limit 1").format(
+            sql.Identifier(dataset), sql.Identifier(dataset)),
+        (pipeline_name,),
+    ).fetchone()
+    if row is None:
+        return {}
+    try:
+        state = decompress_state(row[0])
+    except Exception:  # a state this dlt cannot read: the caller falls back to the table itself
+        return {}
+    values = {}
+    for source_state in (state.get("sources") or {}).values():
+        for resource, resource_state in ((source_state or {}).get("resources") or {}).items():
+            for cursor, incremental in ((resource_state or {}).get("incremental") or {}).items():
+                if isinstance(incremental, dict) and incremental.get("last_value") is not None:
+                    values[resource, cursor] = incremental["last_value"]
+    return values

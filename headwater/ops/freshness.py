@@ -1,7 +1,7 @@
 """Freshness: how old each raw table's newest data is, measured against its SLA (headwater.project.freshness).
 
 A table's age is now minus the newest value of its `cursor:` column when it has one (the time the
-data itself describes), else minus the time of the last successful dlt load that wrote rows into it.
+data itself describes; taken from dlt's committed cursor state, so the raw table is not read), else minus the time of the last successful dlt load that wrote rows into it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from headwater.load.stored_schemas import cursor_values, pipeline_name
 from headwater.project.freshness import FreshnessSLA, format_age
 
 if TYPE_CHECKING:
@@ -70,9 +71,13 @@ def evaluate_freshness(
     if not targets:
         return []
     results = []
+    cursors: dict[str, dict] = {}  # per source, the cursor values of its committed dlt state
     with address.connect(autocommit=True) as connection:
         for source, table, sla in targets:
-            basis, last = _newest(connection, source.dataset, table.name, table.cursor)
+            if table.cursor and source.name not in cursors:
+                cursors[source.name] = cursor_values(connection, source.dataset, pipeline_name(source.name))
+            stored = cursors.get(source.name, {}).get((table.name, table.cursor))
+            basis, last = _newest(connection, source.dataset, table.name, table.cursor, stored)
             age = max((now - last).total_seconds(), 0.0) if last is not None else None
             results.append(
                 FreshnessResult(
@@ -98,12 +103,19 @@ def _status(age: float | None, sla: FreshnessSLA) -> str:
     return "pass"
 
 
-def _newest(connection, schema: str, table: str, cursor: str | None) -> tuple[str, datetime | None]:
-    """(basis, newest timestamp) of a raw table; the cursor is used when it holds times, else load times."""
+def _newest(connection, schema: str, table: str, cursor: str | None,
+            stored: Any = None) -> tuple[str, datetime | None]:
+    """(basis, newest timestamp) of a raw table; the cursor is used when it holds times, else load times.
+
+    ``stored`` is the cursor's newest value in dlt's committed state (headwater.load.stored_schemas): when it
+    is a time it is the answer, without reading the table; a table dlt keeps no cursor state for is read.
+    """
     from psycopg import errors, sql
 
     if not _exists(connection, schema, table):
         return ("cursor:" + cursor if cursor else "load"), None
+    if cursor and (moment := _as_time(stored)) is not None:
+        return f"cursor:{cursor}", moment
     if cursor:
         try:
             value = connection.execute(

@@ -1,5 +1,6 @@
 """The destination database: its address, how rows are written into it (COPY through ADBC), how its
-column types follow the data (widening), and how many rows its tables hold.
+column types follow the data (widening), the indexes merges look their keys up by, and how many rows its
+tables hold.
 
 Imports: common.
 """

@@ -1,5 +1,8 @@
 """dlt's Postgres destination as Headwater loads it: streamed COPY, columns that widen, file-ordered merges.
 
+- **Merges cost the delta.** Every merge table has an index on its primary key
+  (headwater.postgres.key_indexes), so the merge finds the rows it replaces without reading the table.
+
 - **Streamed COPY.** dlt's own ADBC job hands the driver a Python generator of batches, which the
   driver turns into one in-memory table before copying: a load file's whole content sits in memory
   at once. Handing it a RecordBatchReader instead lets the driver pull one batch at a time while it
@@ -37,6 +40,7 @@ from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN
 from headwater.common.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
 from headwater.postgres.column_migrations import ColumnChange, change_column_types, holds_only_nulls
 from headwater.postgres.column_types import copy_into, with_exact_types
+from headwater.postgres.key_indexes import sync_key_indexes, wanted_index
 
 # Rows per batch handed to the driver: each becomes one chunk of COPY data.
 COPY_BATCH_ROWS = 64 * 1024
@@ -237,6 +241,25 @@ class StreamingPostgresClient(PostgresClient):
 
     def _create_merge_followup_jobs(self, table_chain):
         return [FileOrderedMergeJob.from_table_chain(table_chain, self.sql_client)]
+
+    def update_stored_schema(self, only_tables=None, expected_update=None, force: bool = False):
+        applied = super().update_stored_schema(only_tables, expected_update, force)
+        if not self.sql_client.is_staging_dataset_active:  # staging tables are emptied each load: no lookups
+            self._index_merge_keys(only_tables or self.schema.tables.keys())
+        return applied
+
+    def _index_merge_keys(self, tables) -> None:
+        """Every merge table this load writes gets an index on its key (headwater.postgres.key_indexes).
+
+        Checked on every load, not only when dlt's schema changed: tables created before Headwater
+        indexed keys get theirs on their next load, and a table no longer merged loses it.
+        """
+        dlt_tables = set(self.schema.dlt_table_names())
+        wanted = {name: wanted_index(self.prepare_load_table(name)) for name in tables
+                  if name in self.schema.tables and name not in dlt_tables}
+        if wanted:
+            with self.sql_client.begin_transaction():
+                sync_key_indexes(self.sql_client, wanted)
 
     def _execute_schema_update_sql(self, only_tables, store_schema: bool = True):
         storage_tables = self.get_storage_tables(only_tables or self.schema.tables.keys())

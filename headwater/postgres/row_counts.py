@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-# Estimated rows (pg_class.reltuples) from which a table is not counted exactly.
+# Estimated rows (pg_class.reltuples, else pg_stat_all_tables.n_live_tup) from which a table is not counted exactly.
 EXACT_COUNT_BELOW = 1_000_000
 COUNT_TIMEOUT_MS = 5000
 
@@ -28,9 +28,12 @@ def count_rows(connection, relations: list[tuple[str, str]]) -> dict[tuple[str, 
     found = {
         (schema, name): (kind, estimate)
         for schema, name, kind, estimate in connection.execute(
-            "select n.nspname, c.relname, c.relkind, c.reltuples from pg_class c "
-            "join pg_namespace n on n.oid = c.relnamespace where n.nspname = any(%s) and c.relkind in "
-            "('r', 'p', 'v', 'm', 'f')",
+            # reltuples is -1 until the table is first vacuumed or analyzed (a raw table just loaded, before
+            # autovacuum came by): the statistics system's live-row count then stands in for it.
+            "select n.nspname, c.relname, c.relkind, "
+            "case when c.reltuples >= 0 then c.reltuples else s.n_live_tup end from pg_class c "
+            "join pg_namespace n on n.oid = c.relnamespace left join pg_stat_all_tables s on s.relid = c.oid "
+            "where n.nspname = any(%s) and c.relkind in ('r', 'p', 'v', 'm', 'f')",
             (sorted({schema for schema, _ in relations}),),
         )
     }

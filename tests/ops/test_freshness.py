@@ -92,3 +92,23 @@ def test_error_after_fails_the_run(shop_project, database_url, prefect_api, monk
     assert query(database_url, "select table_name, status, breached from headwater_ops.freshness") == [
         ("products", "error", True)
     ]
+
+
+def test_cursor_age_comes_from_dlts_committed_state_not_from_reading_the_table(tmp_path, database_url, monkeypatch):
+    from tests.conftest import fresh_database
+    from tests.load.helpers import SOURCE_URL_VARIABLE, execute, load, write_project
+
+    with fresh_database("hw_src") as source_url:
+        monkeypatch.setenv(SOURCE_URL_VARIABLE, source_url)
+        execute(source_url, "create table items (id int primary key, updated_at timestamptz)")
+        execute(source_url, "insert into items values (1, '2026-11-08 12:00+00'), (2, '2026-11-09 12:00+00')")
+        path = write_project(tmp_path, {"s": "items: {primary_key: id, cursor: updated_at, write_disposition: merge}"})
+        load(path, database_url, "s")
+    # A value only the table holds: reading max(updated_at) would find it, the committed cursor does not.
+    execute(database_url, "update raw_s.items set updated_at = '2026-11-10 11:59+00' where id = 1")
+    sla = FreshnessSLA(warn_after=timedelta(hours=2), error_after=None)
+    project = ProjectConfig(path=Path("headwater.yaml"), name="demo", sources=(
+        SourceConfig("s", "sql_database", {}, (TableConfig("items", cursor="updated_at"),), freshness=sla),))
+    [items] = evaluate_freshness(project, PostgresAddress.from_url(database_url), now=NOW)
+    assert (items.basis, items.last_value, items.status) == (
+        "cursor:updated_at", datetime(2026, 11, 9, 12, 0, tzinfo=timezone.utc), "warn")
