@@ -3,7 +3,8 @@
 dlt's merge finds the rows a load replaces with ``DELETE FROM <table> WHERE EXISTS (SELECT 1 FROM
 <staging> WHERE <key> = ...)`` (and scd2 with a cursor retires versions by ``(<key>) IN (SELECT ...
 FROM <staging>)``). Without an index on the key Postgres reads the whole raw table for it, so a run
-that changes 1% of a table costs as much as reading all of it. dlt's Postgres destination indexes
+that changes 1% of a table costs as much as reading all of it. (dlt's scd2 still reads every current
+version for the ``<row hash> NOT IN (...)`` of its insert; that statement is dlt's.) dlt's Postgres destination indexes
 no primary key of its own (its ``create_indexes`` covers only ``unique`` columns, and those also
 land on the staging table, which may hold a key twice before the merge deduplicates it).
 
@@ -15,6 +16,9 @@ it scans the table anyway. scd2 tables (several versions per key), nested tables
 and tables that already hold a key twice (rows appended before the table became a merge table) get
 a plain index. A table that stops being a merge table loses Headwater's index (a unique one would
 refuse its next append); one that becomes scd2 gets a plain one in its place.
+
+A table with a plain index that holds rows but was never analyzed is analyzed first (a bounded
+sample, once), so that the planner chooses that index too.
 
 It is created in the load's schema update, inside dlt's transaction, for every merge table a load
 writes whose index is missing: a new table gets it while empty, a table created before Headwater
@@ -68,12 +72,14 @@ def wanted_index(table_schema: dict) -> KeyIndex | None:
 class _Existing:
     ours: KeyIndex | None = None  # the index Headwater made, if any
     led_by: set[tuple[str, ...]] = field(default_factory=set)  # leading columns of every index
+    unanalyzed: bool = False  # holds rows but has no planner statistics yet
 
 
 def _existing(sql_client, tables: list[str]) -> dict[str, _Existing]:
     """Indexes of ``tables`` in the client's dataset, one catalog query; a table not created yet is left out."""
     rows = sql_client.execute_sql(
-        "SELECT c.relname, ic.relname, i.indisunique, array(SELECT a.attname::text FROM "
+        "SELECT c.relname, c.reltuples <= 0 AND pg_relation_size(c.oid) > 0, ic.relname, i.indisunique, "
+        "array(SELECT a.attname::text FROM "
         "unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, position) "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.position) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -82,8 +88,8 @@ def _existing(sql_client, tables: list[str]) -> dict[str, _Existing]:
         sql_client.dataset_name, tables,
     ) or []
     found: dict[str, _Existing] = {}
-    for table, index, unique, columns in rows:
-        existing = found.setdefault(table, _Existing())
+    for table, unanalyzed, index, unique, columns in rows:
+        existing = found.setdefault(table, _Existing(unanalyzed=bool(unanalyzed)))
         if index is None:
             continue
         existing.led_by.add(tuple(columns))
@@ -106,6 +112,11 @@ def sync_key_indexes(sql_client, wanted: dict[str, KeyIndex | None]) -> dict[str
         if table not in existing:
             continue
         have = existing[table]
+        if index is not None and not index.unique and have.unanalyzed:
+            # Loaded, never analyzed (autovacuum has not come by): without statistics the planner takes a key
+            # for one that matches thousands of rows and reads the table instead of using the index (a unique
+            # index tells it otherwise). ANALYZE reads a sample of bounded size, whatever the table's.
+            sql_client.execute_sql(f"ANALYZE {sql_client.make_qualified_table_name(table)}")
         if have.ours == index or (index is not None and have.ours is None and _covered(have.led_by, index)):
             continue
         qualified_index = sql_client.make_qualified_table_name(key_index_name(table))

@@ -58,6 +58,14 @@ def test_merge_tables_get_a_key_index_and_scd2_a_plain_one(tmp_path, source_url,
     assert "items" not in indexes(database_url, "raw_a")
     assert "items" not in indexes(database_url, "raw_m_staging")  # staging may hold a key twice before the merge
 
+    # A plain index needs statistics to be chosen: a loaded table autovacuum has not analyzed yet is analyzed.
+    execute(database_url, "alter table raw_h.items set (autovacuum_enabled = false)")
+    statistics = "select reltuples from pg_class where oid = 'raw_h.items'::regclass"
+    assert query(database_url, statistics) == [(-1,)]
+    execute(source_url, "update items set name = 'changed', updated_at = now() where id = 3")
+    load(path, database_url, "h")
+    assert query(database_url, statistics) == [(ROWS,)]
+
 
 def test_the_merge_of_a_few_changed_rows_looks_them_up_by_the_key_index(tmp_path, source_url, database_url):
     fill(source_url, PLANNED_ROWS)
