@@ -1,7 +1,8 @@
 """Freshness: how old each raw table's newest data is, measured against its SLA (headwater.project.freshness).
 
 A table's age is now minus the newest value of its `cursor:` column when it has one (the time the
-data itself describes; taken from dlt's committed cursor state, so the raw table is not read), else minus the time of the last successful dlt load that wrote rows into it.
+data itself describes; taken from dlt's committed cursor state, so the raw table is not read), else
+minus the time of the last successful dlt load that wrote rows into it.
 """
 
 from __future__ import annotations
