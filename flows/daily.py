@@ -9,11 +9,21 @@
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # Before Prefect and dlt are imported: `headwater up`'s warm runner has them imported already.
+    from headwater.common.runtime import state_dir
+    from headwater.local.warm_client import run_in_warm_runner
+
+    _served = run_in_warm_runner("flows.daily", state_dir())
+    if _served is not None:
+        sys.exit(_served)
+
 import argparse
 import logging
-import sys
+import os
 import time
-from contextlib import nullcontext
 
 from prefect import flow, get_run_logger
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -276,9 +286,23 @@ def main(argv: list[str] | None = None) -> int:
     reload = {name: getattr(args, name) for name in ("full_refresh", "since", "until") if getattr(args, name)}
     if args.full_build:
         reload["full_build"] = True
-    with temporary_settings(updates={PREFECT_API_URL: api_url}) if api_url else nullcontext():
+    with temporary_settings(updates=run_settings(api_url)):
         state = daily(advance_example=args.advance_example, **reload, return_state=True)
     return 0 if state.is_completed() else 1
+
+
+def run_settings(api_url: str | None) -> dict:
+    """Prefect settings of a run started from the shell: the server it reports to and no heartbeats.
+
+    Heartbeats tell a Prefect server that a worker's run still lives; a run from the shell is watched by
+    its terminal, and the next run marks it crashed in Prefect when it died (headwater.ops.crashed_runs).
+    Prefect's heartbeat thread sleeps in 1 s steps, so it held up the end of every run by up to a second.
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY set by the user keeps them.
+    """
+    updates: dict = {PREFECT_API_URL: api_url} if api_url else {}
+    if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in os.environ and "PREFECT_RUNNER_HEARTBEAT_FREQUENCY" not in os.environ:
+        updates["flows.heartbeat_frequency"] = None
+    return updates
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headwater.common.yaml_source import YamlSyntaxError, read_yaml
-from headwater.ops.history import SCHEMA, ensure_schema
+from headwater.ops.history import SCHEMA, ensure_schema, prefect_deployment_name
 from headwater.postgres.advisory_locks import lock_key
 
 if TYPE_CHECKING:
@@ -124,10 +124,10 @@ def _prefect_run() -> tuple[str | None, str | None]:
     if "prefect" not in sys.modules:  # nothing imported Prefect: no flow run, and no reason to import it here
         return None, None
     try:
-        from prefect.runtime import deployment, flow_run
+        from prefect.runtime import flow_run
 
         run_id = flow_run.id
-        return (deployment.name if run_id else None), (str(run_id) if run_id else None)
+        return (prefect_deployment_name() if run_id else None), (str(run_id) if run_id else None)
     except Exception:  # Prefect without a run context or without its API: outside a flow run as far as we know
         return None, None
 

@@ -219,10 +219,9 @@ class RunInfo:
         """The running Prefect flow run (its id becomes the run id), or a fresh uuid outside Prefect."""
         run_id, parameters, deployment = None, {}, None
         try:
-            from prefect.runtime import deployment as prefect_deployment
             from prefect.runtime import flow_run
 
-            run_id, parameters, deployment = flow_run.id, dict(flow_run.parameters or {}), prefect_deployment.name
+            run_id, parameters, deployment = flow_run.id, dict(flow_run.parameters or {}), prefect_deployment_name()
         except Exception:  # not inside a flow run
             pass
         try:
@@ -235,6 +234,22 @@ class RunInfo:
             parameters=parameters,
             started_by=f"deployment:{deployment}" if deployment else f"manual:{user}",
         )
+
+
+def prefect_deployment_name() -> str | None:
+    """The deployment of the Prefect flow run this process is in; None for a run started from the shell.
+
+    Read from the run's context first: `prefect.runtime.deployment.name` asks the API for the flow run on
+    every read (it looks for the deployment id on the context, not on the context's flow run), a round trip
+    each time the run's records name who started it.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.runtime import deployment
+
+    flow_run = getattr(FlowRunContext.get(), "flow_run", None)
+    if flow_run is not None and flow_run.deployment_id is None:
+        return None
+    return deployment.name  # Prefect caches the deployment it reads
 
 
 def ensure_schema(connection) -> int:
