@@ -62,8 +62,10 @@ def up(
     port: int | None = None,
     timeout: float = 60,
     progress: Progress | None = None,
+    runner: bool = True,
 ) -> StackStatus:
-    """Start whatever part of the stack is not running yet and return its status."""
+    """Start whatever part of the stack is not running yet and return its status; ``runner`` False leaves the
+    warm runner out (runs then always start in-process)."""
     say = progress or (lambda message: None)
     state_dir = state_dir.resolve()
     with _locked(state_dir):
@@ -78,7 +80,7 @@ def up(
 
         _ensure_prefect(state_dir, {**record, "started_postgres": started_postgres}, port=port, timeout=timeout,
                         say=say)
-        if not warm_runner.runner_pid(state_dir):
+        if runner and not warm_runner.runner_pid(state_dir):
             say("Starting the warm runner…")
             warm_runner.start_runner(state_dir, state_dir.parent)
     return status(state_dir)

@@ -216,15 +216,17 @@ class Runner:
         except (OSError, ValueError, RunnerUnavailable):
             return False
         descriptors = request.pop("_fds")
+        caller, uid = _peer(connection)
         try:
-            reason = self.decline_reason(request, _peer_uid(connection))
+            reason = self.decline_reason(request, uid)
             if reason:
+                log(f"declined the call of pid {caller}: {reason}")
                 send_message(connection, {"declined": reason})
                 if reason == STALE:
                     self._replace_self()
                 return False
             # The spare's supervisor takes over the connection and the caller's descriptors.
-            send_message(self.spare, request, [connection.fileno(), *descriptors])
+            send_message(self.spare, {**request, "caller": caller}, [connection.fileno(), *descriptors])
             return True
         except OSError as error:
             log(f"could not hand a call on: {error}")
@@ -294,11 +296,13 @@ def _listen(path: Path) -> socket.socket:
     return listener
 
 
-def _peer_uid(connection: socket.socket) -> int:
+def _peer(connection: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of the connection, as the kernel knows them."""
     import struct
 
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", credentials)[1]
+    pid, uid, _ = struct.unpack("3i", credentials)
+    return pid, uid
 
 
 def import_time_environment(environ: dict[str, str]) -> dict[str, str]:

@@ -59,7 +59,10 @@ def supervise_spare(runner_end: socket.socket) -> None:
         for descriptor in descriptors[1:]:
             os.close(descriptor)
         send_message(caller, {"pid": worker})
-        send_message(caller, _see_through(caller, worker))
+        log(f"runs {call['entry']} for pid {call.get('caller')} in worker {worker}")
+        status = _see_through(caller, worker)
+        log(f"worker {worker} for pid {call.get('caller')} ended: {status}")
+        send_message(caller, status)
     except OSError:
         pass
     os._exit(0)
@@ -124,11 +127,7 @@ def take_callers_process(call: dict) -> None:
         os.dup2(descriptor, target)
         os.close(descriptor)
     sys.argv = list(call["argv"])
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    if call.get("encoding"):
-        sys.stdout.reconfigure(encoding=call["encoding"])
-    sys.stdout.reconfigure(line_buffering=os.isatty(1))  # as Python decides it at start-up
+    _fresh_stdio(call.get("encoding") or sys.stdout.encoding, call["stdio"])
 
     import prefect.context
     import prefect.logging.configuration
@@ -142,6 +141,25 @@ def take_callers_process(call: dict) -> None:
     quiet_telemetry()
     prefect.context.refresh_global_settings_context()
     prefect.logging.configuration.setup_logging(incremental=False)  # handlers on the caller's stderr
+
+
+def _fresh_stdio(encoding: str, descriptors: list[int]) -> None:
+    """sys.stdin, stdout and stderr over the caller's descriptors, buffered as Python buffers them at start-up
+    (stdout by line on a terminal only). The old objects wrote to the runner's log file; references to them
+    still write to the caller's descriptors, now behind the same numbers."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if 0 in descriptors:
+        sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)
+    if 1 in descriptors:
+        sys.stdout = sys.__stdout__ = open(1, "w", buffering=1 if os.isatty(1) else -1, encoding=encoding,
+                                           closefd=False)
+    if 2 in descriptors:
+        sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, encoding=encoding, errors="backslashreplace",
+                                           closefd=False)
 
 
 def _run_entry(entry: str) -> int:
