@@ -19,6 +19,7 @@ from benchmarks.databases import (
     drop_postgres_database,
     mariadb_url,
 )
+from benchmarks.fixed_cost import measure as measure_fixed_cost
 from benchmarks.flow_startup import measure as measure_flow_startup
 from benchmarks.isolate import run_isolated
 from benchmarks.projects import SOURCE_URL_SECRET, api_source, file_source, sql_source, write_project
@@ -30,6 +31,7 @@ SQL_CAP = 1_000_000  # the database cases run at the smallest size, at most this
 PROFILE_CAP = 1_000_000  # profiles of missed targets are taken at most at this size (cProfile slows the run)
 FILE_TARGET, SQL_TARGET, MEMORY_TARGET = 0.8, 0.6, 1.2
 FLOW_TARGET, FIRST_RUN_TARGET = 5.0, 10.0  # wall seconds of a nothing-new run of the example, from the shell
+FIXED_COST_TARGET = 1.5  # wall seconds of `headwater run` with nothing new, beyond the interpreter's start
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Benchmark:
             self.plain_dlt()
             self.api()
             self.flow_startup()
+            self.fixed_cost()
         finally:
             self.cleanup()
 
@@ -344,6 +347,20 @@ class Benchmark:
             self.report.targets.append(Target("flows.daily example, nothing new, server running", result["server"],
                                               FLOW_TARGET, "s", higher_is_better=False,
                                               profile=result.get("profile", "")))
+
+    def fixed_cost(self) -> None:
+        self.say("Case 8: headwater run, one small Parquet source, nothing new, server up: in-process vs warm runner")
+        result = measure_fixed_cost(self.settings.work / "fixed-cost", repeats=3 if self.settings.flow_warmup else 1)
+        self.say(f"  done     in-process {result['in_process']:.2f} s, warm runner {result['runner']:.2f} s")
+        base = result["in_process"]
+        note = f"interpreter alone {result['interpreter']:.2f} s; medians"
+        self.add("whole command, nothing new, server up: in-process", {"rows": 0, "seconds": base}, 1.0,
+                 "time vs in-process", f"HEADWATER_WARM_RUNNER=off; {note}")
+        self.add("whole command, nothing new, server up: warm runner", {"rows": 0, "seconds": result["runner"]},
+                 result["runner"] / base, "time vs in-process", f"`headwater up`'s runner; {note}")
+        self.report.targets.append(Target("headwater run, nothing new, server up, beyond the interpreter (warm runner)",
+                                          result["runner"] - result["interpreter"], FIXED_COST_TARGET, "s",
+                                          higher_is_better=False))
 
     def cleanup(self) -> None:
         for url in self.databases:
