@@ -39,9 +39,10 @@ def socket_path(state_dir: Path) -> Path:
     return state_dir / SOCKET_FILE
 
 
-def run_in_warm_runner(entry: str, state_dir: Path) -> int | None:
-    """The exit code of `entry` (a module whose `main(argv)` the runner calls) run by the project's warm runner
-    with this process's argv, or None when it cannot serve the call (then nothing has run)."""
+def run_in_warm_runner(entry: str, state_dir: Path, argv0: str | None = None) -> int | None:
+    """The exit code of `entry` (a module whose `main()` the runner calls) run by the project's warm runner
+    with this process's argv (its first item ``argv0`` when given), or None when it cannot serve the call
+    (then nothing has run)."""
     if inside_runner or os.environ.get(DISABLE_ENV, "").lower() in ("off", "0", "false", "no"):
         return None
     path = socket_path(state_dir)
@@ -53,7 +54,7 @@ def run_in_warm_runner(entry: str, state_dir: Path) -> int | None:
         return None
     with connection:
         try:
-            _send_request(connection, entry)
+            _send_request(connection, entry, [argv0, *sys.argv[1:]] if argv0 else sys.argv)
             answer = receive_message(connection)
         except (OSError, ValueError, RunnerUnavailable):
             return None
@@ -73,13 +74,13 @@ def _connect(path: Path) -> socket.socket:
     return connection
 
 
-def _send_request(connection: socket.socket, entry: str) -> None:
+def _send_request(connection: socket.socket, entry: str, argv: list[str]) -> None:
     umask = os.umask(0)
     os.umask(umask)
     descriptors = [fd for fd in STDIO if _is_open(fd)]
     request = {
         "entry": entry,
-        "argv": sys.argv,
+        "argv": argv,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
         "umask": umask,

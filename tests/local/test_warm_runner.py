@@ -156,6 +156,17 @@ def test_the_callers_environment_and_folder_reach_the_run(project, tmp_path):
     assert sorted(query(url, "select id from raw_files.events where _file_name like %s", "%day2.csv")) == [(10,), (11,)]
 
 
+def test_python_m_flows_daily_is_served_too(project):
+    root, env, _ = project
+    process = subprocess.Popen([sys.executable, "-m", "flows.daily"], cwd=root, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=300)
+
+    assert process.returncode == 0, stderr
+    assert "Run succeeded" in stdout
+    assert f"runs flows.daily for pid {process.pid} in worker" in _log(root)
+
+
 def test_a_failing_run_exits_with_its_code_and_says_why_on_the_callers_stderr(project):
     root, env, _ = project
     without_landing = {name: value for name, value in env.items() if name != "HW_WARM_LANDING"}
