@@ -22,6 +22,7 @@ from benchmarks.databases import (
     mariadb_url,
     upsert_csv,
 )
+from benchmarks.fixed_cost import measure as measure_fixed_cost
 from benchmarks.flow_startup import measure as measure_flow_startup
 from benchmarks.isolate import run_isolated
 from benchmarks.projects import (
@@ -43,6 +44,7 @@ FILE_TARGET, SQL_TARGET, MEMORY_TARGET = 0.8, 0.6, 1.2
 FLOW_TARGET, FIRST_RUN_TARGET = 5.0, 10.0  # wall seconds of a nothing-new run of the example, from the shell
 MERGE_TARGET = 2.0  # a run that merges 1% changed rows, in at most this many times those rows merged by hand
 BY_HAND_BASIS = "by hand, same rows"
+FIXED_COST_TARGET = 1.5  # wall seconds of `headwater run` with nothing new, beyond the interpreter's start
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Benchmark:
             self.plain_dlt()
             self.api()
             self.flow_startup()
+            self.fixed_cost()
         finally:
             self.cleanup()
 
@@ -415,6 +418,20 @@ class Benchmark:
             self.report.targets.append(Target("flows.daily example, nothing new, server running", result["server"],
                                               FLOW_TARGET, "s", higher_is_better=False,
                                               profile=result.get("profile", "")))
+
+    def fixed_cost(self) -> None:
+        self.say("Case 8: headwater run, one small Parquet source, nothing new, server up: in-process vs warm runner")
+        result = measure_fixed_cost(self.settings.work / "fixed-cost", repeats=3 if self.settings.flow_warmup else 1)
+        self.say(f"  done     in-process {result['in_process']:.2f} s, warm runner {result['runner']:.2f} s")
+        base = result["in_process"]
+        note = f"interpreter alone {result['interpreter']:.2f} s; medians"
+        self.add("whole command, nothing new, server up: in-process", {"rows": 0, "seconds": base}, 1.0,
+                 "time vs in-process", f"HEADWATER_WARM_RUNNER=off; {note}")
+        self.add("whole command, nothing new, server up: warm runner", {"rows": 0, "seconds": result["runner"]},
+                 result["runner"] / base, "time vs in-process", f"`headwater up`'s runner; {note}")
+        self.report.targets.append(Target("headwater run, nothing new, server up, beyond the interpreter (warm runner)",
+                                          result["runner"] - result["interpreter"], FIXED_COST_TARGET, "s",
+                                          higher_is_better=False))
 
     def cleanup(self) -> None:
         for url in self.databases:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
-from contextlib import nullcontext
 
 from prefect import flow, get_run_logger
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -39,10 +39,10 @@ from headwater.marts.build_lock import build_lock
 from headwater.marts.publish import PUBLISHED_SCHEMAS
 from headwater.marts.rebuild import changed_relations
 from headwater.ops.alerts import notify
-from headwater.ops.audit import audit_run_end, audit_run_start
+from headwater.ops.audit import begin_run, end_run
 from headwater.ops.crashed_runs import mark_crashed_runs, run_alive
 from headwater.ops.freshness import evaluate_freshness
-from headwater.ops.history import RunInfo, record_run, start_run
+from headwater.ops.history import RunInfo
 from headwater.ops.pending import pending_relations, remember_pending
 from headwater.ops.pending import settle as settle_pending
 from headwater.ops.summary import RunSummary, print_site, print_summary
@@ -146,8 +146,7 @@ def record_crash(flow, flow_run, state) -> None:
         notify(project, summary, logger)  # never raises
         run = RunInfo(run_id=summary.run_id, flow_name=flow.name, parameters=dict(flow_run.parameters or {}))
         roles = run_roles(resolve_destination(project.state_dir), project.grants)
-        record_run(roles.loader, summary, run, status="failed")
-        audit_run_end(roles.loader, run, summary, status="failed")
+        end_run(roles.loader, run, summary, status="failed")
     except Exception:  # the run has failed already; reporting it must not hide why
         logger.exception("could not record the failed run %s", flow_run.id)
 
@@ -210,8 +209,9 @@ def daily(
 
 def _daily(project: ProjectConfig, address: PostgresAddress, roles: RunRoles, run: RunInfo, reload,
            advance_example: int, full_build: bool, started: float, logger) -> RunSummary:
-    start_run(roles.loader, run)  # a run that crashes from here on stays 'running' until the next run marks it
-    audit_run_start(roles.loader, project, run, reload)  # and a changed headwater.yaml, full refresh, backfill
+    # 'running' (a run that crashes from here on stays so until the next run marks it) and, in the audit trail,
+    # its start with a changed headwater.yaml, full refresh or backfill: one transaction.
+    begin_run(roles.loader, project, run, reload)
     summary = RunSummary(destination=address.safe_url, embedded=uses_embedded_database(),
                          contract_tables=contract_tables(project), roles=roles.note)
     summary.crashed_runs = mark_crashed_runs(roles.loader, run.run_id)
@@ -234,11 +234,10 @@ def _daily(project: ProjectConfig, address: PostgresAddress, roles: RunRoles, ru
     summary.run_id = run.run_id
     summary.freshness = evaluate_freshness(project, roles.loader)  # error_after breaches fail the run
     print_summary(summary)
-    record_run(roles.loader, summary, run)
-    audit_run_end(roles.loader, run, summary)
+    end_run(roles.loader, run, summary)  # headwater_ops and the audit trail: one transaction
     if lineage is not None:  # one OpenLineage event per run, for catalogs that read them
         export_openlineage(project, address, lineage, run.run_id, logger)
-    if project.catalog.site_after_run:  # after record_run: the site shows this run
+    if project.catalog.site_after_run:  # after end_run: the site shows this run
         write_catalog_site(project, address, summary, lineage, logger)
         print_site(summary)
     notify(project, summary, logger)  # never raises: a notifier that fails is logged
@@ -276,9 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     reload = {name: getattr(args, name) for name in ("full_refresh", "since", "until") if getattr(args, name)}
     if args.full_build:
         reload["full_build"] = True
-    with temporary_settings(updates={PREFECT_API_URL: api_url}) if api_url else nullcontext():
+    with temporary_settings(updates=run_settings(api_url)):
         state = daily(advance_example=args.advance_example, **reload, return_state=True)
     return 0 if state.is_completed() else 1
+
+
+def run_settings(api_url: str | None) -> dict:
+    """Prefect settings of a run started from the shell: the server it reports to and no heartbeats.
+
+    Heartbeats tell a Prefect server that a worker's run still lives; a run from the shell is watched by
+    its terminal, and the next run marks it crashed in Prefect when it died (headwater.ops.crashed_runs).
+    Prefect's heartbeat thread sleeps in 1 s steps, so it held up the end of every run by up to a second.
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY set by the user keeps them.
+    """
+    updates: dict = {PREFECT_API_URL: api_url} if api_url else {}
+    if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in os.environ and "PREFECT_RUNNER_HEARTBEAT_FREQUENCY" not in os.environ:
+        updates["flows.heartbeat_frequency"] = None
+    return updates
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_telemetry()
+    if argv is None and sys.argv[1:2] == ["run"]:
+        # Before anything heavy is imported: `headwater up`'s warm runner has it imported already.
+        from headwater.common.runtime import state_dir
+        from headwater.local.warm_client import run_in_warm_runner
+
+        code = run_in_warm_runner("headwater.cli", state_dir())
+        if code is not None:
+            return code
     args = build_parser().parse_args(argv)
     return args.run(args)
 

@@ -95,7 +95,9 @@ def local_stack(tmp_path_factory):
     previous = {name: os.environ.get(name) for name in ("PREFECT_API_URL", "HEADWATER_DATABASE_URL")}
     os.environ["HEADWATER_DATABASE_URL"] = f"{postgres_server_url()}/postgres"  # only Prefect starts
     try:
-        status = stack.up(state, port=free_port())
+        # No warm runner: flows started in that folder by the tests run in-process (tests/local/test_warm_runner.py
+        # starts its own runners).
+        status = stack.up(state, port=free_port(), runner=False)
     finally:
         _restore(previous)
     yield root, status

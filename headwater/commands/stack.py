@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     up = subparsers.add_parser(
         "up",
         help="Start a Prefect server (with UI) and the database in the background.",
-        description="Start a local Prefect server with its UI, and the embedded PostgreSQL unless "
-        "HEADWATER_DATABASE_URL is set. Flow runs then report to the server and start faster.",
+        description="Start a local Prefect server with its UI, the embedded PostgreSQL unless "
+        "HEADWATER_DATABASE_URL is set, and a warm runner that runs `headwater run` with Prefect and dlt "
+        "imported already. Flow runs then report to the server and start faster.",
     )
     up.add_argument(
         "--port", type=int, help="Port for the Prefect server and UI (default 4200, or a free one)."
@@ -25,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--timeout", type=float, default=60, help="Seconds to wait for the server (default 60).")
     up.set_defaults(run=run_up)
 
-    down = subparsers.add_parser("down", help="Stop what `headwater up` started.")
+    down = subparsers.add_parser("down", help="Stop what `headwater up` started (runs in progress finish).")
     down.set_defaults(run=run_down)
 
     ps = subparsers.add_parser("ps", help="Show whether the local Prefect server and database are running.")
@@ -62,6 +63,8 @@ def run_down(args: argparse.Namespace) -> int:
     before = stack.status(state_dir())
     after = stack.down(state_dir())
     stopped = []
+    if before.runner_pid:
+        stopped.append("warm runner")
     if before.prefect_pid:
         stopped.append("Prefect server")
     if before.embedded and before.database_url and not after.database_url:
@@ -96,6 +99,7 @@ def _table(status) -> Table:
     table.add_row("Prefect API", status.prefect_api_url or stopped)
     if status.prefect_pid:
         table.add_row("Server pid", str(status.prefect_pid))
+    table.add_row("Warm runner", f"pid {status.runner_pid}" if status.runner_pid else stopped)
     source = "embedded" if status.embedded else "HEADWATER_DATABASE_URL"
     table.add_row("Database", f"{status.database_url or stopped}  [dim]({source})[/dim]")
     return table

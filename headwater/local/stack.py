@@ -1,4 +1,5 @@
-"""The local stack behind `headwater up` / `headwater down`: a Prefect server and the embedded database.
+"""The local stack behind `headwater up` / `headwater down`: a Prefect server, the embedded database and
+the warm runner (headwater.local.warm_runner), which runs `headwater run` without its import cost.
 
 Without a server, every Prefect flow run spins up a throw-away one, which costs 17-27 s and keeps
 no history. `up` starts one Prefect server (with its UI) in the background, its state under
@@ -28,6 +29,7 @@ import httpx
 import psutil
 
 from headwater.common import runtime
+from headwater.local import warm_runner
 from headwater.postgres.address import DATABASE_URL_ENV, PostgresAddress
 
 PREFERRED_PORT = 4200
@@ -51,6 +53,7 @@ class StackStatus:
     prefect_pid: int | None
     database_url: str | None  # password masked
     embedded: bool  # True when the database is Headwater's own embedded server
+    runner_pid: int | None = None  # the warm runner (headwater.local.warm_runner), when it listens
 
 
 def up(
@@ -59,8 +62,10 @@ def up(
     port: int | None = None,
     timeout: float = 60,
     progress: Progress | None = None,
+    runner: bool = True,
 ) -> StackStatus:
-    """Start whatever part of the stack is not running yet and return its status."""
+    """Start whatever part of the stack is not running yet and return its status; ``runner`` False leaves the
+    warm runner out (runs then always start in-process)."""
     say = progress or (lambda message: None)
     state_dir = state_dir.resolve()
     with _locked(state_dir):
@@ -75,6 +80,9 @@ def up(
 
         _ensure_prefect(state_dir, {**record, "started_postgres": started_postgres}, port=port, timeout=timeout,
                         say=say)
+        if runner and not warm_runner.runner_pid(state_dir):
+            say("Starting the warm runner…")
+            warm_runner.start_runner(state_dir, state_dir.parent)
     return status(state_dir)
 
 
@@ -140,6 +148,7 @@ def down(state_dir: Path) -> StackStatus:
     """Stop the Prefect server and, if `up` started it, the embedded PostgreSQL."""
     state_dir = state_dir.resolve()
     with _locked(state_dir):
+        warm_runner.stop_runner(state_dir)
         record = _read_record(state_dir)
         if _prefect_alive(record):
             _terminate_group(record["pid"])
@@ -167,6 +176,7 @@ def status(state_dir: Path) -> StackStatus:
         prefect_pid=record.get("pid") if api_url else None,
         database_url=database_url,
         embedded=not external,
+        runner_pid=warm_runner.runner_pid(state_dir),
     )
 
 

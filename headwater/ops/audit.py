@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headwater.common.yaml_source import YamlSyntaxError, read_yaml
-from headwater.ops.history import SCHEMA, ensure_schema
+from headwater.ops.history import SCHEMA, ensure_schema, prefect_deployment_name, write_record, write_running
 from headwater.postgres.advisory_locks import lock_key
 
 if TYPE_CHECKING:
@@ -124,10 +124,10 @@ def _prefect_run() -> tuple[str | None, str | None]:
     if "prefect" not in sys.modules:  # nothing imported Prefect: no flow run, and no reason to import it here
         return None, None
     try:
-        from prefect.runtime import deployment, flow_run
+        from prefect.runtime import flow_run
 
         run_id = flow_run.id
-        return (deployment.name if run_id else None), (str(run_id) if run_id else None)
+        return (prefect_deployment_name() if run_id else None), (str(run_id) if run_id else None)
     except Exception:  # Prefect without a run context or without its API: outside a flow run as far as we know
         return None, None
 
@@ -169,10 +169,15 @@ class _Chain:
 def _appending(address: "PostgresAddress") -> Iterator[_Chain]:
     """One transaction that appends to the chain; committed when the block ends, rolled back if it raises."""
     with address.connect() as connection:
-        # Migrating takes CREATE on the database; a role granted only INSERT and SELECT here can still append.
-        if connection.execute("select to_regclass(%s)", (TABLE,)).fetchone()[0] is None:
-            ensure_schema(connection)
-        yield _Chain(connection, current_actor())
+        yield _chain_on(connection)
+
+
+def _chain_on(connection) -> _Chain:
+    """The chain, appended to in the connection's transaction (the schema created first when missing)."""
+    # Migrating takes CREATE on the database; a role granted only INSERT and SELECT here can still append.
+    if connection.execute("select to_regclass(%s)", (TABLE,)).fetchone()[0] is None:
+        ensure_schema(connection)
+    return _Chain(connection, current_actor())
 
 
 def record_event(address: "PostgresAddress", kind: str, details: dict[str, Any]) -> AuditRecord:
@@ -181,27 +186,50 @@ def record_event(address: "PostgresAddress", kind: str, details: dict[str, Any])
         return chain.append(kind, details)
 
 
+def begin_run(address: "PostgresAddress", project: "ProjectConfig", run: "RunInfo", reload: "Reload") -> None:
+    """The run's 'running' row (headwater.ops.history) and its start in the audit trail, in one transaction:
+    one connection and one commit where a run's start took two."""
+    with address.connect() as connection:
+        write_running(connection, run)
+        _append_run_start(_chain_on(connection), project, run, reload)
+
+
+def end_run(address: "PostgresAddress", run: "RunInfo", summary: "RunSummary", status: str | None = None) -> None:
+    """The run's record with everything it did (headwater.ops.history) and its end in the audit trail, in one
+    transaction."""
+    with address.connect() as connection:
+        write_record(connection, summary, run, status)
+        _chain_on(connection).append("run.end", _run_end(run, summary, status))
+
+
 def audit_run_start(address: "PostgresAddress", project: "ProjectConfig", run: "RunInfo", reload: "Reload") -> None:
     """A run begins: headwater.yaml if it changed since the last record, the run, its full refresh and backfill."""
     with _appending(address) as chain:
-        _record_config(chain, project.path, run.run_id)
-        chain.append("run.start", {"run_id": run.run_id, "flow": run.flow_name, "parameters": run.parameters,
-                                   "started_by": run.started_by, "headwater_version": run.version})
-        if reload.full_refresh:
-            chain.append("full_refresh", {"run_id": run.run_id, "tables": {
-                source: sorted(tables) or "all" for source, tables in sorted(reload.full_refresh.items())}})
-        if reload.backfills:
-            chain.append("backfill", {"run_id": run.run_id, "since": _shown(reload.since),
-                                      "until": _shown(reload.until)})
+        _append_run_start(chain, project, run, reload)
+
+
+def _append_run_start(chain: _Chain, project: "ProjectConfig", run: "RunInfo", reload: "Reload") -> None:
+    _record_config(chain, project.path, run.run_id)
+    chain.append("run.start", {"run_id": run.run_id, "flow": run.flow_name, "parameters": run.parameters,
+                               "started_by": run.started_by, "headwater_version": run.version})
+    if reload.full_refresh:
+        chain.append("full_refresh", {"run_id": run.run_id, "tables": {
+            source: sorted(tables) or "all" for source, tables in sorted(reload.full_refresh.items())}})
+    if reload.backfills:
+        chain.append("backfill", {"run_id": run.run_id, "since": _shown(reload.since),
+                                  "until": _shown(reload.until)})
 
 
 def audit_run_end(address: "PostgresAddress", run: "RunInfo", summary: "RunSummary", status: str | None = None) -> None:
     """A run ends: its status (succeeded, failed), how long it took, rows loaded and how many failures."""
-    record_event(address, "run.end", {
-        "run_id": run.run_id, "status": status or ("succeeded" if summary.ok else "failed"),
-        "seconds": round(summary.seconds, 3),
-        "rows_loaded": sum(table.rows for load in summary.loads for table in load.tables),
-        "failures": len(summary.failures)})
+    record_event(address, "run.end", _run_end(run, summary, status))
+
+
+def _run_end(run: "RunInfo", summary: "RunSummary", status: str | None) -> dict[str, Any]:
+    return {"run_id": run.run_id, "status": status or ("succeeded" if summary.ok else "failed"),
+            "seconds": round(summary.seconds, 3),
+            "rows_loaded": sum(table.rows for load in summary.loads for table in load.tables),
+            "failures": len(summary.failures)}
 
 
 def audit_replay(address: "PostgresAddress", source: str, table: str | None, selection: "Selection",

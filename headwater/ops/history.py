@@ -219,10 +219,9 @@ class RunInfo:
         """The running Prefect flow run (its id becomes the run id), or a fresh uuid outside Prefect."""
         run_id, parameters, deployment = None, {}, None
         try:
-            from prefect.runtime import deployment as prefect_deployment
             from prefect.runtime import flow_run
 
-            run_id, parameters, deployment = flow_run.id, dict(flow_run.parameters or {}), prefect_deployment.name
+            run_id, parameters, deployment = flow_run.id, dict(flow_run.parameters or {}), prefect_deployment_name()
         except Exception:  # not inside a flow run
             pass
         try:
@@ -237,8 +236,32 @@ class RunInfo:
         )
 
 
+def prefect_deployment_name() -> str | None:
+    """The deployment of the Prefect flow run this process is in; None for a run started from the shell.
+
+    Read from the run's context first: `prefect.runtime.deployment.name` asks the API for the flow run on
+    every read (it looks for the deployment id on the context, not on the context's flow run), a round trip
+    each time the run's records name who started it.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.runtime import deployment
+
+    flow_run = getattr(FlowRunContext.get(), "flow_run", None)
+    if flow_run is not None and flow_run.deployment_id is None:
+        return None
+    return deployment.name  # Prefect caches the deployment it reads
+
+
 def ensure_schema(connection) -> int:
-    """Create or migrate headwater_ops in the connection's transaction; returns the schema version."""
+    """Create or migrate headwater_ops in the connection's transaction; returns the schema version.
+
+    Every write of a run's records calls it: when the schema is current (almost always), two queries and no
+    lock; else the migration lock, and the version read again under it.
+    """
+    if connection.execute(f"select to_regclass('{SCHEMA}.schema_version')").fetchone()[0] is not None:
+        current = connection.execute(f"select coalesce(max(version), 0) from {SCHEMA}.schema_version").fetchone()[0]
+        if current >= len(MIGRATIONS):
+            return len(MIGRATIONS)
     connection.execute("select pg_advisory_xact_lock(hashtext('headwater_ops'))")
     connection.execute(f"create schema if not exists {SCHEMA}")
     connection.execute(
@@ -255,19 +278,30 @@ def ensure_schema(connection) -> int:
 def start_run(address: "PostgresAddress", run: RunInfo) -> None:
     """Record the run as 'running' before anything else happens."""
     with address.connect() as connection:
-        ensure_schema(connection)
-        connection.execute(
-            f"insert into {SCHEMA}.runs (run_id, flow_name, parameters, started_at, status, started_by, "
-            "headwater_version) values (%s, %s, %s, %s, 'running', %s, %s) on conflict (run_id) do nothing",
-            (run.run_id, run.flow_name, _json(run.parameters), run.started_at, run.started_by, run.version),
-        )
+        write_running(connection, run)
+
+
+def write_running(connection, run: RunInfo) -> None:
+    """`start_run` in the connection's transaction (headwater.ops.audit.begin_run adds the audit record to it)."""
+    ensure_schema(connection)
+    connection.execute(
+        f"insert into {SCHEMA}.runs (run_id, flow_name, parameters, started_at, status, started_by, "
+        "headwater_version) values (%s, %s, %s, %s, 'running', %s, %s) on conflict (run_id) do nothing",
+        (run.run_id, run.flow_name, _json(run.parameters), run.started_at, run.started_by, run.version),
+    )
 
 
 def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, status: str | None = None) -> None:
     """Write the finished run and everything it did in one transaction (replacing a retry's earlier record)."""
+    with address.connect() as connection:
+        write_record(connection, summary, run, status)
+
+
+def write_record(connection, summary: "RunSummary", run: RunInfo, status: str | None = None) -> None:
+    """`record_run` in the connection's transaction (headwater.ops.audit.end_run adds the audit record to it)."""
     status = status or ("succeeded" if summary.ok else "failed")
     rows = sum(table.rows for load in summary.loads for table in load.tables)
-    with address.connect() as connection, connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         ensure_schema(connection)
         cursor.execute(
             f"insert into {SCHEMA}.runs (run_id, flow_name, parameters, started_at, ended_at, status, started_by, "
@@ -277,9 +311,11 @@ def record_run(address: "PostgresAddress", summary: "RunSummary", run: RunInfo, 
             (run.run_id, run.flow_name, _json(run.parameters), run.started_at, status, run.started_by, run.version,
              summary.seconds, rows, _json(summary.failures)),
         )
-        for table in ("table_loads", "check_results", "dbt_nodes", "freshness", "pii_exposures", "file_loads",
-                      "column_widenings"):
-            cursor.execute(f"delete from {SCHEMA}.{table} where run_id = %s", (run.run_id,))
+        # A retry of the same flow run replaces what the first attempt recorded: one statement, one round trip.
+        cursor.execute("with " + ", ".join(
+            f"{table} as (delete from {SCHEMA}.{table} where run_id = %(run_id)s)"
+            for table in ("table_loads", "check_results", "dbt_nodes", "freshness", "pii_exposures", "file_loads",
+                          "column_widenings")) + " select 1", {"run_id": run.run_id})
         cursor.executemany(
             f"insert into {SCHEMA}.table_loads (run_id, source, table_name, rows_read, rows_loaded, rows_quarantined, "
             "load_ids, seconds, error, deletes_action, rows_deleted, rows_restored, source_keys, deletes_seconds, "
