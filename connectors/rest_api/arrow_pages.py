@@ -5,17 +5,21 @@ extracts, and its normalize step only moves the file. A page whose records are a
 null, a boolean, a number or a string) becomes one Arrow table holding what dlt's normalizer would
 have made of those records:
 
-- columns in the order their keys first appear; a column with no value in the page is left out, as
-  dlt creates no column until a value arrives;
+- columns in the order their keys first appear; a column with no value in the rows that load is left
+  out, as dlt creates no column until a value arrives;
 - integers as bigint, floats (and integers among floats) as double, booleans, strings as text;
-- strings dlt detects as ISO timestamps (the column's first value does, or the table has the column
-  as a timestamp already) as timestamps with time zone, a value without an offset taken as UTC;
+- strings dlt detects as ISO timestamps (the column's first value that loads does, or the table has
+  the column as a timestamp already) as timestamps with time zone, a value without an offset taken as
+  UTC, when every value parses as one (else the column is text);
 - `_dlt_load_id` and `_dlt_id` last, in dlt's order.
 
-The timestamps are typed in a second step that runs after dlt's incremental step: dlt compares an
-incremental cursor with the value in the source's state as the API wrote it (text), exactly as it does
-for dicts, and the table's steps and rules see the same text as before. Until then such a column
-carries ``ISO_TIMESTAMP_TEXT`` in its Arrow field, and the table processor leaves it to this module.
+Timestamps are typed, and columns of nulls left out, in a second step that runs after dlt's
+incremental step: dlt compares an incremental cursor with the value in the source's state as the
+API wrote it (text), exactly as it does for dicts, and the table's steps and rules see the columns
+they saw before (a `required` column present, if null). Until then such a column carries
+``TYPED_LATER`` in its Arrow field, and the table processor leaves it to this module.
+
+Pages after the first are joined (``BATCH_RECORDS``) and fetched a few ahead in a background thread.
 
 A page with nested values (objects, arrays), records that are not objects, integers beyond 64 bits or
 a column mixing kinds (a boolean and a number, a number and a string) stays a list of dicts: dlt
@@ -40,13 +44,13 @@ from dlt.common.schema.detections import is_iso_timestamp
 from dlt.extract import DltResource
 from dlt.extract.items_transform import ItemTransform
 
-from headwater.common.widening import ALL_NULL_HINT, ISO_TIMESTAMP_TEXT, is_text
+from headwater.common.widening import ALL_NULL_HINT, TYPED_LATER, is_text
 from headwater.load.read_ahead import read_ahead
 
 TIMESTAMP = pa.timestamp("us", "UTC")
 BATCH_RECORDS = 10_000  # records per Arrow table, pages joined (dlt's fixed cost per item is paid once per table)
 ROW_ID_BYTES = 12  # random bytes per `_dlt_id`: 16 characters of base64 (dlt's own ids have 10 bytes, 14 characters)
-_MARK = {ISO_TIMESTAMP_TEXT: b"1"}
+_LATER = {TYPED_LATER: b"1"}
 
 
 def page_as_table(rows: Any, stored: dict[str, dict] | None = None,
@@ -66,12 +70,10 @@ def page_as_table(rows: Any, stored: dict[str, dict] | None = None,
     fields, arrays = [], []
     for field, array in zip(table.schema, table.columns, strict=True):
         kind = field.type
-        if pa.types.is_null(kind):
-            continue
         if pa.types.is_nested(kind):
             return None
-        if is_text(kind) and _holds_timestamps(array, stored.get(normalize(field.name))):
-            field = field.with_metadata(_MARK)
+        if pa.types.is_null(kind) or (is_text(kind) and _may_be_timestamps(stored.get(normalize(field.name)))):
+            field = field.with_metadata(_LATER)
         fields.append(field)
         arrays.append(array)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -86,9 +88,18 @@ def _columns_of(rows: list) -> pa.Table:
     return pa.table({key: pa.array([row.get(key) for row in rows]) for key in keys})
 
 
+def _stored_type(stored: dict | None) -> str | None:
+    return None if stored is None or stored.get(ALL_NULL_HINT) else stored.get("data_type")
+
+
+def _may_be_timestamps(stored: dict | None) -> bool:
+    """A text column dlt may type as timestamps: new to the table (its first value decides), or one already."""
+    return _stored_type(stored) in (None, "timestamp")
+
+
 def _holds_timestamps(array: pa.ChunkedArray, stored: dict | None) -> bool:
     """Whether dlt would type this text column as a timestamp, and every value of it parses as one."""
-    stored_type = None if stored is None or stored.get(ALL_NULL_HINT) else stored.get("data_type")
+    stored_type = _stored_type(stored)
     if stored_type is None:
         first = next((value for value in _first_values(array) if value), None)
         if first is None or is_iso_timestamp(str, first) != "timestamp":
@@ -125,14 +136,20 @@ def iso_timestamps(array: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Ar
         return None
 
 
-def typed_timestamps(table: pa.Table) -> pa.Table:
-    """The marked text columns as timestamps, and dlt's `_dlt_load_id` and `_dlt_id` columns after the others."""
+def typed_later(table: pa.Table, stored: dict[str, dict] | None = None,
+                normalize: Callable[[str], str] = str) -> pa.Table:
+    """The marked columns typed as dlt would type the values that reached it: text that dlt detects as ISO
+    timestamps as timestamps, columns without a value left out; dlt's `_dlt_load_id` and `_dlt_id` columns
+    after the others. ``stored`` and ``normalize`` as for page_as_table."""
+    stored = stored or {}
     fields, arrays = [], []
     for field, array in zip(table.schema, table.columns, strict=True):
-        if (field.metadata or {}).get(ISO_TIMESTAMP_TEXT) and is_text(field.type):
-            parsed = iso_timestamps(array)
-            if parsed is not None:
-                array, field = parsed, pa.field(field.name, TIMESTAMP)
+        if array.null_count == len(array):
+            continue  # dlt makes no column of a key without a value (a step or rule may have taken the others)
+        if (field.metadata or {}).get(TYPED_LATER) == b"1":
+            timestamps = is_text(field.type) and _holds_timestamps(array, stored.get(normalize(field.name)))
+            field = pa.field(field.name, TIMESTAMP if timestamps else field.type)
+            array = iso_timestamps(array) if timestamps else array
         fields.append(field)
         arrays.append(array)
     rows = table.num_rows
@@ -152,8 +169,16 @@ def row_ids(count: int) -> pa.StringArray:
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
 
 
+class JoinedPages(list):
+    """Pages of one walk handed on together: each stays a page of its own until it is an Arrow table."""
+
+
 class _PagesAsTables(ItemTransform):
-    """Right after the pages are fetched: each flat page one Arrow table (timestamps still text)."""
+    """Right after the pages are fetched: each flat page an Arrow table (timestamps still text, nulls kept).
+
+    Joined pages whose tables have one schema leave as one table; a page whose columns differ from
+    the one before (a field that changed type) starts another, which the table processor widens to.
+    """
 
     def __init__(self, table: str) -> None:
         super().__init__(self)
@@ -162,27 +187,49 @@ class _PagesAsTables(ItemTransform):
     def __call__(self, item: Any, meta: Any = None) -> Any:
         if not isinstance(item, list):
             return item
+        if not isinstance(item, JoinedPages):
+            table = self._table_of(item)
+            return item if table is None else table
+        return self._joined(item)
+
+    def _joined(self, pages: JoinedPages) -> Iterator[Any]:
+        tables: list[pa.Table] = []
+        for page in pages:
+            table = self._table_of(page)
+            if tables and (table is None or not table.schema.equals(tables[0].schema, check_metadata=True)):
+                yield pa.concat_tables(tables)
+                tables = []
+            if table is None:
+                yield page  # stays records: dlt nests and types them
+            else:
+                tables.append(table)
+        if tables:
+            yield pa.concat_tables(tables)
+
+    def _table_of(self, page: list) -> pa.Table | None:
         schema = _live_schema()
         if schema is None or self.table not in schema.tables:
-            table = page_as_table(item)
-        else:
-            table = page_as_table(item, schema.get_table_columns(self.table), schema.naming.normalize_identifier)
-        return item if table is None else table
+            return page_as_table(page)
+        return page_as_table(page, schema.get_table_columns(self.table), schema.naming.normalize_identifier)
 
 
-class _TimestampsTyped(ItemTransform):
-    """After dlt's incremental step: the marked text columns typed, dlt's columns added."""
+class _TypedLater(ItemTransform):
+    """After dlt's incremental step: the marked columns typed, dlt's columns added."""
 
     placement_affinity = 1.2  # behind the incremental (1) and add_limit (1.1), before a fork to child resources
 
-    def __init__(self) -> None:
+    def __init__(self, table: str) -> None:
         super().__init__(self)
+        self.table = table
 
     def __call__(self, item: Any, meta: Any = None) -> Any:
         # Rows for the quarantine table (named in meta) and pages left as dicts pass as they are.
         if not isinstance(item, pa.Table) or _names_another_table(meta):
             return item
-        return typed_timestamps(item)
+        schema = _live_schema()
+        if schema is None or self.table not in schema.tables:
+            return typed_later(item)
+        return typed_later(item, schema.get_table_columns(self.table), schema.naming.normalize_identifier)
 
 
 def with_arrow_pages(resources: list[DltResource]) -> list[DltResource]:
@@ -194,12 +241,12 @@ def with_arrow_pages(resources: list[DltResource]) -> list[DltResource]:
         if resource._pipe.parent is None and callable(resource._pipe.gen):
             resource._pipe.replace_gen(_joining_pages(resource._pipe.gen))
         resource.add_step(_PagesAsTables(resource.table_name))
-        resource.add_step(_TimestampsTyped())
+        resource.add_step(_TypedLater(resource.table_name))
     return resources
 
 
 def _joining_pages(paginate: Callable) -> Callable:
-    """paginate, its pages joined into lists of about BATCH_RECORDS records; the first page alone.
+    """paginate, its pages handed on in JoinedPages of about BATCH_RECORDS records; the first page alone.
 
     dlt's work per item (schema, hints, a Parquet write) and the table processor's are per list, not
     per record: fewer, longer lists cost less. The pages after the first are asked for in a background
@@ -215,19 +262,20 @@ def _joining_pages(paginate: Callable) -> Callable:
         if first is None:
             return
         yield first
-        joined: list = []
+        joined, records = JoinedPages(), 0
         # The next pages are fetched and parsed in a background thread while dlt writes this batch.
         for page in read_ahead(walk):
             if not isinstance(page, list):
                 if joined:
                     yield joined
-                    joined = []
+                    joined, records = JoinedPages(), 0
                 yield page
                 continue
-            joined.extend(page)
-            if len(joined) >= BATCH_RECORDS:
+            joined.append(page)
+            records += len(page)
+            if records >= BATCH_RECORDS:
                 yield joined
-                joined = []
+                joined, records = JoinedPages(), 0
         if joined:
             yield joined
 

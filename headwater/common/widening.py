@@ -11,9 +11,9 @@ cast up to the column's type; a wider one changes the column's type in dlt's sch
 Postgres destination (headwater.postgres.loader), which alters a table's column when dlt's schema
 has widened it. JSON sits outside the lattice: a text column whose Arrow field carries
 ``JSON_TEXT_METADATA`` (objects and arrays of a landing file) is created as json, and a column that
-is already text keeps its type. A text column whose field carries ``ISO_TIMESTAMP_TEXT`` holds ISO
-timestamps its connector types itself later (after dlt's incremental step, which compares them as
-text): ``conform_batch`` leaves it as it comes.
+is already text keeps its type. A column whose field carries ``TYPED_LATER`` is one its connector
+types itself after dlt's incremental step (ISO timestamps that step compares as text, a column with
+no value yet): ``conform_batch`` leaves it as it comes.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ ALL_NULL_HINT = "x-headwater-all-null"
 # Arrow field metadata of a text column that holds JSON text (objects and arrays of a landing file):
 # the column is created as json (jsonb in Postgres), or takes that type after holding only nulls.
 JSON_TEXT_METADATA = b"headwater.json_text"
-# Arrow field metadata of a text column of ISO timestamps that the connector turns into timestamps after
-# dlt's incremental step (connectors/rest_api/arrow_pages.py): not conformed here, as text it is not.
-ISO_TIMESTAMP_TEXT = b"headwater.iso_timestamp_text"
+# Arrow field metadata of a column its connector types after dlt's incremental step (text that becomes
+# timestamps, nulls that become no column: connectors/rest_api/arrow_pages.py): not conformed here.
+TYPED_LATER = b"headwater.typed_later"
 # The kinds the lattice orders; columns of other types (json, binary, time, wei) are left as they come.
 LATTICE = frozenset({"bool", "bigint", "decimal", "double", "date", "timestamp", "text"})
 MAX_DECIMAL_PRECISION = 38
@@ -123,7 +123,7 @@ def conform_batch(batch: pa.Table, columns: dict[str, dict], caps: Any,
 
 
 def _typed_later(field: pa.Field) -> bool:
-    return is_text(field.type) and (field.metadata or {}).get(ISO_TIMESTAMP_TEXT) == b"1"
+    return (field.metadata or {}).get(TYPED_LATER) == b"1"
 
 
 def _conform_column(field: pa.Field, array, column: dict, caps: Any):
