@@ -100,19 +100,13 @@ def _may_be_timestamps(stored: dict | None) -> bool:
 def _holds_timestamps(array: pa.ChunkedArray, stored: dict | None) -> bool:
     """Whether dlt would type this text column as a timestamp, and every value of it parses as one."""
     stored_type = _stored_type(stored)
-    if stored_type is None:
-        first = next((value for value in _first_values(array) if value), None)
-        if first is None or is_iso_timestamp(str, first) != "timestamp":
+    if stored_type is None:  # dlt types a new column by its first value
+        first = array.drop_null()[:1].to_pylist()
+        if not first or is_iso_timestamp(str, first[0]) != "timestamp":
             return False
     elif stored_type != "timestamp":
         return False
     return iso_timestamps(array) is not None
-
-
-def _first_values(array: pa.ChunkedArray) -> Iterator[str]:
-    for chunk in array.chunks:
-        for value in chunk.drop_null()[:16].to_pylist():  # detection needs the first non-empty value only
-            yield value
 
 
 def iso_timestamps(array: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array | None:
