@@ -210,3 +210,14 @@ def test_rules_quarantine_the_same_rows_from_arrow_pages_as_from_dict_rows(api, 
     quarantined = "SELECT rule, record::jsonb->>'id', reason FROM {}.things__quarantine ORDER BY 2"
     assert query(database_url, quarantined.format("raw_arrow")) == query(database_url, quarantined.format("raw_rows"))
     assert cells(database_url, "raw_arrow", "things", "id") == cells(database_url, "raw_rows", "things", "id")
+
+
+def test_a_read_limited_to_one_item_asks_for_the_first_page_only(api):
+    serve(api, "/things", FLAT, page_size=2)
+    source = rest_api(client={"base_url": api.url, "paginator": CURSOR},
+                      resources=[{"name": "things", "endpoint": {"path": "things", "data_selector": "data"}}])
+
+    items = list(source.resources["things"].add_limit(1))  # what `headwater check` reads
+
+    assert [item.num_rows for item in items] == [2]
+    assert len(api.requests_to("/things")) == 1  # the pages after it are fetched ahead only once it is handed on
