@@ -5,8 +5,10 @@ fails later in `response.json()`, naming no request; a next cursor or link the A
 or the same page served again and again, is followed forever. `PageGuard` wraps the paginator dlt
 builds from the settings (dlt takes a paginator instance wherever it takes a paginator's settings):
 
-- before the first request of a walk it adds a response hook that raises `UnreadablePage` for a 2xx
-  body that does not parse as JSON; the source's retry policy retries that like a 5xx
+- before the first request of a walk it adds a response hook that parses a 2xx body once (orjson, or
+  the standard parser for what orjson refuses: integers beyond 64 bits, NaN) and keeps the result as
+  the answer of `response.json()`, which dlt's paginator and data selector then read without parsing
+  again; it raises `UnreadablePage` for a body that does not parse as JSON; the source's retry policy retries that like a 5xx
   (`retry_unreadable_page`, used by helpers.py), and the last attempt's error names the request,
   the page, the status and the start of the body;
 - after each page it raises `PaginationLoop` when the next request is one the walk already made,
@@ -24,6 +26,7 @@ import json as stdlib_json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from dlt.common import json, logger
 from dlt.sources.helpers.rest_client.detector import PaginatorFactory, single_entity_path
 from dlt.sources.helpers.rest_client.exceptions import PaginatorNotFound
@@ -140,7 +143,7 @@ class PageGuard(BasePaginator):
         if not 200 <= response.status_code < 300:
             return
         try:
-            response.json()
+            parse_once(response)
         except ValueError as error:
             self._unreadable += 1
             raise UnreadablePage(self._unreadable_message(response, error), response) from None
@@ -208,6 +211,16 @@ class PageGuard(BasePaginator):
 
     def __str__(self) -> str:
         return f"{self.inner or 'auto'} (guarded)"
+
+
+def parse_once(response: Response) -> Any:
+    """The body as JSON, parsed now and given back by every later `response.json()` call."""
+    try:
+        parsed = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        parsed = response.json()  # requests' parser: what orjson refuses, or the ValueError of a body that is not JSON
+    response.json = lambda **kwargs: parsed  # type: ignore[method-assign]
+    return parsed
 
 
 def _prepared_url(request: Request) -> str:

@@ -11,7 +11,9 @@ cast up to the column's type; a wider one changes the column's type in dlt's sch
 Postgres destination (headwater.postgres.loader), which alters a table's column when dlt's schema
 has widened it. JSON sits outside the lattice: a text column whose Arrow field carries
 ``JSON_TEXT_METADATA`` (objects and arrays of a landing file) is created as json, and a column that
-is already text keeps its type.
+is already text keeps its type. A column whose field carries ``TYPED_LATER`` is one its connector
+types itself after dlt's incremental step (ISO timestamps that step compares as text, a column with
+no value yet): ``conform_batch`` leaves it as it comes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ ALL_NULL_HINT = "x-headwater-all-null"
 # Arrow field metadata of a text column that holds JSON text (objects and arrays of a landing file):
 # the column is created as json (jsonb in Postgres), or takes that type after holding only nulls.
 JSON_TEXT_METADATA = b"headwater.json_text"
+# Arrow field metadata of a column its connector types after dlt's incremental step (text that becomes
+# timestamps, nulls that become no column: connectors/rest_api/arrow_pages.py): not conformed here.
+TYPED_LATER = b"headwater.typed_later"
 # The kinds the lattice orders; columns of other types (json, binary, time, wei) are left as they come.
 LATTICE = frozenset({"bool", "bigint", "decimal", "double", "date", "timestamp", "text"})
 MAX_DECIMAL_PRECISION = 38
@@ -97,7 +102,7 @@ def conform_batch(batch: pa.Table, columns: dict[str, dict], caps: Any,
     hints: dict[str, dict] = {}
     arrays, fields, changed = [], [], False
     for field, array in zip(batch.schema, batch.columns, strict=True):
-        if field.name in typed_by_source and field.name not in retyped:
+        if (field.name in typed_by_source and field.name not in retyped) or _typed_later(field):
             arrays.append(array)
             fields.append(field)
             continue
@@ -115,6 +120,10 @@ def conform_batch(batch: pa.Table, columns: dict[str, dict], caps: Any,
     if not changed:
         return batch, hints
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=batch.schema.metadata)), hints
+
+
+def _typed_later(field: pa.Field) -> bool:
+    return (field.metadata or {}).get(TYPED_LATER) == b"1"
 
 
 def _conform_column(field: pa.Field, array, column: dict, caps: Any):
