@@ -35,6 +35,7 @@ from benchmarks.projects import (
     write_project,
 )
 from benchmarks.report import Report, Row, Target
+from headwater.postgres.copy_streams import copy_streams
 
 COPY_BASIS = "raw COPY, same rows"
 PLAIN_DLT_CAP = 1_000_000  # plain dlt runs at most this many rows; larger sizes are extrapolated from its rate
@@ -72,6 +73,12 @@ def median_run(runs: list[tuple]) -> tuple:
     """Of (config, url, result) runs of one case, the one with the median seconds (lower middle if even)."""
     ordered = sorted(runs, key=lambda run: run[2]["seconds"])
     return ordered[(len(ordered) - 1) // 2]
+
+
+def streams_note(rows: int) -> str:
+    """How many COPY streams load a file of ``rows`` rows here (headwater.postgres.copy_streams)."""
+    streams = copy_streams(rows)
+    return f"{streams} COPY stream{'s' if streams > 1 else ''}"
 
 
 def stages_note(result: dict) -> str:
@@ -183,7 +190,7 @@ class Benchmark:
                 self.rss[kind, size] = result["peak_rss_mb"]
                 ratio = self.vs_copy(result, size)
                 self.add(f"Headwater file {kind.upper()} {size:,}", result, ratio, COPY_BASIS,
-                         "3 enrichment steps; " + stages_note(result))
+                         f"3 enrichment steps; {streams_note(size)}; " + stages_note(result))
                 self.report.targets.append(Target(f"file {kind.upper()} {size:,} vs COPY", ratio, FILE_TARGET, "x",
                                                   detail=self.time_budget(result, size, FILE_TARGET)))
         self.profile_missed("file", lambda kind: file_source(self.data(self.profile_size())[kind == "parquet"]
@@ -290,7 +297,8 @@ class Benchmark:
                                                  secrets={SOURCE_URL_SECRET: credentials})
             ratios[kind] = self.vs_copy(result, size)
             self.add(f"Headwater sql_database, {kind} source", result, ratios[kind], COPY_BASIS,
-                     "backend chosen by database (connectorx), cursor updated_at; " + stages_note(result))
+                     f"backend chosen by database (connectorx), cursor updated_at; {streams_note(size)}; "
+                     + stages_note(result))
             self.report.targets.append(Target(f"sql {kind} {size:,} vs COPY", ratios[kind], SQL_TARGET, "x",
                                               detail=self.time_budget(result, size, SQL_TARGET)))
             if kind == "Postgres":

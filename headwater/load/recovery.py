@@ -20,6 +20,9 @@ The windows a kill can leave, and what happens to each here:
   merge, scd2 or replace table), but only when no job of that table in the package is completed,
   because then every row of that load id in that table comes from a job that runs again.
   A job that committed and wrote its marker is completed by dlt without running again: its rows stay.
+  A copy job split over several COPY streams (headwater.postgres.copy_streams) commits them one after
+  the other: a kill between two commits is this same window (the job is started, not completed), and
+  the job itself, seeing the marker it wrote before its first commit, deletes its load id again first.
   Residual limit: a table split into several job files, some completed and some not, cannot be
   told apart row by row; it is logged and left to the replay (merge tables are still deduplicated
   by key, append tables may then hold duplicates). Arrow batches give one file per table.

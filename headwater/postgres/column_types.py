@@ -116,17 +116,18 @@ def _copy_through_text_table(cursor, table, batches, db_schema_name, types, text
     cursor.adbc_ingest(staging, batches, mode="create", temporary=True)
     names = batches.schema.names
     converted = {name for name in text_columns if types.get(name, "text") not in ("text", "varchar", "bpchar")}
-    target = f"{_quoted(db_schema_name)}.{_quoted(table)}" if db_schema_name else _quoted(table)
+    target = f"{quoted(db_schema_name)}.{quoted(table)}" if db_schema_name else quoted(table)
     select = ", ".join(
-        f"{_quoted(name)}::{types[name]}" if name in converted else _quoted(name) for name in names
+        f"{quoted(name)}::{types[name]}" if name in converted else quoted(name) for name in names
     )
     cursor.execute(
-        f"insert into {target} ({', '.join(_quoted(name) for name in names)}) select {select} from {_quoted(staging)}"
+        f"insert into {target} ({', '.join(quoted(name) for name in names)}) select {select} from {quoted(staging)}"
     )
     rows = cursor.rowcount
-    cursor.execute(f"drop table {_quoted(staging)}")
+    cursor.execute(f"drop table {quoted(staging)}")
     return rows
 
 
-def _quoted(identifier: str) -> str:
+def quoted(identifier: str) -> str:
+    """A Postgres identifier in double quotes."""
     return '"' + identifier.replace('"', '""') + '"'

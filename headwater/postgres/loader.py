@@ -39,9 +39,12 @@ from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN, REPLACES_FILES_HINT
 from headwater.common.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
 from headwater.postgres.column_migrations import ColumnChange, change_column_types, holds_only_nulls
-from headwater.postgres.column_types import copy_into, with_exact_types
+from headwater.postgres.column_types import copy_into, quoted, with_exact_types
+from headwater.postgres.copy_streams import PartialCopy, copy_in_streams, copy_streams
 from headwater.postgres.key_indexes import sync_key_indexes, wanted_index
 
+# The column dlt gives every row: the load that wrote it.
+LOAD_ID_COLUMN = "_dlt_load_id"
 # Rows per batch handed to the driver: each becomes one chunk of COPY data.
 COPY_BATCH_ROWS = 64 * 1024
 # Types a column created as text from nothing but nulls may take from its first values.
@@ -52,27 +55,47 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
     def run(self) -> None:
         columns = (self._load_table or {}).get("columns", {})
         table = self._load_table["name"] if self._load_table else self.load_table_name
+        catalog_name, schema_name = self._set_catalog_and_schema()
+        copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
+        ingest = without_none({"catalog_name": catalog_name, "db_schema_name": schema_name})
+        partial = PartialCopy(self._file_path, self.job_id())
+        # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
+        with pq.ParquetFile(self._file_path, pre_buffer=False) as parquet:
+            # Several streams need the load id on every row: it is how a copy committed in part is undone.
+            streams = copy_streams(parquet.metadata.num_rows) if LOAD_ID_COLUMN in parquet.schema_arrow.names else 1
+            batches = copy.reader(parquet.schema_arrow, parquet.iter_batches(batch_size=COPY_BATCH_ROWS))
+
+            def copy_batches(cursor, reader: pa.RecordBatchReader):
+                # copy_into: adbc_ingest, with jsonb and text bound for other types made copyable (column_types)
+                return copy_into(cursor, self.load_table_name, reader, **ingest)
+
+            try:
+                if partial.left_behind():  # an earlier try committed some of its streams
+                    self._delete_partial_copy(schema_name)
+                    partial.clear()
+                if streams == 1:
+                    with self._connect() as connection, connection.cursor() as cursor:
+                        copy_batches(cursor, batches)
+                        connection.commit()
+                else:
+                    copy_in_streams(self._connect, streams, batches, copy_batches, partial)
+            except Exception as error:
+                if copy.cast_failure is not None:  # a value Arrow cannot cast: copying it again cannot help
+                    raise DestinationTerminalException(copy.cast_failure) from None
+                if not isinstance(error, DatabaseError):
+                    raise
+                if not refuses_data(error):  # the connection or the server failed, not the rows: dlt retries
+                    raise DestinationTransientException(
+                        f"Postgres failed while copying into {copy.where}, not because of the rows (the load "
+                        f"is kept and tried again): {_first_line(error)}") from None
+                # the rows themselves are refused: loading them again cannot help
+                raise DestinationTerminalException(copy.refused(error, files_of(self._file_path))) from None
+
+    def _delete_partial_copy(self, schema_name: str) -> None:
+        """Delete this job's load id from its table: the rows of streams an interrupted try committed."""
+        target = f"{quoted(schema_name)}.{quoted(self.load_table_name)}"
         with self._connect() as connection, connection.cursor() as cursor:
-            catalog_name, schema_name = self._set_catalog_and_schema()
-            copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
-            # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
-            with pq.ParquetFile(self._file_path, pre_buffer=False) as parquet:
-                batches = parquet.iter_batches(batch_size=COPY_BATCH_ROWS)
-                try:
-                    # copy_into: adbc_ingest, with jsonb and text bound for other types made copyable (column_types)
-                    copy_into(cursor, self.load_table_name, copy.reader(parquet.schema_arrow, batches),
-                              **without_none({"catalog_name": catalog_name, "db_schema_name": schema_name}))
-                except Exception as error:
-                    if copy.cast_failure is not None:  # a value Arrow cannot cast: copying it again cannot help
-                        raise DestinationTerminalException(copy.cast_failure) from None
-                    if not isinstance(error, DatabaseError):
-                        raise
-                    if not refuses_data(error):  # the connection or the server failed, not the rows: dlt retries
-                        raise DestinationTransientException(
-                            f"Postgres failed while copying into {copy.where}, not because of the rows (the load "
-                            f"is kept and tried again): {_first_line(error)}") from None
-                    # the rows themselves are refused: loading them again cannot help
-                    raise DestinationTerminalException(copy.refused(error, files_of(self._file_path))) from None
+            cursor.execute(f"DELETE FROM {target} WHERE {quoted(LOAD_ID_COLUMN)} = $1", (self._load_id,))
             connection.commit()
 
 

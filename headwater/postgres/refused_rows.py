@@ -28,7 +28,7 @@ from adbc_driver_manager import DatabaseError, dbapi
 from dlt.destinations.impl.postgres.factory import get_adbc_driver_location
 
 from headwater.common.file_rows import FILE_COLUMN
-from headwater.postgres.column_types import copy_into
+from headwater.postgres.column_types import copy_into, quoted
 from headwater.postgres.loader import FileCopy, refuses_data
 
 # Copies that may be spent telling the refused rows of one landing file from its good ones. Finding k
@@ -56,11 +56,11 @@ def find_refused_rows(uri: str, schema: str, table: str, columns: dict, capabili
     ``uri``: the destination, as the load connects to it. Raises the driver's error when the connection
     or the server fails.
     """
-    qualified = f"{_quoted(schema)}.{_quoted(table)}"
+    qualified = f"{quoted(schema)}.{quoted(table)}"
     with dbapi.connect(driver=get_adbc_driver_location(), db_kwargs={"uri": uri}) as connection, \
             connection.cursor() as cursor:
         # Named as the table, so that Postgres's reasons name it too; pg_temp keeps the two apart.
-        cursor.execute(f"create temporary table {_quoted(table)} (like {qualified} including defaults)")
+        cursor.execute(f"create temporary table {quoted(table)} (like {qualified} including defaults)")
         connection.commit()
         probe = _Probe(connection, cursor, table, FileCopy(columns, capabilities, f"{schema}.{table}"))
         failure = probe(rows.schema, [])
@@ -166,7 +166,4 @@ def _file_groups(rows: pa.Table) -> list[list[int]]:
 def _batches(rows: pa.Table) -> list[pa.RecordBatch]:
     return rows.combine_chunks().to_batches() if rows.num_rows else []
 
-
-def _quoted(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 

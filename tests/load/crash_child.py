@@ -10,6 +10,10 @@ The kill points wrap dlt internals here, in the test process, so the product car
   load_after_commit:T  table T's copy job committed, before dlt marks the job completed
   load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
                        before the job file moved to completed (dlt completes it without re-running)
+  streams_committing:T table T's copy job runs in 2 COPY streams (headwater.postgres.copy_streams): the
+                       first stream committed, killed before the second commits
+  streams_lost:T       the same, but the second stream's connection is terminated by the server before
+                       its commit (no kill): dlt retries the job in the same run
   set_aside_quarantined  rows Postgres refused written as a quarantine package, before the refused
                        job's file is rewritten without them
   set_aside_rewritten  the refused job's file rewritten, before the packages load
@@ -87,6 +91,8 @@ def arm(kill_point: str) -> None:
                 die()
 
         PackageStorage.save_pending_transition = save_then_die
+    elif kill_point.startswith("streams_"):
+        arm_streams(*kill_point.split(":", 1))
     elif kill_point.startswith("set_aside_"):
         from headwater.load.refusals import _JobSearch
 
@@ -101,6 +107,43 @@ def arm(kill_point: str) -> None:
         _JobSearch.rewrite = rewrite_and_die
     else:
         raise SystemExit(f"unknown kill point {kill_point!r}")
+
+
+def arm_streams(how: str, table: str) -> None:
+    """Table ``table``'s copy job in 2 streams of small batches; its second commit is killed or loses its connection."""
+    import psycopg
+    from dlt.destinations.impl.postgres.postgres import PostgresParquetCopyJob
+
+    from headwater.postgres import loader
+    from headwater.postgres.copy_streams import STREAMS_VARIABLE
+
+    os.environ[STREAMS_VARIABLE] = "2"
+    loader.COPY_BATCH_ROWS = 100  # the test's few thousand rows then reach both streams
+    connect, commits = PostgresParquetCopyJob._connect, []
+
+    def connect_with_fault(self):
+        connection = connect(self)
+        if self.load_table_name != table:
+            return connection
+        commit = connection.commit
+
+        def commit_with_fault():
+            commits.append(self)
+            if len(commits) == 2:
+                if how == "streams_committing":
+                    die()
+                with connection.cursor() as cursor:  # the server ends this stream's connection, as a restart would
+                    cursor.execute("select pg_backend_pid()")
+                    pid = cursor.fetchone()[0]
+                url = self._job_client.config.credentials.to_native_representation()
+                with psycopg.connect(url, autocommit=True) as admin:
+                    admin.execute("select pg_terminate_backend(%s)", (pid,))
+            commit()
+
+        connection.commit = commit_with_fault
+        return connection
+
+    PostgresParquetCopyJob._connect = connect_with_fault
 
 
 def main() -> None:

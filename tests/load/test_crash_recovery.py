@@ -1,5 +1,8 @@
 """A load SIGKILLed at extract, normalize or load, then run again: the destination equals the source.
 
+Also with a copy job split over 2 COPY streams (headwater.postgres.copy_streams): killed between the
+streams' commits, or losing a stream's connection while committing.
+
 Each kill lands in a subprocess (tests/load/crash_child.py). The next run must load what the
 crashed one left, extract what changed since, and end with the same rows as the source: counts,
 keys, an md5 of the ordered rows, and no duplicates, for an append and a merge table.
@@ -13,6 +16,7 @@ import sys
 
 import pytest
 
+from headwater.postgres.copy_streams import STREAMS_VARIABLE
 from tests.conftest import REPO, query
 from tests.load.helpers import execute, fingerprint, load, write_project
 
@@ -48,20 +52,12 @@ def assert_destination_equals_source(source_url: str, destination_url: str) -> N
     "extract", "normalize", "normalize_committed", "load_before_commit",
     "load_after_commit:events", "load_after_commit:accounts", "load_after_marker:events",
 ])
-def test_a_killed_load_is_completed_by_the_next_run(kill_point, tmp_path, source_url, database_url):
-    execute(source_url, """
-        create table events (id int primary key, kind text, amount numeric(12, 2));
-        create table accounts (id int primary key, owner text, balance numeric(12, 2), updated_at timestamptz);
-    """)
-    add_data(source_url, 1, 3000, 50, tick=1)
-    path = write_project(tmp_path / "project", TABLES)
-    load(path, destination_url=database_url, source="src")
-
-    add_data(source_url, 3001, 2000, 40, tick=2)
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.load.crash_child", str(path), database_url, "src", kill_point],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120,
-    )
+@pytest.mark.parametrize("streams", ["1", "2"])
+def test_a_killed_load_is_completed_by_the_next_run(kill_point, streams, tmp_path, source_url, database_url,
+                                                    monkeypatch):
+    monkeypatch.setenv(STREAMS_VARIABLE, streams)  # copy jobs in one COPY stream, or in 2
+    path = first_load(tmp_path, source_url, database_url)
+    child = run_child(path, database_url, kill_point)
     assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
     if kill_point == "load_after_commit:events":  # the committed job's rows belong to no finished load yet
         orphans = query(database_url, "select count(*) from raw_src.events e where not exists "
@@ -73,3 +69,55 @@ def test_a_killed_load_is_completed_by_the_next_run(kill_point, tmp_path, source
     assert_destination_equals_source(source_url, database_url)
     load(path, destination_url=database_url, source="src")  # and the run after is a normal one
     assert_destination_equals_source(source_url, database_url)
+
+
+@pytest.mark.parametrize("table", ["events", "accounts"])
+def test_a_load_killed_between_its_copy_streams_commits_is_completed_by_the_next_run(
+        table, tmp_path, source_url, database_url, monkeypatch):
+    monkeypatch.setenv(STREAMS_VARIABLE, "2")  # the runs after the kill copy in 2 streams too
+    path = first_load(tmp_path, source_url, database_url)
+    child = run_child(path, database_url, f"streams_committing:{table}")
+    assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+    if table == "events":  # one stream committed: part of the job's 2000 rows, of no finished load
+        orphans = query(database_url, "select count(*) from raw_src.events e where not exists "
+                                      "(select 1 from raw_src._dlt_loads l where l.load_id = e._dlt_load_id)")
+        assert 0 < orphans[0][0] < 2000
+
+    add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+
+
+def test_a_copy_stream_that_loses_its_connection_while_committing_is_copied_again_in_the_same_run(
+        tmp_path, source_url, database_url):
+    path = first_load(tmp_path, source_url, database_url)
+    child = run_child(path, database_url, "streams_lost:events")
+    assert child.returncode == 0, child.stdout[-2000:] + child.stderr[-3000:]
+    assert "finished without being killed" in child.stdout
+    # dlt retried the job: it deleted the committed stream's rows of its load id before copying again
+    assert_destination_equals_source(source_url, database_url)
+    add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+
+
+def first_load(tmp_path, source_url: str, database_url: str):
+    """The source's tables loaded once, then changed: the next load has 2000 new events and changed accounts."""
+    execute(source_url, """
+        create table events (id int primary key, kind text, amount numeric(12, 2));
+        create table accounts (id int primary key, owner text, balance numeric(12, 2), updated_at timestamptz);
+    """)
+    add_data(source_url, 1, 3000, 50, tick=1)
+    path = write_project(tmp_path / "project", TABLES)
+    load(path, destination_url=database_url, source="src")
+    add_data(source_url, 3001, 2000, 40, tick=2)
+    return path
+
+
+def run_child(path, database_url: str, kill_point: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.load.crash_child", str(path), database_url, "src", kill_point],
+        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120,
+    )
