@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from dataclasses import dataclass
@@ -347,16 +348,17 @@ class Benchmark:
             secrets = {SOURCE_URL_SECRET: source_url.replace("postgresql://", "postgresql+psycopg://")}
             config = write_project(self.settings.work / "projects" / f"merge-sql-{size}", sql_merge_source(), secrets)
             self.merge_runs(f"sql_database Postgres {size:,}", config, "db", hand,
-                            lambda: upsert_csv(source_url, TABLE, one_csv),
-                            lambda: upsert_csv(source_url, TABLE, changed_csv), "rows updated or added since the cursor")
+                            functools.partial(upsert_csv, source_url, TABLE, one_csv),
+                            functools.partial(upsert_csv, source_url, TABLE, changed_csv),
+                            "rows updated or added since the cursor")
 
             landing = folder / "landing"
             landing.mkdir(parents=True, exist_ok=True)
             shutil.copy(parquet_path, landing / f"{TABLE}.parquet")
             config = write_project(self.settings.work / "projects" / f"merge-files-{size}", file_merge_source(landing))
             self.merge_runs(f"Parquet {size:,}", config, "files", hand,
-                            lambda: write_parquet(one, landing / f"{TABLE}-one.parquet"),
-                            lambda: write_parquet(frame, landing / f"{TABLE}-changed.parquet"),
+                            functools.partial(write_parquet, one, landing / f"{TABLE}-one.parquet"),
+                            functools.partial(write_parquet, frame, landing / f"{TABLE}-changed.parquet"),
                             "one new file of the changed rows")
 
     def merge_runs(self, name: str, config: Path, source: str, hand: dict, change_one: Callable[[], object],
@@ -371,7 +373,8 @@ class Benchmark:
         ratio = more["seconds"] / hand["seconds"] if hand["seconds"] else 0.0
         beyond = more["seconds"] - one["seconds"]
         self.add(f"incremental, 1% changed rows (merge), {name}", more, ratio, BY_HAND_BASIS,
-                 f"{what}; {stages_note(more)}; {beyond:.2f} s beyond a run with 1 changed row ({one['seconds']:.2f} s)")
+                 f"{what}; {stages_note(more)}; {beyond:.2f} s beyond a run with 1 changed row "
+                 f"({one['seconds']:.2f} s)")
         self.report.targets.append(Target(
             f"incremental 1% changed merge {name} vs by hand", ratio, MERGE_TARGET, "x", higher_is_better=False,
             detail=f"The run ({more['seconds']:.2f} s: {stages_note(more)}, and config, pipeline state, schema and "

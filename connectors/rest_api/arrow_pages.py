@@ -29,10 +29,10 @@ resources resolve from stays dicts as a whole: its children read fields of each 
 
 from __future__ import annotations
 
-import array
 import base64
 import functools
 import os
+from array import array as typed_array
 from itertools import chain
 from typing import Any, Callable, Iterator
 
@@ -159,7 +159,7 @@ def row_ids(count: int) -> pa.StringArray:
     """``count`` random row ids for `_dlt_id`, like dlt's (base64 text), made in one go rather than one by one."""
     text = base64.b64encode(os.urandom(ROW_ID_BYTES * count))  # every 3 bytes give 4 characters: no padding
     width = ROW_ID_BYTES * 4 // 3
-    offsets = array.array("i", range(0, width * count + 1, width))
+    offsets = typed_array("i", range(0, width * count + 1, width))
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
 
 

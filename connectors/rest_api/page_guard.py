@@ -8,8 +8,8 @@ builds from the settings (dlt takes a paginator instance wherever it takes a pag
 - before the first request of a walk it adds a response hook that parses a 2xx body once (orjson, or
   the standard parser for what orjson refuses: integers beyond 64 bits, NaN) and keeps the result as
   the answer of `response.json()`, which dlt's paginator and data selector then read without parsing
-  again; it raises `UnreadablePage` for a body that does not parse as JSON; the source's retry policy retries that like a 5xx
-  (`retry_unreadable_page`, used by helpers.py), and the last attempt's error names the request,
+  again; it raises `UnreadablePage` for a body that does not parse as JSON; the source's retry policy retries
+  that like a 5xx (`retry_unreadable_page`, used by helpers.py), and the last attempt's error names the request,
   the page, the status and the start of the body;
 - after each page it raises `PaginationLoop` when the next request is one the walk already made,
   or when the page holds the same rows as an earlier page: the source stops before asking again;

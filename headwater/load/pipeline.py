@@ -19,13 +19,13 @@ from dlt.extract import DltResource, DltSource
 
 from headwater.common.file_rows import files_read
 from headwater.common.interpolation import SecretBlockError
-from headwater.load.stored_schemas import pipeline_name
 from headwater.load.deletes import DeleteResult, detect_deletes
 from headwater.load.progress import LoadProgress
 from headwater.load.recovery import recover
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
 from headwater.load.source_lock import LockNotAcquired, source_lock
+from headwater.load.stored_schemas import pipeline_name
 from headwater.load.table_processor import attach_processors, protection_lookup
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector

@@ -25,7 +25,8 @@ CURSOR = {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "curso
 # Values of every kind JSON has, timestamps written in the forms APIs use, keys missing from some records.
 FLAT = [
     {"id": 1, "amount": 1.5, "active": True, "name": "a", "created": "2024-01-01T00:00:00Z",
-     "shifted": "2024-01-01T01:00:00+02:00", "naive": "2024-01-01T03:04:05.123456", "compact": "2024-03-01T10:00:00+0000",
+     "shifted": "2024-01-01T01:00:00+02:00", "naive": "2024-01-01T03:04:05.123456",
+     "compact": "2024-03-01T10:00:00+0000",
      "day": "2024-01-01", "nothing": None, "mixed_text": "not a time"},
     {"id": 2, "amount": 2.0, "active": False, "name": None, "created": "2024-01-02T00:00:00.5+00:00",
      "shifted": None, "naive": "2024-01-01 03:04:05", "compact": "2024-03-02T10:00:00-0130", "day": "2024-01-02",
