@@ -28,6 +28,7 @@ from benchmarks.endtoend.verify import compare, table_stats
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results.md"
 QUICK_ROWS = 2_000
+LEFT_OUT = "not run in this invocation (left out by --only)"
 QUIET = {"RUNTIME__DLTHUB_TELEMETRY": "false", "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
          "SODA_CORE_TELEMETRY_ENABLED": "false"}
 
@@ -154,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             with ApiServer(args.api_rows) as api:
                 for workload in workloads:
                     title = WORKLOAD_TITLES[workload]
-                    chosen = select(contenders(workload, sources, api.url, work, prefect_url), args.only)
-                    outcomes = [Outcome(c.name, c.note, c.unavailable) for c in chosen]
-                    runnable = [(c, o) for c, o in zip(chosen, outcomes) if not c.unavailable]
+                    every = contenders(workload, sources, api.url, work, prefect_url)
+                    chosen = select(every, args.only)
+                    outcomes = [Outcome(c.name, c.note, c.unavailable if c in chosen else LEFT_OUT) for c in every]
+                    runnable = [(c, o) for c, o in zip(every, outcomes) if not o.unavailable]
                     for round_number in range(args.rounds):
                         shift = round_number % max(1, len(runnable))
                         for contender, outcome in runnable[shift:] + runnable[:shift]:
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                             say(f"  {title} round {round_number + 1}: {contender.name} {result.seconds:.2f} s, "
                                 f"{result.peak_rss_mb:.0f} MB{', ' + result.problem if result.problem else ''}")
                     for outcome in outcomes:
-                        if outcome.unavailable:
+                        if outcome.unavailable and outcome.unavailable != LEFT_OUT:
                             say(f"  {title}: {outcome.name} cannot run here: {outcome.unavailable}")
                     section.workloads[workload] = (title, outcomes)
         finally:

@@ -163,6 +163,16 @@ def _tool(name: str) -> Path:
     return peers.executable(name)
 
 
+def _tool_or_reason(tool: str, source: tuple | None, no_source: str) -> Path | str:
+    """The tool's executable, or why it cannot run this workload (no such source, or no install)."""
+    if source is None:
+        return no_source
+    try:
+        return _tool(tool)
+    except peers.Unavailable as error:
+        return str(error)
+
+
 def _database_streams(sources: Sources, postgres_params: str, files: dict) -> dict[str, tuple[str, str]]:
     """workload -> (source connection, stream) for a peer: its file streams plus the three database tables."""
     return {**files, "postgres": (sources.postgres_url + postgres_params, f"public.{TABLE}"),
@@ -174,12 +184,9 @@ def ingestr(workload: str, sources: Sources, work: Path) -> Contender:
     schema = "e2e_ingestr"
     source = _database_streams(sources, "", {"csv": (f"csv://{sources.csv}", TABLE),
                                              "parquet": (f"parquet://{sources.parquet}", TABLE)}).get(workload)
-    if source is None:
-        return Contender("ingestr", schema, unavailable="ingestr 1.0 has no source for a generic paginated JSON API")
-    try:
-        exe = _tool("ingestr")
-    except peers.Unavailable as error:
-        return Contender("ingestr", schema, unavailable=str(error))
+    exe = _tool_or_reason("ingestr", source, "ingestr 1.0 has no source for a generic paginated JSON API")
+    if isinstance(exe, str):
+        return Contender("ingestr 1.0", schema, unavailable=exe)
     command = (f"{q(exe)} ingest --yes --progress log --source-uri {q(source[0])} --source-table {q(source[1])} "
                f"--dest-uri {q(sources.target_url)} --dest-table {schema}.{TABLE}")
     if workload == "incremental":
@@ -187,7 +194,7 @@ def ingestr(workload: str, sources: Sources, work: Path) -> Contender:
     env = {"INGESTR_DISABLE_TELEMETRY": "true", "PIPELINES_DIR": str(work / "ingestr" / workload)}
     return Contender("ingestr 1.0", schema, command, env=env, initial=command if workload == "incremental" else "",
                      prepare=_reset_folder(work / "ingestr" / workload),
-                     note=f"ingestr {exe.parent.parent.name}")
+                     note=f"ingestr {peers.installed_version('ingestr')}")
 
 
 def sling(workload: str, sources: Sources, work: Path) -> Contender:
@@ -196,12 +203,9 @@ def sling(workload: str, sources: Sources, work: Path) -> Contender:
     source = _database_streams(sources, "?sslmode=disable", {"csv": ("", f"file://{sources.csv}"),
                                                              "parquet": ("", f"file://{sources.parquet}")}
                                ).get(workload)
-    if source is None:
-        return Contender("Sling", schema, unavailable="Sling 1.4 reads no paginated JSON API (files and databases)")
-    try:
-        exe = _tool("sling")
-    except peers.Unavailable as error:
-        return Contender("Sling", schema, unavailable=str(error))
+    exe = _tool_or_reason("sling", source, "Sling 1.4 reads no paginated JSON API (files and databases)")
+    if isinstance(exe, str):
+        return Contender("Sling", schema, unavailable=exe)
     command = (f"{q(exe)} run {('--src-conn ' + q(source[0])) if source[0] else ''} --src-stream {q(source[1])} "
                f"--tgt-conn {q(sources.target_url + '?sslmode=disable')} --tgt-object {schema}.{TABLE}")
     if workload == "incremental":
@@ -250,22 +254,40 @@ def _with_password(url: str, scheme: str) -> str:
     return scheme + "://" + with_password(url).split("://", 1)[1]
 
 
-def singer(workload: str, sources: Sources, work: Path) -> Contender:
+def _csv_tap_config(sources: Sources) -> dict:
+    return {"filesystem": "local", "path": str(sources.csv.parent), "read_mode": "one_stream_per_file"}
+
+
+def _rest_tap_config(api_url: str) -> dict:
+    """The local API's cursor pagination: next_cursor in the body, sent back as ?cursor=."""
+    return {"api_url": api_url, "pagination_request_style": "jsonpath_paginator", "pagination_response_style": "page",
+            "next_page_token_path": "$.next_cursor", "pagination_next_page_param": "cursor",
+            "streams": [{"name": TABLE, "path": f"/{TABLE}", "records_path": "$.data[*]", "primary_keys": ["id"]}]}
+
+
+def singer(workload: str, sources: Sources, api_url: str, work: Path) -> Contender:
     name, schema = "Singer (MeltanoLabs)", "e2e_singer"
-    if workload in ("csv", "parquet"):
-        return Contender(name, schema, unavailable="no tap-csv on the registry (only tap-csv-folder 0.0.1a1, an "
-                                                   "alpha); Singer has no Parquet tap")
-    if workload == "api":
-        return Contender(name, schema, unavailable="tap-rest-api-msdk installs, but is not wired to this API's "
-                                                   "cursor pagination in this suite")
+    if workload == "parquet":
+        return Contender(name, schema, unavailable="the registry has no Singer tap for Parquet files")
     folder = work / "singer" / workload
     folder.mkdir(parents=True, exist_ok=True)
+    tap_name = {"csv": "tap-csv", "mariadb": "tap-mysql", "api": "tap-rest"}.get(workload, "tap-postgres")
     try:
-        tap = _tool("tap-mysql" if workload == "mariadb" else "tap-postgres")
+        tap = _tool(tap_name)
         target = _tool("target-postgres")
     except peers.Unavailable as error:
         return Contender(name, schema, unavailable=str(error))
     tap_config, target_config = folder / "tap.json", folder / "target.json"
+    target_config.write_text(json.dumps({"sqlalchemy_url": _with_password(sources.target_url, "postgresql+psycopg"),
+                                         "default_target_schema": schema, "add_record_metadata": False,
+                                         "activate_version": False, "load_method": "upsert"}))
+    if workload in ("csv", "api"):
+        # SDK taps select every stream without a catalog; the only stream is events
+        tap_config.write_text(json.dumps(_csv_tap_config(sources) if workload == "csv" else _rest_tap_config(api_url)))
+        label = "tap-csv-folder 0.0.1a1 (no tap-csv on the registry)" if workload == "csv" else "tap-rest-api-msdk"
+        return Contender(f"Singer ({label.split()[0]})", schema,
+                         f"{q(tap)} --config {q(tap_config)} | {q(target)} --config {q(target_config)}",
+                         note=f"{label} | target-postgres")
     if workload == "mariadb":
         name = "Singer (pipelinewise tap-mysql)"
         tap_config.write_text(json.dumps({"host": MARIADB["host"], "port": MARIADB["port"], "user": MARIADB["user"],
@@ -275,9 +297,6 @@ def singer(workload: str, sources: Sources, work: Path) -> Contender:
         url = sources.incremental_url if workload == "incremental" else sources.postgres_url
         tap_config.write_text(json.dumps({"sqlalchemy_url": _with_password(url, "postgresql+psycopg2"),
                                           "filter_schemas": ["public"]}))
-    target_config.write_text(json.dumps({"sqlalchemy_url": _with_password(sources.target_url, "postgresql+psycopg"),
-                                         "default_target_schema": schema, "add_record_metadata": False,
-                                         "activate_version": False, "load_method": "upsert"}))
     catalog, state = folder / "catalog.json", folder / "state.json"
     incremental = workload == "incremental"
     discover = _singer_catalog(tap, tap_config, catalog, "events", incremental)
@@ -296,4 +315,5 @@ def singer(workload: str, sources: Sources, work: Path) -> Contender:
 def contenders(workload: str, sources: Sources, api_url: str, work: Path, prefect_api_url: str) -> list[Contender]:
     return [raw_copy(workload, sources), plain_dlt(workload, sources, api_url, work),
             headwater(workload, sources, api_url, work, prefect_api_url),
-            ingestr(workload, sources, work), sling(workload, sources, work), singer(workload, sources, work)]
+            ingestr(workload, sources, work), sling(workload, sources, work),
+            singer(workload, sources, api_url, work)]

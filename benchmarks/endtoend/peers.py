@@ -63,3 +63,10 @@ def executable(name: str) -> Path:
     if install.returncode != 0 or not found:
         raise Unavailable(f"pip install {peer.requirement} failed: {first_line(install.stderr or install.stdout)}")
     return found[0]
+
+
+def installed_version(name: str) -> str:
+    """The version pip installed of the tool's package, from its dist-info folder."""
+    package = PEERS[name].requirement.split("<")[0].split(">")[0].split("=")[0].replace("-", "_")
+    found = sorted((CACHE / name).glob(f"lib/python*/site-packages/{package}-*.dist-info"))
+    return found[0].name.removesuffix(".dist-info").split("-", 1)[1] if found else "?"

@@ -69,7 +69,9 @@ def _table(title: str, rows: int, outcomes: list[Outcome]) -> list[str]:
              "|---|---:|---:|---:|---:|---|---|"]
     for outcome in outcomes:
         if outcome.unavailable:
-            lines.append(f"| {outcome.name} | | | | | cannot run here: {outcome.unavailable} | {outcome.note} |")
+            why = outcome.unavailable if outcome.unavailable.startswith("not run") else \
+                f"cannot run here: {outcome.unavailable}"
+            lines.append(f"| {outcome.name} | | | | | {why} | {outcome.note} |")
             continue
         median = outcome.median
         rss = f"{outcome.peak_rss_mb:,.0f}" if outcome.peak_rss_mb is not None else ""
@@ -90,7 +92,9 @@ def targets(section: Section) -> list[tuple[str, str, str, str]]:
     for key, (title, outcomes) in section.workloads.items():
         by_name = {o.name: o for o in outcomes}
         headwater, copy = by_name.get("Headwater"), by_name.get("raw COPY")
-        hw = headwater.median if headwater else None
+        if headwater is None or headwater.unavailable:
+            continue  # Headwater was left out of this invocation: nothing to judge
+        hw = headwater.median
         if key in COPY_GOALS and copy and copy.median:
             goal = COPY_GOALS[key]
             if hw is None:
@@ -105,7 +109,8 @@ def targets(section: Section) -> list[tuple[str, str, str, str]]:
                 continue
             name = f"{title}: Headwater faster than {outcome.name}"
             if outcome.unavailable or outcome.median is None:
-                why = "cannot run here" if outcome.unavailable else "its runs failed or landed wrong numbers"
+                why = ("not run" if outcome.unavailable.startswith("not run") else "cannot run here") \
+                    if outcome.unavailable else "its runs failed or landed wrong numbers"
                 found.append((name, "faster", "", f"no comparison: {outcome.name} {why}"))
             elif hw is None:
                 found.append((name, "faster", "", "missed: Headwater failed"))
@@ -127,7 +132,7 @@ def render(section: Section) -> str:
              "the source: row count, distinct ids and the sum of each numeric column; a run that lands other "
              "numbers counts as wrong, never as a time. Ratio to raw COPY is COPY's median over the "
              "contender's (above 1: faster than COPY). Peak RSS is the largest single process of the command "
-             "(os.wait4), the highest over the rounds. Peers run from their own venvs under "
+             "(GNU time's maximum resident set size), the highest over the rounds. Peers run from their own venvs under "
              "~/.cache/headwater-bench/venvs, created by the runner with pip.", ""]
     for title, outcomes in section.workloads.values():
         rows = section.api_rows if title.startswith("JSON API") else section.rows

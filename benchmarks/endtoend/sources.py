@@ -36,8 +36,9 @@ class Sources:
     expected: dict[str, str] = field(default_factory=dict)  # stats of the full table
 
     def __post_init__(self):
-        self.csv = self.folder / "events.csv"
-        self.parquet = self.folder / "events.parquet"
+        # a folder per format: a folder-reading tap takes every file in its folder
+        self.csv = self.folder / "csv" / "events.csv"
+        self.parquet = self.folder / "parquet" / "events.parquet"
 
     @property
     def mariadb_url(self) -> str:
