@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                         if outcome.unavailable and outcome.unavailable != LEFT_OUT:
                             say(f"  {title}: {outcome.name} cannot run here: {outcome.unavailable}")
                     section.workloads[workload] = (title, outcomes)
+                    section.seconds, section.load_end = time.perf_counter() - started, load_average()
+                    write(section, args.out)  # after each workload: a long run that stops keeps what it measured
         finally:
             stack.down(state)
             if previous is None:

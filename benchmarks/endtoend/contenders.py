@@ -184,7 +184,7 @@ def ingestr(workload: str, sources: Sources, work: Path) -> Contender:
     schema = "e2e_ingestr"
     source = _database_streams(sources, "", {"csv": (f"csv://{sources.csv}", TABLE),
                                              "parquet": (f"parquet://{sources.parquet}", TABLE)}).get(workload)
-    exe = _tool_or_reason("ingestr", source, "ingestr 1.0 has no source for a generic paginated JSON API")
+    exe = _tool_or_reason("ingestr", source, "ingestr 1.0 reads one file from an HTTP URL (csv, json, jsonl, parquet); it follows no pagination")
     if isinstance(exe, str):
         return Contender("ingestr 1.0", schema, unavailable=exe)
     command = (f"{q(exe)} ingest --yes --progress log --source-uri {q(source[0])} --source-table {q(source[1])} "
