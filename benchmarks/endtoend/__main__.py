@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     every = contenders(workload, sources, api.url, work, prefect_url)
                     chosen = select(every, args.only)
                     outcomes = [Outcome(c.name, c.note, c.unavailable if c in chosen else LEFT_OUT) for c in every]
-                    runnable = [(c, o) for c, o in zip(every, outcomes) if not o.unavailable]
+                    runnable = [(c, o) for c, o in zip(every, outcomes, strict=True) if not o.unavailable]
                     for round_number in range(args.rounds):
                         shift = round_number % max(1, len(runnable))
                         for contender, outcome in runnable[shift:] + runnable[:shift]:

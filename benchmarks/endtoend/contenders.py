@@ -8,7 +8,6 @@ load of the incremental workload, after which the timed command moves only the c
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -91,12 +90,13 @@ def raw_copy(workload: str, sources: Sources) -> Contender:
         return Contender(COPY, schema, command, env={"PGTZ": "UTC"}, note="mysql client | psql")
     if workload == "incremental":
         updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in COLUMNS if column != "id")
+        upsert = f"INSERT INTO {schema}.{TABLE} SELECT * FROM delta ON CONFLICT (id) DO UPDATE SET {updates}"
+        into_delta = f"CREATE TEMP TABLE delta (LIKE {schema}.{TABLE})"
         cursor = f"SELECT max(updated_at) FROM {schema}.{TABLE}"
         command = (f"since=$({psql(sources.target_url)} -Atc {q(cursor)}) && "
                    f"{psql(sources.incremental_url)} -c \"\\copy (SELECT * FROM {TABLE} WHERE updated_at > "
                    f"'$since') TO STDOUT\" | {psql(sources.target_url)} "
-                   f"-c {q(f'CREATE TEMP TABLE delta (LIKE {schema}.{TABLE})')} -c {q(chr(92) + 'copy delta FROM STDIN')} "
-                   f"-c {q(f'INSERT INTO {schema}.{TABLE} SELECT * FROM delta ON CONFLICT (id) DO UPDATE SET {updates}')}")
+                   f"-c {q(into_delta)} -c {q(chr(92) + 'copy delta FROM STDIN')} -c {q(upsert)}")
         return Contender(COPY, schema, command, initial=_copy_from_postgres(sources, sources.incremental_url,
                                                                              schema, key=True),
                          note="by hand: changed rows COPY'd to a temp table, INSERT ... ON CONFLICT")
@@ -184,7 +184,8 @@ def ingestr(workload: str, sources: Sources, work: Path) -> Contender:
     schema = "e2e_ingestr"
     source = _database_streams(sources, "", {"csv": (f"csv://{sources.csv}", TABLE),
                                              "parquet": (f"parquet://{sources.parquet}", TABLE)}).get(workload)
-    exe = _tool_or_reason("ingestr", source, "ingestr 1.0 reads one file from an HTTP URL (csv, json, jsonl, parquet); it follows no pagination")
+    exe = _tool_or_reason("ingestr", source, "ingestr 1.0 reads one file from an HTTP URL (csv, json, jsonl, "
+                                             "parquet); it follows no pagination")
     if isinstance(exe, str):
         return Contender("ingestr 1.0", schema, unavailable=exe)
     command = (f"{q(exe)} ingest --yes --progress log --source-uri {q(source[0])} --source-table {q(source[1])} "
@@ -229,7 +230,7 @@ def _singer_catalog(tap: Path, config: Path, catalog: Path, stream_suffix: str, 
         "            m['metadata']['selected'] = chosen\n"
         f"            m['metadata']['replication-method'] = {'INCREMENTAL' if incremental else 'FULL_TABLE'!r}\n"
         + ("            m['metadata']['replication-key'] = 'updated_at'\n" if incremental else "")
-        + (f"    if chosen: s['replication_method'] = 'INCREMENTAL'; s['replication_key'] = 'updated_at'\n"
+        + ("    if chosen: s['replication_method'] = 'INCREMENTAL'; s['replication_key'] = 'updated_at'\n"
            if incremental else "")
         + "json.dump(c, open(sys.argv[1], 'w'))\n"
     )

@@ -132,7 +132,8 @@ def render(section: Section) -> str:
              "the source: row count, distinct ids and the sum of each numeric column; a run that lands other "
              "numbers counts as wrong, never as a time. Ratio to raw COPY is COPY's median over the "
              "contender's (above 1: faster than COPY). Peak RSS is the largest single process of the command "
-             "(GNU time's maximum resident set size), the highest over the rounds. Peers run from their own venvs under "
+             "(GNU time's maximum resident set size), the highest over the rounds. Peers run from their own venvs "
+             "under "
              "~/.cache/headwater-bench/venvs, created by the runner with pip.", ""]
     for title, outcomes in section.workloads.values():
         rows = section.api_rows if title.startswith("JSON API") else section.rows

@@ -14,7 +14,7 @@ def table_stats(url: str, schema: str, table: str) -> dict[str, str]:
     with psycopg.connect(url) as connection:
         values = connection.execute(query).fetchone()
     return dict(zip(("rows", "distinct id", *(f"sum {column}" for column in NUMERIC_COLUMNS)),
-                    (str(value) for value in values)))
+                    (str(value) for value in values), strict=True))
 
 
 def compare(expected: dict[str, str], url: str, schema: str, table: str) -> str:
