@@ -62,6 +62,11 @@ def _peer_of(name: str) -> str | None:
     return next((peer for peer in PEERS if name.startswith(peer)), None)
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (an error line or a note may hold a pipe)."""
+    return text.replace("|", "\\|")
+
+
 def _table(title: str, rows: int, outcomes: list[Outcome]) -> list[str]:
     copy = next((o.median for o in outcomes if o.name == "raw COPY"), None)
     lines = [f"### {title}, {rows:,} rows", "",
@@ -71,18 +76,18 @@ def _table(title: str, rows: int, outcomes: list[Outcome]) -> list[str]:
         if outcome.unavailable:
             why = outcome.unavailable if outcome.unavailable.startswith("not run") else \
                 f"cannot run here: {outcome.unavailable}"
-            lines.append(f"| {outcome.name} | | | | | {why} | {outcome.note} |")
+            lines.append(f"| {outcome.name} | | | | | {_cell(why)} | {_cell(outcome.note)} |")
             continue
         median = outcome.median
         rss = f"{outcome.peak_rss_mb:,.0f}" if outcome.peak_rss_mb is not None else ""
         if median is None:
             problems = [a.problem for a in outcome.attempts if a.problem]
-            lines.append(f"| {outcome.name} | | | | {rss} | {problems[0] if problems else 'not run'} "
-                         f"({len(problems)} of {len(outcome.attempts)} runs) | {outcome.note} |")
+            lines.append(f"| {outcome.name} | | | | {rss} | {_cell(problems[0] if problems else 'not run')} "
+                         f"({len(problems)} of {len(outcome.attempts)} runs) | {_cell(outcome.note)} |")
             continue
         ratio = f"{copy / median:.2f}" if copy else ""
         lines.append(f"| {outcome.name} | {median:.2f} | {rows / median:,.0f} | {ratio} | {rss} "
-                     f"| yes ({len(outcome.verified)}/{len(outcome.attempts)}) | {outcome.note} |")
+                     f"| yes ({len(outcome.verified)}/{len(outcome.attempts)}) | {_cell(outcome.note)} |")
     return lines + [""]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -10,8 +9,8 @@ import psycopg
 import pytest
 
 from benchmarks.endtoend.verify import compare, table_stats
+from tests.benchmarks.markdown import bench_env, table_after
 from tests.conftest import REPO
-from tests.servers import postgres_server_url
 
 CONTENDERS = ("raw COPY", "Headwater", "Sling")
 EARLIER = "# Headwater benchmarks\n\nThe in-process section, written by benchmarks.run.\n"
@@ -19,27 +18,14 @@ EARLIER = "# Headwater benchmarks\n\nThe in-process section, written by benchmar
 
 def workload_rows(text: str, title: str) -> dict[str, list[str]]:
     """The table under ``### {title}``: contender -> its other cells."""
-    section = text.split(f"### {title}", 1)[1].split("\n### ", 1)[0]
-    rows = {}
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] not in ("contender", "---"):
-            rows[cells[0]] = cells[1:]
-    return rows
+    return table_after(text, f"### {title}", "\n### ")
 
 
 @pytest.mark.slow
 def test_quick_end_to_end_lands_verified_rows_for_copy_headwater_and_a_peer(tmp_path, mariadb):
     out = tmp_path / "results.md"
     out.write_text(EARLIER)
-    env = {
-        **os.environ,
-        "HEADWATER_BENCH_POSTGRES": postgres_server_url(),
-        "HEADWATER_BENCH_MARIADB_HOST": mariadb.host,
-        "HEADWATER_BENCH_MARIADB_PORT": str(mariadb.port),
-        "HEADWATER_BENCH_MARIADB_USER": mariadb.user,
-        "HEADWATER_BENCH_MARIADB_PASSWORD": mariadb.password,
-    }
+    env = bench_env(mariadb)
     command = [sys.executable, "-m", "benchmarks.endtoend", "--quick", "--workloads", "csv,postgres",
                "--only", ",".join(CONTENDERS), "--out", str(out)]
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
