@@ -105,6 +105,9 @@ class Runner:
                 contender.prepare()
             if contender.initial:
                 first = self._run(contender, contender.initial, logs / f"{slug}-{round_number}-initial.log")
+                if first.returncode == -9:
+                    return Attempt(first.seconds, first.peak_rss_mb,
+                                   f"first (untimed) load killed at the {self.timeout:.0f} s timeout")
                 if first.returncode != 0:
                     return Attempt(first.seconds, first.peak_rss_mb,
                                    f"first load failed: {log_error(first.log)}")
@@ -117,7 +120,8 @@ class Runner:
         if timing.returncode != 0:
             killed = " (killed at the timeout)" if timing.returncode == -9 else ""
             return Attempt(timing.seconds, timing.peak_rss_mb,
-                           f"failed, exit {timing.returncode}{killed}: {log_error(timing.log)}")
+                           f"failed, exit {timing.returncode}{killed}: {log_error(timing.log)}",
+                           timed_out=bool(killed))
         wrong = compare(expected, sources.target_url, contender.schema, "events")
         return Attempt(timing.seconds, timing.peak_rss_mb, f"wrong: {wrong}" if wrong else "")
 
@@ -135,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
     section = Section(command=shlex.join(["python", "-m", "benchmarks.endtoend",
                                           *(sys.argv[1:] if argv is None else argv)]),
-                      rows=args.rows, api_rows=args.api_rows, rounds=args.rounds, load_start=load_average())
+                      rows=args.rows, api_rows=args.api_rows, rounds=args.rounds, timeout=args.timeout,
+                      load_start=load_average())
     started = time.perf_counter()
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     work = Path(tempfile.mkdtemp(prefix="headwater-e2e-"))
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                     for round_number in range(args.rounds):
                         shift = round_number % max(1, len(runnable))
                         for contender, outcome in runnable[shift:] + runnable[:shift]:
+                            if outcome.attempts and outcome.attempts[-1].problem.startswith(
+                                    ("failed, exit -9", "first (untimed) load killed")):
+                                continue  # it ran past the timeout once: another round would only do it again
                             result = runner.attempt(workload, contender, round_number)
                             outcome.attempts.append(result)
                             say(f"  {title} round {round_number + 1}: {contender.name} {result.seconds:.2f} s, "
