@@ -48,7 +48,8 @@ class Outcome:
 
     @property
     def peak_rss_mb(self) -> float | None:
-        return max(a.peak_rss_mb for a in self.attempts) if self.attempts else None
+        measured = [a.peak_rss_mb for a in self.attempts if a.peak_rss_mb > 0]  # none from a killed command
+        return max(measured) if measured else None
 
 
 @dataclass
