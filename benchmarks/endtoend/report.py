@@ -108,7 +108,7 @@ def _faster_than(name: str, outcome: Outcome, hw: float | None, timeout: float) 
     if outcome.unavailable or outcome.median is None:
         why = ("not run" if outcome.unavailable.startswith("not run") else "cannot run here") \
             if outcome.unavailable else "its runs failed or landed wrong numbers"
-        return name, "faster", "", f"no comparison: {outcome.name} {why}"
+        return name, "faster", "", f"no comparison: {outcome.name}: {why}"
     ratio = outcome.median / hw
     return (name, "faster", f"{ratio:.2f}x ({outcome.median:.2f} s vs {hw:.2f} s)", "met" if ratio > 1 else "missed")
 
