@@ -102,5 +102,9 @@ def render(report: Report) -> str:
 
 
 def write(report: Report, path: Path) -> None:
+    """The results file anew, keeping the end-to-end section that ``benchmarks.endtoend`` writes into it."""
+    from benchmarks.endtoend.report import own_section
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(report))
+    kept = own_section(path.read_text()) if path.exists() else ""
+    path.write_text(render(report) + ("\n" + kept if kept else ""))

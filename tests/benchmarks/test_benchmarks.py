@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 
+from tests.benchmarks.markdown import bench_env, table_after
 from tests.conftest import REPO
-from tests.servers import postgres_server_url
 
 # One row per case the quick run must report (a prefix of the row's case column).
 EXPECTED_CASES = [
@@ -40,26 +39,13 @@ NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
 
 def table_rows(text: str) -> dict[str, list[str]]:
     """The results table of results.md: case -> its other cells."""
-    section = text.split("## Results", 1)[1].split("\n## ", 1)[0]
-    rows = {}
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] not in ("case", "---"):
-            rows[cells[0]] = cells[1:]
-    return rows
+    return table_after(text, "## Results", "\n## ")
 
 
 @pytest.mark.slow
 def test_quick_benchmark_runs_every_case_and_writes_results(tmp_path, mariadb):
     out = tmp_path / "results.md"
-    env = {
-        **os.environ,
-        "HEADWATER_BENCH_POSTGRES": postgres_server_url(),
-        "HEADWATER_BENCH_MARIADB_HOST": mariadb.host,
-        "HEADWATER_BENCH_MARIADB_PORT": str(mariadb.port),
-        "HEADWATER_BENCH_MARIADB_USER": mariadb.user,
-        "HEADWATER_BENCH_MARIADB_PASSWORD": mariadb.password,
-    }
+    env = bench_env(mariadb)
     run = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)], cwd=REPO,
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
