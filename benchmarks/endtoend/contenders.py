@@ -27,7 +27,9 @@ WORKLOADS = ("csv", "parquet", "postgres", "mariadb", "incremental", "api")
 WORKLOAD_TITLES = {"csv": "CSV file", "parquet": "Parquet file", "postgres": "PostgreSQL table",
                    "mariadb": "MariaDB table", "incremental": "incremental, 1% changed (PostgreSQL)",
                    "api": "JSON API, paginated"}
-COPY, HEADWATER = "raw COPY", "Headwater"
+COPY, HEADWATER, HEADWATER_IN_PROCESS = "raw COPY", "Headwater", "Headwater, in-process"
+# The warm runner's switch (headwater.local.warm_client.DISABLE_ENV).
+WARM_RUNNER_SWITCH = "HEADWATER_WARM_RUNNER"
 HEADWATER_SOURCE = "e2e_hw"
 
 
@@ -137,24 +139,30 @@ def _headwater_source(workload: str, sources: Sources, api_url: str) -> tuple[di
             "tables": {TABLE: table}}, {"E2E_SOURCE_URL": _source_location(workload, sources, api_url)}
 
 
-def headwater(workload: str, sources: Sources, api_url: str, work: Path, prefect_api_url: str) -> Contender:
-    project = work / "headwater" / workload
+def headwater(workload: str, sources: Sources, api_url: str, project: Path, prefect_api_url: str,
+              warm: bool = True) -> Contender:
+    """`headwater run` in ``project``, the folder where `headwater up` started the Prefect server and the warm
+    runner. Each round writes the workload's headwater.yaml and removes dlt's working folder (a first load);
+    the stack in `.headwater` stays, as it does for a user. ``warm`` False runs in-process instead."""
     source, secrets = _headwater_source(workload, sources, api_url)
     config = {"project": "bench", "sources": {HEADWATER_SOURCE: source},
               "transform": {"enabled": False}, "quality": {"enabled": False}}
+    state = project / ".headwater"
 
     def fresh_project():
-        _reset_folder(project)()
+        shutil.rmtree(state / "pipelines", ignore_errors=True)
         (project / "headwater.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        if secrets:
-            (project / ".headwater").mkdir()
-            (project / ".headwater" / "secrets.env").write_text("".join(f"{k}={v}\n" for k, v in secrets.items()))
+        (state / "secrets.env").write_text("".join(f"{k}={v}\n" for k, v in secrets.items()))
 
     command = q(Path(sys.executable).parent / "headwater") + " run"
     env = {"HEADWATER_DATABASE_URL": sources.target_url, "PREFECT_API_URL": prefect_api_url}
-    return Contender(HEADWATER, f"raw_{HEADWATER_SOURCE}", command, env=env, cwd=project, prepare=fresh_project,
-                     initial=command if workload == "incremental" else "",
-                     note="`headwater run`, Prefect server up, dbt and Soda off")
+    if not warm:
+        env[WARM_RUNNER_SWITCH] = "off"
+    how = ("`headwater run` after `headwater up` (Prefect server and warm runner running)" if warm
+           else "`headwater run` in-process (HEADWATER_WARM_RUNNER=off), Prefect server up")
+    return Contender(HEADWATER if warm else HEADWATER_IN_PROCESS, f"raw_{HEADWATER_SOURCE}", command, env=env,
+                     cwd=project, prepare=fresh_project, initial=command if workload == "incremental" else "",
+                     note=f"{how}, dbt and Soda off")
 
 
 # -- peers ---------------------------------------------------------------------------------------------------------
@@ -313,8 +321,10 @@ def singer(workload: str, sources: Sources, api_url: str, work: Path) -> Contend
     return Contender(name, schema, run, prepare=_shell(discover), note="tap | target; discovery untimed")
 
 
-def contenders(workload: str, sources: Sources, api_url: str, work: Path, prefect_api_url: str) -> list[Contender]:
+def contenders(workload: str, sources: Sources, api_url: str, work: Path, prefect_api_url: str,
+               headwater_project: Path) -> list[Contender]:
     return [raw_copy(workload, sources), plain_dlt(workload, sources, api_url, work),
-            headwater(workload, sources, api_url, work, prefect_api_url),
+            headwater(workload, sources, api_url, headwater_project, prefect_api_url),
+            headwater(workload, sources, api_url, headwater_project, prefect_api_url, warm=False),
             ingestr(workload, sources, work), sling(workload, sources, work),
             singer(workload, sources, api_url, work)]

@@ -244,8 +244,10 @@ class Runner:
             return "another interpreter or virtual environment"
         if request.get("flows") != self.flows_origin:
             return "another flows package"
-        if import_time_environment(request.get("env") or {}) != self.imports:
-            return "environment read at import time differs"
+        differing = _differing_names(import_time_environment(request.get("env") or {}), self.imports)
+        if differing:
+            # Names only: a value may be a secret.
+            return f"environment read at import time differs ({', '.join(differing)})"
         if code_stamp(self.code_roots) != self.stamp:
             return STALE
         return None
@@ -309,6 +311,11 @@ def import_time_environment(environ: dict[str, str]) -> dict[str, str]:
     """The variables Prefect, dlt, Polars, pyarrow and Headwater's plugins read when they are imported."""
     return {name: value for name, value in environ.items()
             if name.startswith(IMPORT_TIME_PREFIXES) and name not in REFRESHED}
+
+
+def _differing_names(caller: dict[str, str], runner: dict[str, str]) -> list[str]:
+    """The variables set differently (or only on one side) in the caller's and the runner's environment."""
+    return sorted(name for name in caller.keys() | runner.keys() if caller.get(name) != runner.get(name))
 
 
 def _module_origin(name: str) -> str | None:
