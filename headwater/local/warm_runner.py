@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from headwater.common.runtime import PREFECT_DEFAULTS, TELEMETRY_OFF
 from headwater.local.warm_client import RECORD_FILE, RunnerUnavailable, receive_message, send_message, socket_path
 from headwater.local.warm_worker import STOP_GRACE_SECONDS, log, supervise_spare
 
@@ -308,8 +309,10 @@ def _peer(connection: socket.socket) -> tuple[int, int]:
 
 
 def import_time_environment(environ: dict[str, str]) -> dict[str, str]:
-    """The variables Prefect, dlt, Polars, pyarrow and Headwater's plugins read when they are imported."""
-    return {name: value for name, value in environ.items()
+    """The variables Prefect, dlt, Polars, pyarrow and Headwater's plugins read when they are imported, with
+    Headwater's defaults filled in as every run fills them (an environment without them runs the same way)."""
+    with_defaults = {**TELEMETRY_OFF, **PREFECT_DEFAULTS, **environ}
+    return {name: value for name, value in with_defaults.items()
             if name.startswith(IMPORT_TIME_PREFIXES) and name not in REFRESHED}
 
 

@@ -25,7 +25,8 @@ def table_after(text: str, heading: str, stop: str) -> dict[str, list[str]]:
     section = text.split(heading, 1)[1].split(stop, 1)[0]
     rows = {}
     for line in section.splitlines():
-        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]  # an escaped pipe stays in its cell
+        # An escaped pipe stays in its cell.
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
         if line.startswith("|") and not set(cells[0]) <= {"-"} and cells[0] not in rows:
             rows[cells[0]] = cells[1:]
     header = next(iter(rows), None)
