@@ -124,7 +124,8 @@ class Runner:
             return Attempt(timing.seconds, timing.peak_rss_mb,
                            f"failed, exit {timing.returncode}: {log_error(timing.log)}")
         wrong = compare(expected, sources.target_url, contender.schema, "events")
-        return Attempt(timing.seconds, timing.peak_rss_mb, f"wrong: {wrong}" if wrong else "")
+        peak = max(timing.peak_rss_mb, contender.helper_rss_mb() if contender.helper_rss_mb else 0.0)
+        return Attempt(timing.seconds, peak, f"wrong: {wrong}" if wrong else "")
 
 
 def select(all_contenders: list[Contender], only: str | None) -> list[Contender]:

@@ -7,7 +7,9 @@ load of the incremental workload, after which the timed command moves only the c
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -44,6 +46,8 @@ class Contender:
     prepare: Callable[[], None] | None = None
     initial: str = ""  # incremental workload: the untimed first load
     note: str = ""
+    # MB used by a process outside the command's tree on its behalf (the warm runner's worker), after a run
+    helper_rss_mb: Callable[[], float] | None = None
 
 
 def q(text: str | Path) -> str:
@@ -162,7 +166,21 @@ def headwater(workload: str, sources: Sources, api_url: str, project: Path, pref
            else "`headwater run` in-process (HEADWATER_WARM_RUNNER=off), Prefect server up")
     return Contender(HEADWATER if warm else HEADWATER_IN_PROCESS, f"raw_{HEADWATER_SOURCE}", command, env=env,
                      cwd=project, prepare=fresh_project, initial=command if workload == "incremental" else "",
-                     note=f"{how}, dbt and Soda off")
+                     note=f"{how}, dbt and Soda off" + ("; peak RSS is the worker's that ran it" if warm else ""),
+                     helper_rss_mb=functools.partial(_last_worker_rss_mb, state) if warm else None)
+
+
+def _last_worker_rss_mb(state: Path) -> float:
+    """The peak RSS of the warm runner's worker that ran the last call, from the runner's log."""
+    try:
+        lines = (state / "logs" / "warm-runner.log").read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in reversed(lines):
+        found = re.search(r"ended: .*'peak_rss_kib': (\d+)", line)
+        if found:
+            return int(found.group(1)) / 1024
+    return 0.0
 
 
 # -- peers ---------------------------------------------------------------------------------------------------------

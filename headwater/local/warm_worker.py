@@ -87,9 +87,11 @@ def _see_through(caller: socket.socket, worker: int) -> dict:
         for signum in data:
             if signum in allowed:
                 os.kill(worker, signum)
-    _, status = os.waitpid(worker, 0)
+    _, status, usage = os.wait4(worker, 0)
     code = os.waitstatus_to_exitcode(status)
-    return {"signal": -code} if code < 0 else {"exit": code}
+    # The run's peak memory is the worker's, not the caller's: said in the log for whoever measures it.
+    ending = {"signal": -code} if code < 0 else {"exit": code}
+    return {**ending, "peak_rss_kib": usage.ru_maxrss}
 
 
 def _wait_as_worker(worker_end: socket.socket) -> None:

@@ -190,7 +190,8 @@ def test_ctrl_c_of_the_caller_stops_the_run(project):
 
     assert caller.returncode == -signal.SIGINT  # as an in-process run interrupted by Ctrl-C
     assert _gone(worker, 10)
-    assert f"worker {worker} for pid {caller.pid} ended: {{'signal': {int(signal.SIGINT)}}}" in _log(root)
+    ended = f"worker {worker} for pid {caller.pid} ended: {{'signal': {int(signal.SIGINT)}, 'peak_rss_kib': "
+    assert ended in _log(root)
 
 
 def test_a_caller_killed_outright_takes_its_run_with_it(project):
