@@ -207,7 +207,7 @@ class Benchmark:
         return (f"{goal}x of COPY allows {budget:.2f} s for these rows; the load took {result['seconds']:.2f} s: "
                 f"dlt's extract step {stages.get('extract', 0):.2f} s (read, type, enrich, write Parquet), "
                 f"normalize {stages.get('normalize', 0):.2f} s, load step {stages.get('load', 0):.2f} s "
-                f"(Parquet to binary COPY through ADBC), and {outside:.2f} s around them (pipeline state, "
+                f"(Parquet to binary COPY, pgpq or ADBC), and {outside:.2f} s around them (pipeline state, "
                 f"schema, recovery check). dlt runs the steps one after the other, so their times add up; "
                 f"the load step alone is {stages.get('load', 0) / budget:.0%} of the allowance.")
 

@@ -205,7 +205,8 @@ class PostgresAddress:
 
     def dlt_credentials(self) -> dict[str, object]:
         """dlt's PostgresCredentials: the URL's parameters go in ``query``, which dlt's psycopg2 connection and
-        the ADBC driver of its COPY both receive in the URL dlt renders (``to_native_representation``)."""
+        the COPY's (psycopg for pgpq's, ADBC for the driver's) all receive in the URL dlt renders
+        (``to_native_representation``)."""
         # dlt insists on a password field even where the server trusts the connection.
         credentials: dict[str, object] = {
             "host": self.host,
@@ -215,7 +216,7 @@ class PostgresAddress:
             "database": self.database,
         }
         query = {name: value for name, value in self.options if name != "connect_timeout"}
-        if self.role:  # dlt puts `options` in front of its own, for psycopg2 and the ADBC copy jobs alike
+        if self.role:  # dlt puts `options` in front of its own, for psycopg2 and the copy jobs alike
             query["options"] = self.role_option
         if query:
             credentials["query"] = query

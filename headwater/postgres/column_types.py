@@ -32,11 +32,13 @@ UNCONSTRAINED_NUMERIC = "x-unconstrained-numeric"
 JSONB_VERSION = pa.scalar(b"\x01", pa.binary())
 # Destination types that take text as the driver writes it; text bound for any other type is converted by Postgres.
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "citext", "json"})
-JSONB = "jsonb"  # takes text too, given jsonb's binary form (_with_jsonb_columns)
+JSONB = "jsonb"  # takes text too, given jsonb's binary form (with_jsonb_columns)
 
+# {schema} and {table} are the driver's placeholders: $1 and $2 for ADBC, %s for psycopg.
 _COLUMN_TYPES = """
     select a.attname, t.typname from pg_attribute a join pg_type t on t.oid = a.atttypid
-    where a.attrelid = to_regclass(format('%I.%I', $1::text, $2::text)) and a.attnum > 0 and not a.attisdropped
+    where a.attrelid = to_regclass(format('%I.%I', {schema}::text, {table}::text)) and a.attnum > 0
+      and not a.attisdropped
 """
 
 
@@ -71,14 +73,20 @@ def copy_into(cursor, table: str, batches: pa.RecordBatchReader, db_schema_name:
         return _copy_through_text_table(cursor, table, batches, db_schema_name, types, text_columns)
     jsonb = [name for name in text_columns if types.get(name) == JSONB]
     if jsonb:
-        batches = _with_jsonb_columns(batches, jsonb)
+        batches = with_jsonb_columns(batches, jsonb)
     schema = {"db_schema_name": db_schema_name} if db_schema_name else {}
     return cursor.adbc_ingest(table, batches, mode="append", **schema, **ingest)
 
 
 def _destination_types(cursor, db_schema_name: str | None, table: str) -> dict[str, str]:
-    cursor.execute(_COLUMN_TYPES, (db_schema_name or "public", table))
+    cursor.execute(_COLUMN_TYPES.format(schema="$1", table="$2"), (db_schema_name or "public", table))
     return dict(cursor.fetchall())
+
+
+def destination_types(connection, db_schema_name: str, table: str) -> dict[str, str]:
+    """Column name -> pg_type.typname of ``db_schema_name.table``, through a psycopg ``connection``."""
+    query = _COLUMN_TYPES.replace("%I", "%%I").format(schema="%s", table="%s")
+    return dict(connection.execute(query, (db_schema_name, table)).fetchall())
 
 
 def _converted_from_text(destination_type: str | None) -> bool:
@@ -89,7 +97,7 @@ def _is_text(arrow_type: pa.DataType) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
-def _with_jsonb_columns(batches: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:
+def with_jsonb_columns(batches: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:
     indexes = [batches.schema.get_field_index(name) for name in names]
     schema = batches.schema
     for index in indexes:

@@ -1,11 +1,12 @@
 """One load file copied into its table over several connections at once, committed together.
 
-Binary COPY costs CPU on both sides: the driver encodes every value (about as much CPU as the server
-spends storing it) and the server decodes and writes it. One stream keeps one core of each side busy at
-most; several streams, each its own connection and transaction fed from the same file, spread that
-work over more cores. On a machine of 2 cores that also runs the server there is no core to spare:
-2 streams measured no faster than 1 (1M rows: 1.25 s against 1.20 s), so streams start from 4 cores
-(``copy_streams``), one per 2 cores, only for files of at least ``ROWS_PER_STREAM`` rows per stream.
+Binary COPY costs CPU on both sides: the client encodes every value and the server decodes and writes
+it. Several streams, each its own connection and transaction fed from the same file, spread the
+server's share over more cores. How many pay depends on the encoder: the ADBC driver's encoding costs
+about as much CPU as the server's insert, so with it a stream takes 2 cores (on 2 cores, 2 streams
+measured no faster than 1); pgpq's (headwater.postgres.binary_copy) costs a fraction, so a stream
+takes about 1 core (on 2 cores, 2 pgpq streams copy 1M rows in ~0.8× the time of one). Streams start
+only for files of at least ``ROWS_PER_STREAM`` rows per stream (``copy_streams``).
 
 **Exact under failures and kills.** The streams commit only once every one of them has copied all it
 was given: a refused row or a lost connection rolls them all back, as one stream would. The commits
@@ -36,13 +37,19 @@ MAX_STREAMS = 4
 PARTIAL_FOLDER = "headwater_partial_copies"
 
 
-def copy_streams(rows: int) -> int:
-    """How many connections copy a load file of ``rows`` rows."""
+def copy_streams(rows: int, cores_per_stream: int = 2) -> int:
+    """How many connections copy a load file of ``rows`` rows.
+
+    ``cores_per_stream``: the cores one stream keeps busy. The ADBC driver's encoding costs a client core
+    as much as the server's insert costs one of the server's (2); pgpq's costs a fraction (1).
+    """
     configured = os.environ.get(STREAMS_VARIABLE, "").strip()
     if configured:
+        if not configured.isdigit():
+            raise ValueError(f"{STREAMS_VARIABLE} must be a whole number of COPY streams (1 turns them off), "
+                             f"got {configured!r}; set it to a number or unset it")
         return max(1, int(configured))
-    # One stream per 2 cores: each stream keeps a core of the driver and one of the server busy.
-    by_cores = min(MAX_STREAMS, (os.cpu_count() or 1) // 2)
+    by_cores = min(MAX_STREAMS, (os.cpu_count() or 1) // cores_per_stream)
     return max(1, min(by_cores, rows // ROWS_PER_STREAM))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Type
 
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -38,8 +39,16 @@ from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
 from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN, REPLACES_FILES_HINT
 from headwater.common.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
+from headwater.postgres.binary_copy import copy_binary, encodable
 from headwater.postgres.column_migrations import ColumnChange, change_column_types, holds_only_nulls
-from headwater.postgres.column_types import copy_into, quoted, with_exact_types
+from headwater.postgres.column_types import (
+    JSONB,
+    copy_into,
+    destination_types,
+    quoted,
+    with_exact_types,
+    with_jsonb_columns,
+)
 from headwater.postgres.copy_streams import PartialCopy, copy_in_streams, copy_streams
 from headwater.postgres.key_indexes import sync_key_indexes, wanted_index
 
@@ -52,50 +61,115 @@ FROM_NULLS = (LATTICE - {"text"}) | {"json"}
 
 
 class StreamingParquetCopyJob(PostgresParquetCopyJob):
+    """A Parquet load file copied into its table: by pgpq's binary COPY when every column's Arrow type is
+    the binary form its destination column reads (headwater.postgres.binary_copy), else by the ADBC driver.
+
+    ``_connect`` opens the psycopg connections of the pgpq path (and of undoing a copy committed in part);
+    ``_connect_driver`` the ADBC ones of the driver's path.
+    """
+
     def run(self) -> None:
         columns = (self._load_table or {}).get("columns", {})
         table = self._load_table["name"] if self._load_table else self.load_table_name
         catalog_name, schema_name = self._set_catalog_and_schema()
         copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
-        ingest = without_none({"catalog_name": catalog_name, "db_schema_name": schema_name})
         partial = PartialCopy(self._file_path, self.job_id())
+        try:
+            if partial.left_behind():  # an earlier try committed some of its streams
+                self._delete_partial_copy(schema_name)
+                partial.clear()
+            if not self._copy_binary(copy, schema_name, partial):
+                self._copy_through_driver(copy, catalog_name, schema_name, partial)
+        except Exception as error:
+            if copy.cast_failure is not None:  # a value Arrow cannot cast: copying it again cannot help
+                raise DestinationTerminalException(copy.cast_failure) from None
+            if not isinstance(error, (DatabaseError, psycopg.Error)):
+                raise
+            if not refuses_data(error):  # the connection or the server failed, not the rows: dlt retries
+                raise DestinationTransientException(
+                    f"Postgres failed while copying into {copy.where}, not because of the rows (the load "
+                    f"is kept and tried again): {_first_line(error)}") from None
+            # the rows themselves are refused: loading them again cannot help
+            raise DestinationTerminalException(copy.refused(error, files_of(self._file_path))) from None
+
+    def _connect(self) -> psycopg.Connection:
+        credentials = self._job_client.config.credentials
+        return psycopg.connect(credentials.to_native_representation(), client_encoding="utf8")
+
+    def _connect_driver(self):
+        return super()._connect()
+
+    def _streams(self, parquet: pq.ParquetFile, cores_per_stream: int) -> int:
+        # Several streams need the load id on every row: it is how a copy committed in part is undone.
+        if LOAD_ID_COLUMN not in parquet.schema_arrow.names:
+            return 1
+        return copy_streams(parquet.metadata.num_rows, cores_per_stream)
+
+    def _copy_binary(self, copy: FileCopy, schema_name: str, partial: PartialCopy) -> bool:
+        """Copy the file by pgpq's binary COPY; False, with nothing written, when its columns cannot go that
+        way or when Postgres or pgpq refuses its rows: the driver's copy then reports the refusal as the
+        search for the refused rows (headwater.postgres.refused_rows) will find it."""
         # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
         with pq.ParquetFile(self._file_path, pre_buffer=False) as parquet:
-            # Several streams need the load id on every row: it is how a copy committed in part is undone.
-            streams = copy_streams(parquet.metadata.num_rows) if LOAD_ID_COLUMN in parquet.schema_arrow.names else 1
+            batches = copy.reader(parquet.schema_arrow, parquet.iter_batches(batch_size=COPY_BATCH_ROWS))
+            # The connection that reads the table's types copies too (the first stream): one connection a job.
+            unused = [self._connect()]
+
+            def connect():
+                return unused.pop() if unused else self._connect()
+
+            try:
+                types = destination_types(unused[0], schema_name, self.load_table_name)
+                if not encodable(batches.schema, types):
+                    return False
+                jsonb = [field.name for field in batches.schema
+                         if is_text(field.type) and types.get(field.name) == JSONB]
+                if jsonb:
+                    batches = with_jsonb_columns(batches, jsonb)
+
+                def copy_batches(cursor, reader: pa.RecordBatchReader):
+                    return copy_binary(cursor, schema_name, self.load_table_name, reader.schema, reader)
+
+                self._copy(copy_batches, self._streams(parquet, cores_per_stream=1), batches, partial, connect)
+            except (psycopg.Error, ValueError) as error:
+                # ValueError: pgpq could not encode a value; psycopg: Postgres refused one, or the connection failed
+                if isinstance(error, psycopg.Error) and not refuses_data(error):
+                    raise
+                if copy.cast_failure is not None:
+                    raise
+                return False
+            finally:
+                for connection in unused:
+                    connection.close()  # closed, not committed: it wrote nothing
+        return True
+
+    def _copy_through_driver(self, copy: FileCopy, catalog_name, schema_name: str, partial: PartialCopy) -> None:
+        ingest = without_none({"catalog_name": catalog_name, "db_schema_name": schema_name})
+        with pq.ParquetFile(self._file_path, pre_buffer=False) as parquet:
             batches = copy.reader(parquet.schema_arrow, parquet.iter_batches(batch_size=COPY_BATCH_ROWS))
 
             def copy_batches(cursor, reader: pa.RecordBatchReader):
                 # copy_into: adbc_ingest, with jsonb and text bound for other types made copyable (column_types)
                 return copy_into(cursor, self.load_table_name, reader, **ingest)
 
-            try:
-                if partial.left_behind():  # an earlier try committed some of its streams
-                    self._delete_partial_copy(schema_name)
-                    partial.clear()
-                if streams == 1:
-                    with self._connect() as connection, connection.cursor() as cursor:
-                        copy_batches(cursor, batches)
-                        connection.commit()
-                else:
-                    copy_in_streams(self._connect, streams, batches, copy_batches, partial)
-            except Exception as error:
-                if copy.cast_failure is not None:  # a value Arrow cannot cast: copying it again cannot help
-                    raise DestinationTerminalException(copy.cast_failure) from None
-                if not isinstance(error, DatabaseError):
-                    raise
-                if not refuses_data(error):  # the connection or the server failed, not the rows: dlt retries
-                    raise DestinationTransientException(
-                        f"Postgres failed while copying into {copy.where}, not because of the rows (the load "
-                        f"is kept and tried again): {_first_line(error)}") from None
-                # the rows themselves are refused: loading them again cannot help
-                raise DestinationTerminalException(copy.refused(error, files_of(self._file_path))) from None
+            self._copy(copy_batches, self._streams(parquet, cores_per_stream=2), batches, partial,
+                       connect=self._connect_driver)
+
+    def _copy(self, copy_batches, streams: int, batches: pa.RecordBatchReader, partial: PartialCopy,
+              connect=None) -> None:
+        connect = connect or self._connect
+        if streams == 1:
+            with connect() as connection, connection.cursor() as cursor:
+                copy_batches(cursor, batches)
+                connection.commit()
+        else:
+            copy_in_streams(connect, streams, batches, copy_batches, partial)
 
     def _delete_partial_copy(self, schema_name: str) -> None:
         """Delete this job's load id from its table: the rows of streams an interrupted try committed."""
         target = f"{quoted(schema_name)}.{quoted(self.load_table_name)}"
-        with self._connect() as connection, connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {target} WHERE {quoted(LOAD_ID_COLUMN)} = $1", (self._load_id,))
+        with self._connect() as connection:
+            connection.execute(f"DELETE FROM {target} WHERE {quoted(LOAD_ID_COLUMN)} = %s", (self._load_id,))
             connection.commit()
 
 
@@ -109,17 +183,23 @@ BINARY_DATA_REFUSED = "08P01"
 
 def refuses_data(error: Exception) -> bool:
     """Postgres (or the driver) refused the rows, so copying them again fails again; False when the
-    connection or the server failed (a lost connection, a shutdown, a deadlock), which a retry may get past."""
+    connection or the server failed (a lost connection, a shutdown, a deadlock), which a retry may get past.
+
+    Errors of both drivers are told apart: ADBC's (the driver's path) and psycopg's (pgpq's path)."""
     if isinstance(error, DestinationTerminalException):
         return True
-    if not isinstance(error, DatabaseError):
+    if isinstance(error, psycopg.Error):
+        connection_failed = isinstance(error, psycopg.OperationalError)
+    elif isinstance(error, DatabaseError):
+        connection_failed = isinstance(error, OperationalError)
+    else:
         return False
     state = getattr(error, "sqlstate", None) or ""
     if state:
         return state == BINARY_DATA_REFUSED or state[:2] not in TRANSIENT_SQLSTATE_CLASSES
     # No SQLSTATE: the driver's own failures name what they could not do with the data (InternalError,
     # ProgrammingError...); a bare OperationalError is a connection the server closed or never opened.
-    return not isinstance(error, OperationalError)
+    return not connection_failed
 
 
 class FileCopy:

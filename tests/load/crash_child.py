@@ -59,16 +59,16 @@ def arm(kill_point: str) -> None:
 
         LoadStorage.commit_new_load_package = commit_and_die
     elif kill_point == "load_before_commit":
-        from dlt.destinations.impl.postgres.postgres import PostgresParquetCopyJob
+        from headwater.postgres.loader import StreamingParquetCopyJob
 
-        connect = PostgresParquetCopyJob._connect
+        connect = StreamingParquetCopyJob._connect
 
         def connect_without_commit(self):
             connection = connect(self)
             connection.commit = die
             return connection
 
-        PostgresParquetCopyJob._connect = connect_without_commit
+        StreamingParquetCopyJob._connect = connect_without_commit
     elif kill_point.startswith("load_after_commit:"):
         from headwater.postgres.loader import StreamingParquetCopyJob
 
@@ -112,14 +112,13 @@ def arm(kill_point: str) -> None:
 def arm_streams(how: str, table: str) -> None:
     """Table ``table``'s copy job in 2 streams of small batches; its second commit is killed or loses its connection."""
     import psycopg
-    from dlt.destinations.impl.postgres.postgres import PostgresParquetCopyJob
 
     from headwater.postgres import loader
     from headwater.postgres.copy_streams import STREAMS_VARIABLE
 
     os.environ[STREAMS_VARIABLE] = "2"
     loader.COPY_BATCH_ROWS = 100  # the test's few thousand rows then reach both streams
-    connect, commits = PostgresParquetCopyJob._connect, []
+    connect, commits = loader.StreamingParquetCopyJob._connect, []
 
     def connect_with_fault(self):
         connection = connect(self)
@@ -143,7 +142,7 @@ def arm_streams(how: str, table: str) -> None:
         connection.commit = commit_with_fault
         return connection
 
-    PostgresParquetCopyJob._connect = connect_with_fault
+    loader.StreamingParquetCopyJob._connect = connect_with_fault
 
 
 def main() -> None:
