@@ -12,7 +12,9 @@ Fork is only safe without threads: the runner imports nothing that starts one (P
 cleaner thread at import, pyarrow's jemalloc a background thread unless told not to), checks that it has
 one thread, and forks the spare's supervisor before anything else happens in it. The worker imports Polars
 and the rest of the run's modules in the background, while it waits for a call; it never forks again
-without exec. A spare is made again after each call.
+without exec. A spare is made again after each call; it waits to import until no run is going on (a
+run's supervisor holds a shared lock on `runner.busy`), so that its imports, about a core-second, do
+not take a core from the run that has just started; a call that reaches it first starts its imports.
 
 A call is declined, and the caller runs in-process, when the code or the installed packages changed since
 the runner started (`code_stamp`; the runner then starts a fresh one in the background and exits), when the
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from headwater.common.runtime import PREFECT_DEFAULTS, TELEMETRY_OFF
 from headwater.local.warm_client import RECORD_FILE, RunnerUnavailable, receive_message, send_message, socket_path
-from headwater.local.warm_worker import STOP_GRACE_SECONDS, log, supervise_spare
+from headwater.local.warm_worker import STOP_GRACE_SECONDS, busy_lock_path, hold_busy_lock, log, supervise_spare
 
 LOG_FILE = Path("logs") / "warm-runner.log"
 READY_TIMEOUT_SECONDS = 60
@@ -226,8 +228,12 @@ class Runner:
                 if reason == STALE:
                     self._replace_self()
                 return False
-            # The spare's supervisor takes over the connection and the caller's descriptors.
-            send_message(self.spare, {**request, "caller": caller}, [connection.fileno(), *descriptors])
+            # The spare's supervisor takes over the connection, the run's busy lock and the caller's descriptors.
+            busy = hold_busy_lock(self.state_dir)
+            try:
+                send_message(self.spare, {**request, "caller": caller}, [connection.fileno(), busy, *descriptors])
+            finally:
+                os.close(busy)
             return True
         except OSError as error:
             log(f"could not hand a call on: {error}")
@@ -258,7 +264,7 @@ class Runner:
         if os.fork() == 0:
             runner_end.close()
             self.listener.close()
-            supervise_spare(supervisor_end)  # never returns
+            supervise_spare(supervisor_end, busy_lock_path(self.state_dir))  # never returns
         supervisor_end.close()
         return runner_end
 

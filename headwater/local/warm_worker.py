@@ -2,7 +2,8 @@
 ready before a call comes, then one call run as the caller's own process would run it.
 
 The supervisor is forked from the runner, which has no threads; it forks the worker at once. The worker
-imports Polars (which starts a thread) and the modules of a run while it waits. When the runner hands the
+imports Polars (which starts a thread) and the modules of a run while it waits, once no other run is going
+on (``_wait_for_quiet``). When the runner hands the
 supervisor a call (the caller's connection and descriptors), the worker takes the caller's process state
 (`take_callers_process`) and runs the entry's `main()`; the supervisor forwards the caller's signals, stops
 the worker when the caller dies (its connection closes) and sends the caller the exit status.
@@ -11,6 +12,7 @@ the worker when the caller dies (its connection closes) and sends the caller the
 from __future__ import annotations
 
 import atexit
+import fcntl
 import importlib
 import os
 import select
@@ -19,10 +21,14 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from headwater.local.warm_client import FORWARDED_SIGNALS, RunnerUnavailable, receive_message, send_message
 
 STOP_GRACE_SECONDS = 10
+# Held (shared) by the supervisor of each call until its worker ends; a spare imports once none holds it.
+BUSY_LOCK_FILE = "runner.busy"
+QUIET_POLL_SECONDS = 0.05
 # Imported by each spare worker while it waits: Polars first (it starts a thread), then what a run uses.
 WORKER_PRELOAD = ("polars", "connectors", "headwater.cli", "flows.daily", "headwater.load.pipeline",
                   "headwater.postgres.loader", "adbc_driver_postgresql.dbapi", "dlt.destinations",
@@ -35,8 +41,43 @@ def log(line: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} warm runner {os.getpid()}: {line}", flush=True)
 
 
-def supervise_spare(runner_end: socket.socket) -> None:
-    """In the supervisor (forked from the runner, no threads): fork the worker, wait for a call, see it through."""
+def busy_lock_path(state_dir: Path) -> Path:
+    return state_dir / BUSY_LOCK_FILE
+
+
+def hold_busy_lock(state_dir: Path) -> int:
+    """A descriptor holding a shared lock on the busy file: a run is going on while any is open."""
+    descriptor = os.open(busy_lock_path(state_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    return descriptor
+
+
+def _run_going_on(path: Path) -> bool:
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases the lock, if taken
+    return False
+
+
+def _wait_for_quiet(worker_end: socket.socket, busy_path: Path) -> None:
+    """Wait while a run goes on, unless a call arrives first (it needs the imports now)."""
+    while not select.select([worker_end], [], [], QUIET_POLL_SECONDS)[0]:
+        if not _run_going_on(busy_path):
+            return
+
+
+def supervise_spare(runner_end: socket.socket, busy_path: Path) -> None:
+    """In the supervisor (forked from the runner, no threads): fork the worker, wait for a call, see it through.
+
+    The supervisor of a call holds the run's busy lock (``hold_busy_lock``, from the runner) until its
+    worker ends: the next spare's worker waits for it before importing."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # so that waitpid sees the worker's status
     supervisor_end, worker_end = socket.socketpair()
@@ -44,19 +85,20 @@ def supervise_spare(runner_end: socket.socket) -> None:
     if worker == 0:
         supervisor_end.close()
         runner_end.close()
-        _wait_as_worker(worker_end)  # never returns
+        _wait_as_worker(worker_end, busy_path)  # never returns
     worker_end.close()
     try:
-        call = receive_message(runner_end, max_descriptors=4)
+        call = receive_message(runner_end, max_descriptors=5)
     except (OSError, ValueError, RunnerUnavailable):  # the runner stopped: so does the spare
         os.kill(worker, signal.SIGKILL)
         os._exit(0)
     runner_end.close()
     descriptors = call.pop("_fds")
     caller = socket.socket(fileno=descriptors[0])
+    # descriptors[1] is the busy lock: kept open (so held) until this supervisor exits after its worker.
     try:
-        send_message(supervisor_end, call, descriptors[1:])
-        for descriptor in descriptors[1:]:
+        send_message(supervisor_end, call, descriptors[2:])
+        for descriptor in descriptors[2:]:
             os.close(descriptor)
         send_message(caller, {"pid": worker})
         log(f"runs {call['entry']} for pid {call.get('caller')} in worker {worker}")
@@ -94,8 +136,9 @@ def _see_through(caller: socket.socket, worker: int) -> dict:
     return {**ending, "peak_rss_kib": usage.ru_maxrss}
 
 
-def _wait_as_worker(worker_end: socket.socket) -> None:
+def _wait_as_worker(worker_end: socket.socket, busy_path: Path) -> None:
     """In the worker: import what a run uses, wait for the call, run it as the caller's process would."""
+    _wait_for_quiet(worker_end, busy_path)
     for name in WORKER_PRELOAD:
         try:
             importlib.import_module(name)
@@ -106,6 +149,7 @@ def _wait_as_worker(worker_end: socket.socket) -> None:
         importlib.import_module("headwater.plugins.manager").connector_registry()
     except Exception as error:  # the run reports a broken plugin itself
         log(f"could not load the plugins: {type(error).__name__}: {error}")
+    log(f"spare worker {os.getpid()} is ready")
     try:
         call = receive_message(worker_end, max_descriptors=3)
     except (OSError, ValueError, RunnerUnavailable):

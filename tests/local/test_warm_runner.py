@@ -194,6 +194,47 @@ def test_ctrl_c_of_the_caller_stops_the_run(project):
     assert ended in _log(root)
 
 
+def _ready_spares(root: Path, after: str, running: int) -> list[str]:
+    """Spare workers other than the ``running`` one that finished their imports, logged after ``after``."""
+    log = _log(root)
+    return [pid for pid in re.findall(r"spare worker (\d+) is ready", log[log.index(after):]) if pid != str(running)]
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_next_spare_imports_only_once_the_run_has_ended(project):
+    """Its imports (about a core-second) would otherwise take a core from the run that just started."""
+    root, env, url = project
+    with source_lock(PostgresAddress.from_url(url), "files", 0, "test"):  # the run waits for it: it goes on
+        caller = _start(root, env)
+        worker = _worker_of(root, caller.pid)
+        taken = f"for pid {caller.pid} in worker {worker}"
+        time.sleep(3)  # a spare importing at once is ready in well under this
+        assert _ready_spares(root, taken, worker) == [], _log(root)
+    _, stderr = caller.communicate(timeout=120)
+    assert caller.returncode == 0, stderr
+    assert _wait_for(lambda: len(_ready_spares(root, taken, worker)) == 1, 60), _log(root)
+
+
+def test_a_call_while_a_run_goes_on_is_served_at_once(project):
+    root, env, url = project
+    with source_lock(PostgresAddress.from_url(url), "files", 0, "test"):
+        first = _start(root, env)
+        _worker_of(root, first.pid)
+        second = _start(root, env)  # its spare has not imported: the call starts its imports
+        _worker_of(root, second.pid, timeout=30)
+    for caller in (first, second):
+        _, stderr = caller.communicate(timeout=120)
+        assert caller.returncode == 0, stderr
+
+
 def test_a_caller_killed_outright_takes_its_run_with_it(project):
     root, env, url = project
     with source_lock(PostgresAddress.from_url(url), "files", 0, "test"):
