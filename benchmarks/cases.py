@@ -77,9 +77,10 @@ def median_run(runs: list[tuple]) -> tuple:
 
 
 def streams_note(rows: int) -> str:
-    """How many COPY streams load a file of ``rows`` rows here (headwater.postgres.copy_streams)."""
-    streams = copy_streams(rows)
-    return f"{streams} COPY stream{'s' if streams > 1 else ''}"
+    """How many COPY streams load a file of ``rows`` rows here (headwater.postgres.copy_streams): the
+    benchmark's columns all take pgpq's path (headwater.postgres.binary_copy), a stream per core."""
+    streams = copy_streams(rows, cores_per_stream=1)
+    return f"{streams} COPY stream{'s' if streams > 1 else ''} (pgpq)"
 
 
 def stages_note(result: dict) -> str:
