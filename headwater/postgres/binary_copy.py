@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 from pgpq import ArrowToPostgresBinaryEncoder
 
+from headwater.common.widening import is_text
 from headwater.postgres.column_types import JSONB, quoted
 
 # Destination types that read text's binary form (the bytes of the text): text's own and its kin.
@@ -42,10 +43,10 @@ def _destination_types_for(arrow_type: pa.DataType) -> frozenset[str]:
         return frozenset({"float4"})
     if pa.types.is_boolean(arrow_type):
         return frozenset({"bool"})
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+    if is_text(arrow_type):
         return _TEXT_READERS
     if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return frozenset({"bytea"})
+        return frozenset({"bytea", JSONB})  # jsonb: bytes already in its binary form (version byte first)
     if pa.types.is_date32(arrow_type):
         return frozenset({"date"})
     if pa.types.is_time64(arrow_type) and arrow_type.unit == "us":
@@ -69,10 +70,8 @@ def encodable(schema: pa.Schema, destination_types: dict[str, str]) -> bool:
         wanted = destination_types.get(field.name)
         if wanted is None:
             return False
-        if wanted == JSONB and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+        if wanted == JSONB and is_text(field.type):
             continue
-        if wanted == JSONB and (pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)):
-            continue  # already in jsonb's binary form
         if wanted not in _destination_types_for(field.type):
             return False
     return True

@@ -112,6 +112,7 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         # pre_buffer=False: with it, the reader keeps buffers of every batch already read.
         with pq.ParquetFile(self._file_path, pre_buffer=False) as parquet:
             batches = copy.reader(parquet.schema_arrow, parquet.iter_batches(batch_size=COPY_BATCH_ROWS))
+            streams = self._streams(parquet, cores_per_stream=1)  # a misset HEADWATER_COPY_STREAMS stops here
             # The connection that reads the table's types copies too (the first stream): one connection a job.
             unused = [self._connect()]
 
@@ -130,7 +131,7 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
                 def copy_batches(cursor, reader: pa.RecordBatchReader):
                     return copy_binary(cursor, schema_name, self.load_table_name, reader.schema, reader)
 
-                self._copy(copy_batches, self._streams(parquet, cores_per_stream=1), batches, partial, connect)
+                self._copy(copy_batches, streams, batches, partial, connect)
             except (psycopg.Error, ValueError) as error:
                 # ValueError: pgpq could not encode a value; psycopg: Postgres refused one, or the connection failed
                 if isinstance(error, psycopg.Error) and not refuses_data(error):
