@@ -30,6 +30,7 @@ from headwater.load.table_processor import attach_processors, protection_lookup
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
 from headwater.postgres.address import PostgresAddress
+from headwater.postgres.load_files import use_copy_ready_writer
 from headwater.postgres.loader import postgres
 from headwater.project.config import ProjectConfig, SourceConfig
 from headwater.project.quarantine_settings import describe_retention
@@ -174,6 +175,7 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
     for name, value in DLT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
+    use_copy_ready_writer()  # load files are read once, by the COPY that follows (headwater.postgres.load_files)
     return dlt.pipeline(
         pipeline_name=pipeline_name(source.name),
         destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY,

@@ -19,8 +19,9 @@ not take a core from the run that has just started; a call that reaches it first
 A call is declined, and the caller runs in-process, when the code or the installed packages changed since
 the runner started (`code_stamp`; the runner then starts a fresh one in the background and exits), when the
 caller uses another interpreter or `flows` package, or when an environment variable read at import time
-differs (`import_time_environment`). The worker refreshes Prefect's settings and logging from the caller's
-environment and terminal (`take_callers_process`), as a process starting from scratch would.
+differs (`import_time_environment`). The worker takes Prefect's settings and logging from the caller's
+environment and terminal (`take_callers_process`), as a process starting from scratch would read them; its
+spare has read them ahead for a call like the last one (headwater.local.prepared_settings).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 from headwater.common.runtime import PREFECT_DEFAULTS, TELEMETRY_OFF
+from headwater.local.prepared_settings import prefect_variables
 from headwater.local.warm_client import RECORD_FILE, RunnerUnavailable, receive_message, send_message, socket_path
 from headwater.local.warm_worker import STOP_GRACE_SECONDS, busy_lock_path, hold_busy_lock, log, supervise_spare
 
@@ -192,6 +194,9 @@ class Runner:
         self.path = socket_path(state_dir)
         self.listener: socket.socket | None = None
         self.spare: socket.socket | None = None
+        # Where the next call most likely comes from, for its spare to read Prefect's settings ahead: at
+        # first where `headwater up` ran, then where the last call came from (prepared_settings).
+        self.expected = {"prefect": prefect_variables(launch_environ), "cwd": os.getcwd()}
 
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -234,6 +239,7 @@ class Runner:
                 send_message(self.spare, {**request, "caller": caller}, [connection.fileno(), busy, *descriptors])
             finally:
                 os.close(busy)
+            self.expected = {"prefect": prefect_variables(request.get("env") or {}), "cwd": request.get("cwd")}
             return True
         except OSError as error:
             log(f"could not hand a call on: {error}")
@@ -264,7 +270,7 @@ class Runner:
         if os.fork() == 0:
             runner_end.close()
             self.listener.close()
-            supervise_spare(supervisor_end, busy_lock_path(self.state_dir))  # never returns
+            supervise_spare(supervisor_end, busy_lock_path(self.state_dir), self.expected)  # never returns
         supervisor_end.close()
         return runner_end
 

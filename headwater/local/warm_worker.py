@@ -23,6 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
+from headwater.local.prepared_settings import PreparedSettings, prepare
 from headwater.local.warm_client import FORWARDED_SIGNALS, RunnerUnavailable, receive_message, send_message
 
 STOP_GRACE_SECONDS = 10
@@ -33,7 +34,7 @@ QUIET_POLL_SECONDS = 0.05
 WORKER_PRELOAD = ("polars", "connectors", "headwater.cli", "flows.daily", "headwater.load.pipeline",
                   "headwater.postgres.loader", "adbc_driver_postgresql.dbapi", "dlt.destinations",
                   "prefect.task_engine", "prefect.concurrency.sync", "prefect.utilities.visualization",
-                  "fastapi.encoders", "headwater.load.read_ahead")
+                  "fastapi.encoders", "headwater.load.read_ahead", "connectorx")
 
 
 def log(line: str) -> None:
@@ -73,11 +74,12 @@ def _wait_for_quiet(worker_end: socket.socket, busy_path: Path) -> None:
             return
 
 
-def supervise_spare(runner_end: socket.socket, busy_path: Path) -> None:
+def supervise_spare(runner_end: socket.socket, busy_path: Path, expected: dict | None = None) -> None:
     """In the supervisor (forked from the runner, no threads): fork the worker, wait for a call, see it through.
 
     The supervisor of a call holds the run's busy lock (``hold_busy_lock``, from the runner) until its
-    worker ends: the next spare's worker waits for it before importing."""
+    worker ends: the next spare's worker waits for it before importing. ``expected`` is where the runner
+    expects the next call from (``prepared_settings.prepare``'s arguments), or None."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # so that waitpid sees the worker's status
     supervisor_end, worker_end = socket.socketpair()
@@ -85,7 +87,7 @@ def supervise_spare(runner_end: socket.socket, busy_path: Path) -> None:
     if worker == 0:
         supervisor_end.close()
         runner_end.close()
-        _wait_as_worker(worker_end, busy_path)  # never returns
+        _wait_as_worker(worker_end, busy_path, expected)  # never returns
     worker_end.close()
     try:
         call = receive_message(runner_end, max_descriptors=5)
@@ -136,8 +138,9 @@ def _see_through(caller: socket.socket, worker: int) -> dict:
     return {**ending, "peak_rss_kib": usage.ru_maxrss}
 
 
-def _wait_as_worker(worker_end: socket.socket, busy_path: Path) -> None:
-    """In the worker: import what a run uses, wait for the call, run it as the caller's process would."""
+def _wait_as_worker(worker_end: socket.socket, busy_path: Path, expected: dict | None) -> None:
+    """In the worker: import what a run uses and read Prefect's settings for the call ``expected``, wait for
+    the call, run it as the caller's process would."""
     _wait_for_quiet(worker_end, busy_path)
     for name in WORKER_PRELOAD:
         try:
@@ -149,19 +152,25 @@ def _wait_as_worker(worker_end: socket.socket, busy_path: Path) -> None:
         importlib.import_module("headwater.plugins.manager").connector_registry()
     except Exception as error:  # the run reports a broken plugin itself
         log(f"could not load the plugins: {type(error).__name__}: {error}")
+    try:
+        importlib.import_module("headwater.cli").build_parser()  # imports every subcommand's module
+    except Exception as error:  # the run reports it itself
+        log(f"could not build the command's parser: {type(error).__name__}: {error}")
+    prepared = prepare(expected["prefect"], expected["cwd"]) if expected else None
     log(f"spare worker {os.getpid()} is ready")
     try:
         call = receive_message(worker_end, max_descriptors=3)
     except (OSError, ValueError, RunnerUnavailable):
         os._exit(0)
     worker_end.close()
-    take_callers_process(call)
+    take_callers_process(call, prepared)
     os._exit(_run_entry(call["entry"]))
 
 
-def take_callers_process(call: dict) -> None:
+def take_callers_process(call: dict, prepared: PreparedSettings | None = None) -> None:
     """Become the caller: signals as Python sets them, its umask, folder, environment, argv and terminal;
-    then Prefect's settings and logging as a fresh process reads them from that environment."""
+    then Prefect's settings and logging as a fresh process reads them from that environment (those
+    ``prepared`` when they are what it would read)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
@@ -185,8 +194,13 @@ def take_callers_process(call: dict) -> None:
     # project's server in PREFECT_API_URL for `python -m flows.daily`; `headwater run` sets it in the command).
     warm_client.inside_runner = True
     quiet_telemetry()
+    if prepared is not None and prepared.fits(os.environ, call["cwd"]):
+        prefect.context.GLOBAL_SETTINGS_CONTEXT = prepared.context
+        with prepared.logging_configuration():
+            prefect.logging.configuration.setup_logging(incremental=False)  # handlers on the caller's stderr
+        return
     prefect.context.refresh_global_settings_context()
-    prefect.logging.configuration.setup_logging(incremental=False)  # handlers on the caller's stderr
+    prefect.logging.configuration.setup_logging(incremental=False)
 
 
 def _fresh_stdio(encoding: str, descriptors: list[int]) -> None:

@@ -235,6 +235,21 @@ def test_a_call_while_a_run_goes_on_is_served_at_once(project):
         assert caller.returncode == 0, stderr
 
 
+def test_a_call_naming_another_prefect_server_than_the_last_call_reports_to_its_own(project):
+    """The spare reads Prefect's settings ahead for a call like the last one; a call with another
+    PREFECT_API_URL (which the runner accepts) must not run on the settings read for the last."""
+    root, env, _ = project
+    first, first_pid = _run(root, env)
+    assert first.returncode == 0 and _served(root, first_pid), first.stderr
+    unreachable = "http://127.0.0.1:9/api"
+    elsewhere, elsewhere_pid = _run(root, {**env, "PREFECT_API_URL": unreachable})
+    assert _served(root, elsewhere_pid), _log(root)
+    assert elsewhere.returncode == 1 and f"Failed to reach API at {unreachable}" in elsewhere.stderr
+    # ...and the call after it, back to the project's server, does not run on the unreachable one's settings.
+    again, again_pid = _run(root, env)
+    assert again.returncode == 0 and _served(root, again_pid), again.stderr
+
+
 def test_a_caller_killed_outright_takes_its_run_with_it(project):
     root, env, url = project
     with source_lock(PostgresAddress.from_url(url), "files", 0, "test"):
