@@ -36,10 +36,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ps.set_defaults(run=run_ps)
 
 
+def destination_problem() -> bool:
+    """Say what is wrong with $HEADWATER_DATABASE_URL, if anything, before any command here touches it."""
+    from headwater.local.destination import destination_url_problem
+
+    problem = destination_url_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 def run_up(args: argparse.Namespace) -> int:
     from headwater.local import stack
     from headwater.local.embedded_postgres import LocalPostgresError
 
+    if destination_problem():
+        return 2
     console = Console(stderr=True)
     try:
         with console.status("Starting the local stack…") as spinner:
@@ -60,6 +72,8 @@ def run_up(args: argparse.Namespace) -> int:
 def run_down(args: argparse.Namespace) -> int:
     from headwater.local import stack
 
+    if destination_problem():
+        return 2
     before = stack.status(state_dir())
     after = stack.down(state_dir())
     stopped = []
@@ -79,6 +93,8 @@ def run_down(args: argparse.Namespace) -> int:
 def run_ps(args: argparse.Namespace) -> int:
     from headwater.local import stack
 
+    if destination_problem():
+        return 2
     current = stack.status(state_dir())
     if args.api_url:
         if not current.prefect_api_url:

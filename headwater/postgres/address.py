@@ -66,9 +66,15 @@ class PostgresAddress:
             raise ValueError(
                 f"{DATABASE_URL_ENV} must be a postgresql:// URL, got scheme {parts.scheme!r}"
             )
+        try:
+            port = parts.port
+        except ValueError:  # urllib's own message names neither the variable nor the fix
+            host_and_port = parts.netloc.rpartition("@")[2]  # never the password
+            raise ValueError(f"{DATABASE_URL_ENV} has a port that is not a number in {host_and_port!r}; "
+                             "write it as postgresql://user@host:5432/database") from None
         return cls(
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
+            port=port or 5432,
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
             database=(parts.path or "/postgres").lstrip("/") or "postgres",
