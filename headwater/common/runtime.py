@@ -37,10 +37,16 @@ def quiet_telemetry() -> None:
         os.environ.setdefault(name, value)
 
 
+def with_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with telemetry off and Headwater's Prefect defaults where it sets none (as `quiet_telemetry`
+    leaves this process's environment)."""
+    return {**TELEMETRY_OFF, **PREFECT_DEFAULTS, **environ}
+
+
 def child_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a process Headwater starts (Prefect server, worker, CLI): this process's, with
     telemetry off unless the user chose otherwise, plus `extra`."""
-    return {**TELEMETRY_OFF, **PREFECT_DEFAULTS, **os.environ, **(extra or {})}
+    return {**with_defaults(os.environ), **(extra or {})}
 
 
 def config_path() -> Path:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headwater.common.runtime import PREFECT_DEFAULTS, TELEMETRY_OFF
+from headwater.common.runtime import with_defaults
 
 # Prefect's settings read environment variables of this prefix, in any case (pydantic-settings' default).
 PREFECT_PREFIX = "PREFECT_"
@@ -31,12 +31,6 @@ def prefect_variables(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in environ.items() if name.upper().startswith(PREFECT_PREFIX)}
 
 
-def with_run_defaults(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment as a run reads its settings: with Headwater's defaults where it sets none
-    (headwater.common.runtime.quiet_telemetry)."""
-    return {**TELEMETRY_OFF, **PREFECT_DEFAULTS, **environ}
-
-
 @dataclass(frozen=True)
 class PreparedSettings:
     key: tuple  # what the settings were read from: variables, folder, and the files' stamps
@@ -46,7 +40,7 @@ class PreparedSettings:
 
     def fits(self, environ: Mapping[str, str], cwd: str) -> bool:
         """True when a process with ``environ`` in ``cwd`` would read these very settings now."""
-        return _key(with_run_defaults(environ), cwd, self.context.settings) == self.key
+        return _key(with_defaults(environ), cwd, self.context.settings) == self.key
 
     @contextmanager
     def logging_configuration(self) -> Iterator[None]:
@@ -75,7 +69,7 @@ def prepare(prefect_environ: Mapping[str, str], cwd: str) -> PreparedSettings | 
     try:
         for name in prefect_variables(os.environ):
             del os.environ[name]
-        os.environ.update(with_run_defaults(prefect_environ))
+        os.environ.update(with_defaults(prefect_environ))
         os.chdir(cwd)
         context = prefect.context.root_settings_context()
         settings = context.settings

@@ -12,6 +12,7 @@ the worker when the caller dies (its connection closes) and sends the caller the
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import importlib
 import os
@@ -196,11 +197,12 @@ def take_callers_process(call: dict, prepared: PreparedSettings | None = None) -
     quiet_telemetry()
     if prepared is not None and prepared.fits(os.environ, call["cwd"]):
         prefect.context.GLOBAL_SETTINGS_CONTEXT = prepared.context
-        with prepared.logging_configuration():
-            prefect.logging.configuration.setup_logging(incremental=False)  # handlers on the caller's stderr
-        return
-    prefect.context.refresh_global_settings_context()
-    prefect.logging.configuration.setup_logging(incremental=False)
+        logging_configuration = prepared.logging_configuration()
+    else:
+        prefect.context.refresh_global_settings_context()
+        logging_configuration = contextlib.nullcontext()
+    with logging_configuration:
+        prefect.logging.configuration.setup_logging(incremental=False)  # handlers on the caller's stderr
 
 
 def _fresh_stdio(encoding: str, descriptors: list[int]) -> None:

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 from dlt.common.data_writers.writers import ArrowToParquetWriter
 
 from headwater.common.file_rows import FILE_COLUMN
+from headwater.postgres.loader import LOAD_ID_COLUMN
 
 # Columns holding one value per load or per landing file: dictionary-encoded, they cost nothing to write.
-REPEATING_COLUMNS = ("_dlt_load_id", FILE_COLUMN)
+REPEATING_COLUMNS = (LOAD_ID_COLUMN, FILE_COLUMN)
 _PYARROW_MAJOR = int(pa.__version__.split(".")[0])
 
 
