@@ -29,6 +29,7 @@ from flows.tasks import (
     verify_raw_contracts_task,
 )
 from headwater.access.run_roles import RunRoles, run_roles
+from headwater.common.prefect_tls import share_api_tls_contexts
 from headwater.common.runtime import config_path
 from headwater.example.session import running_example
 from headwater.lineage.pii import pii_exposures
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     reload = {name: getattr(args, name) for name in ("full_refresh", "since", "until") if getattr(args, name)}
     if args.full_build:
         reload["full_build"] = True
+    share_api_tls_contexts()
     with temporary_settings(updates=run_settings(api_url)):
         state = daily(advance_example=args.advance_example, **reload, return_state=True)
     return 0 if state.is_completed() else 1

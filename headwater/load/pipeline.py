@@ -56,6 +56,10 @@ DLT_DEFAULTS = {
     "DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS": "default",
     # A loaded package's data files are not needed again (recovery only reads unfinished packages).
     "LOAD__DELETE_COMPLETED_JOBS": "true",
+    # Merge, scd2 and replace tables are copied into a staging table first; emptied once the load is
+    # recorded, it keeps no second copy of the last load on disk, and the next load does not pay for
+    # truncating it at its start (a staging table of 1M rows: ~40 ms).
+    "LOAD__TRUNCATE_STAGING_DATASET": "true",
 }
 
 

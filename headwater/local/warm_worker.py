@@ -158,6 +158,10 @@ def _wait_as_worker(worker_end: socket.socket, busy_path: Path, expected: dict |
     except Exception as error:  # the run reports it itself
         log(f"could not build the command's parser: {type(error).__name__}: {error}")
     prepared = prepare(expected["prefect"], expected["cwd"]) if expected else None
+    try:
+        importlib.import_module("headwater.common.prefect_tls").share_api_tls_contexts(preload_default=True)
+    except Exception as error:  # the run builds its contexts itself
+        log(f"could not build Prefect's TLS context: {type(error).__name__}: {error}")
     log(f"spare worker {os.getpid()} is ready")
     try:
         call = receive_message(worker_end, max_descriptors=3)

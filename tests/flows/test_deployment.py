@@ -53,7 +53,7 @@ def test_the_readme_deploying_commands_work_in_a_fresh_project(shop_project, dat
         out = shell(deploy_block, shop_project, env)
         api_url = stack.running_api_url(shop_project / ".headwater")
         assert api_url, "`headwater up` left no running server in .headwater/stack.json"
-        assert f"Prefect server: {api_url} (headwater up)" in out
+        assert f"Prefect server: {api_url} (headwater up)" in out, out
         assert "Work pool headwater (process): created; workers online: 0" in out
         assert "Work pool headwater (process): exists" in out  # the second `headwater deploy`
         assert "Run it once:  headwater deploy --run" in out

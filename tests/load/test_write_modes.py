@@ -66,6 +66,12 @@ def test_every_write_mode_over_runs_with_inserts_updates_and_deletes(tmp_path, s
     assert versions(database_url, "raw_hi.items") == [
         (1, "a", 1, 2), (2, "b", 1, 2), (2, "b2", 2, None), (3, "c", 1, 3), (3, "c2", 3, None), (4, "d", 2, None),
     ]
+    # The modes that copy into a staging table first leave it empty once the load is recorded.
+    staged = query(database_url, "select table_schema from information_schema.tables where table_name = 'items' "
+                                 "and table_schema like 'raw\\_%\\_staging' order by 1")
+    assert [schema for schema, in staged] == ["raw_h_staging", "raw_hi_staging", "raw_m_staging", "raw_r_staging"]
+    for schema, in staged:
+        assert query(database_url, f"select count(*) from {schema}.items") == [(0,)], schema
 
 
 def test_deleted_flag_needs_merge_or_scd2(tmp_path):

@@ -37,7 +37,7 @@ def indexes(url: str, schema: str) -> dict[str, tuple[str, bool, str]]:
 
 
 def delete_plan(url: str, schema: str) -> str:
-    """Postgres's plan for the delete of dlt's merge, with the rows of the last load still in staging."""
+    """Postgres's plan for the delete of dlt's merge, on the staging table as a load leaves it (emptied)."""
     rows = query(url, f'explain delete from "{schema}".items as d where exists '
                       f'(select 1 from "{schema}_staging".items as s where d.id = s.id)')
     return "\n".join(row[0] for row in rows)
