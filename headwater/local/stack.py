@@ -31,6 +31,7 @@ import psutil
 
 from headwater.common import runtime
 from headwater.local import warm_runner
+from headwater.local.process_identity import STARTED_KEY, is_recorded_process, start_mark
 from headwater.postgres.address import DATABASE_URL_ENV, PostgresAddress
 
 PREFERRED_PORT = 4200
@@ -260,7 +261,7 @@ def _start_prefect(state_dir: Path, *, port: int | None, timeout: float, say: Pr
 
     return {
         "pid": process.pid,
-        "create_time": psutil.Process(process.pid).create_time(),
+        STARTED_KEY: start_mark(process.pid),
         "port": port,
         "api_url": api_url,
         "ui_url": base,
@@ -286,16 +287,8 @@ def _listens_on(pid: int, port: int) -> bool:
 
 
 def _prefect_alive(record: dict[str, Any]) -> bool:
-    """The recorded server process still exists (same pid *and* start time, so not a reused pid)."""
-    pid = record.get("pid")
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        same_process = abs(proc.create_time() - record.get("create_time", 0)) < 1
-        return same_process and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+    """The recorded server process still exists (same pid *and* start, so not a reused pid)."""
+    return is_recorded_process(record)
 
 
 def _healthy(api_url: str, timeout: float = 2.0) -> bool:

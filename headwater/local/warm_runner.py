@@ -124,13 +124,9 @@ def stop_runner(state_dir: Path) -> bool:
 
 
 def _alive(record: dict) -> bool:
-    import psutil
+    from headwater.local.process_identity import is_recorded_process
 
-    try:
-        process = psutil.Process(record["pid"])
-        return abs(process.create_time() - record.get("create_time", 0)) < 1 and process.status() != "zombie"
-    except (KeyError, TypeError, psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+    return is_recorded_process(record)
 
 
 def _read_record(state_dir: Path) -> dict:
@@ -157,9 +153,9 @@ def main() -> None:
     # Modules resolve as for the `headwater` script, not from the folder the runner started in.
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)
-    import psutil
+    from headwater.local.process_identity import STARTED_KEY, start_mark
 
-    record = {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "ready": False}
+    record = {"pid": os.getpid(), STARTED_KEY: start_mark(os.getpid()), "ready": False}
     _write_record(state_dir, record)  # `headwater down` finds it while it still imports
     os.environ.update(NO_ALLOCATOR_THREADS)
     for name in RUNNER_PRELOAD:
