@@ -35,7 +35,7 @@ from headwater.example.session import running_example
 from headwater.lineage.pii import pii_exposures
 from headwater.load.reload import ReloadError, add_reload_arguments, not_backfilled, plan_reload
 from headwater.local.destination import destination_url_problem, resolve_destination, uses_embedded_database
-from headwater.local.stack import StackError, prefect_server_for_runs
+from headwater.local.stack import StackError, prefect_server_for_runs, unreachable_api_problem
 from headwater.marts.build_lock import build_lock
 from headwater.marts.publish import PUBLISHED_SCHEMAS
 from headwater.marts.rebuild import changed_relations
@@ -278,7 +278,14 @@ def main(argv: list[str] | None = None) -> int:
         reload["full_build"] = True
     share_api_tls_contexts()
     with temporary_settings(updates=run_settings(api_url)):
-        state = daily(advance_example=args.advance_example, **reload, return_state=True)
+        try:
+            state = daily(advance_example=args.advance_example, **reload, return_state=True)
+        except RuntimeError as error:  # raised before the flow's body runs: nothing was written
+            problem = unreachable_api_problem(error)
+            if problem is None:
+                raise
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
     return 0 if state.is_completed() else 1
 
 

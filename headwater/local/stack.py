@@ -124,6 +124,27 @@ def prefect_server_for_runs(state_dir: Path, *, progress: Progress | None = None
     return ours or ensure_prefect_server(state_dir, progress=progress)
 
 
+# How Prefect's client words an API it cannot connect to (prefect.client.orchestration).
+_UNREACHABLE_API = "Failed to reach API at "
+
+
+def unreachable_api_problem(error: BaseException) -> str | None:
+    """One line for a run whose Prefect API did not answer, or None when ``error`` is something else.
+
+    Prefect says it in a traceback of a hundred lines; the user needs the address, where it was set, and
+    the two ways out."""
+    message = str(error)
+    if not isinstance(error, RuntimeError) or not message.startswith(_UNREACHABLE_API):
+        return None
+    url = message[len(_UNREACHABLE_API):].strip()
+    cause = error.__cause__ or error.__context__
+    reason = f" ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else ""
+    where = "the environment" if "PREFECT_API_URL" in os.environ else "the active Prefect profile"
+    return (f"Prefect's API at {url} does not answer{reason}; PREFECT_API_URL is set to it in {where}. "
+            "Start that server, or unset PREFECT_API_URL so that runs report to this project's own server "
+            "(headwater up starts it). Nothing was loaded.")
+
+
 def _ensure_prefect(state_dir: Path, record: dict[str, Any], *, port: int | None, timeout: float,
                     say: Progress) -> dict[str, Any]:
     """Keep the recorded server when it answers, else start one; the record is written either way."""

@@ -196,3 +196,21 @@ def test_check_says_when_the_server_holding_the_secret_blocks_is_unreachable(tmp
     assert "orders_db: secret block 'orders-db-url': the Prefect server" in result.stdout
     assert "3 of 4 checks failed." in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_prefect_api_that_does_not_answer_stops_the_run_with_one_line(tmp_path, database_url):
+    project = tmp_path / "shop"
+    assert main(["init", str(project)]) == 0
+    api_url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    env = {**os.environ, "HEADWATER_DATABASE_URL": database_url, "PREFECT_API_URL": api_url, "COLUMNS": "250"}
+    env.pop("HEADWATER_CONFIG", None)
+
+    result = subprocess.run([HEADWATER, "run"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        f"error: Prefect's API at {api_url}/ does not answer (ConnectError: [Errno 111] Connection refused); "
+        "PREFECT_API_URL is set to it in the environment. Start that server, or unset PREFECT_API_URL so that runs "
+        "report to this project's own server (headwater up starts it). Nothing was loaded.\n")
+    assert query(database_url, "select count(*) from information_schema.schemata where schema_name like 'raw_%'") == [
+        (0,)]
