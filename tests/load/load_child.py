@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from headwater.load.pipeline import load_source
@@ -19,9 +20,10 @@ from tests.load.helpers import read, registry
 def main(path: str, destination_url: str, source: str) -> None:
     project = read(Path(path))
     config = project.source(source)
+    began = time.time()
     result = load_source(project, config, registry().get(config.connector), PostgresAddress.from_url(destination_url),
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
-    print(json.dumps({"error": result.error, "skipped": result.skipped,
+    print(json.dumps({"error": result.error, "skipped": result.skipped, "began": began, "ended": time.time(),
                       "rows": {table.table: table.rows for table in result.tables}}))
 
 

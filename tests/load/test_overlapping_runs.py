@@ -24,6 +24,8 @@ TABLES = {"src": """
 """}
 EVENTS = ("events", "id, kind, amount", "id")
 ACCOUNTS = ("accounts", "id, owner, balance, updated_at", "id")
+# Two loads whose calls overlap by more than this held the source lock at the same time for a while.
+OVERLAP_SECONDS = 0.2
 
 
 def add_data(url: str, first_event: int, events: int, tick: int) -> None:
@@ -78,9 +80,15 @@ def test_two_loads_of_one_project_started_together_end_exact(apart, tmp_path, so
     assert_destination_equals_source(source_tables, database_url)
     # Every event was loaded by exactly one of the two runs.
     assert one["rows"].get("events", 0) + two["rows"].get("events", 0) == 150_000
-    if apart < 3:  # they met: one of them waited for the other, and said for whom
-        waits = [log for log in (one_log, two_log) if "waiting for source src, held by headwater load pid" in log]
-        assert len(waits) == 1, (one_log[-1500:], two_log[-1500:])
+    # Whether the two loads met depends on how fast this machine loads; started together, they do. Where they
+    # met (by more than the moment between releasing the lock and returning), one waited for the other and
+    # said for whom; never both.
+    met = min(one["ended"], two["ended"]) - max(one["began"], two["began"])
+    if apart == 0:
+        assert met > OVERLAP_SECONDS, (one, two)
+    waits = [log for log in (one_log, two_log) if "waiting for source src, held by headwater load pid" in log]
+    expected = {1} if met > OVERLAP_SECONDS else {0} if met <= 0 else {0, 1}
+    assert len(waits) in expected, (met, one_log[-1500:], two_log[-1500:])
 
     add_data(source_tables, 150_001, 1000, tick=2)  # and later runs go on exactly
     load(path, destination_url=database_url, source="src")
