@@ -16,6 +16,7 @@ context it connects with, and the choice of HTTP/2 is part of the key for the sa
 
 from __future__ import annotations
 
+import importlib
 import os
 import ssl
 import threading
@@ -68,8 +69,6 @@ def share_api_tls_contexts(preload_default: bool = False) -> None:
 
     ``preload_default``: build the context for Prefect's default CA bundle (certifi's) now, as a warm
     runner's spare does while it waits, so the run's first client finds it built."""
-    import importlib
-
     for name in CLIENT_MODULES:
         module = importlib.import_module(name)
         if not isinstance(module.ssl, _SharedContexts):

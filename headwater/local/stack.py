@@ -148,7 +148,7 @@ def unreachable_api_problem(error: BaseException) -> str | None:
 def _ensure_prefect(state_dir: Path, record: dict[str, Any], *, port: int | None, timeout: float,
                     say: Progress) -> dict[str, Any]:
     """Keep the recorded server when it answers, else start one; the record is written either way."""
-    alive = _prefect_alive(record)
+    alive = is_recorded_process(record)
     if alive and _healthy(record["api_url"]):
         _write_record(state_dir, record)
         return record
@@ -173,7 +173,7 @@ def down(state_dir: Path) -> StackStatus:
     with _locked(state_dir):
         warm_runner.stop_runner(state_dir)
         record = _read_record(state_dir)
-        if _prefect_alive(record):
+        if is_recorded_process(record):
             _terminate_group(record["pid"])
         elif record.get("pid"):
             # The server's own process died; what it spawned (uvicorn) may still hold the port.
@@ -216,7 +216,7 @@ def use_local_stack() -> str | None:
 def running_api_url(state_dir: Path) -> str | None:
     """The Prefect API URL of this project's running server, or None. Takes at most about a second."""
     record = _read_record(state_dir)
-    if _prefect_alive(record) and _healthy(record["api_url"], timeout=1.0):
+    if is_recorded_process(record) and _healthy(record["api_url"], timeout=1.0):
         return record["api_url"]
     return None
 
@@ -305,11 +305,6 @@ def _listens_on(pid: int, port: int) -> bool:
         if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
             return True
     return False
-
-
-def _prefect_alive(record: dict[str, Any]) -> bool:
-    """The recorded server process still exists (same pid *and* start, so not a reused pid)."""
-    return is_recorded_process(record)
 
 
 def _healthy(api_url: str, timeout: float = 2.0) -> bool:

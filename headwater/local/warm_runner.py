@@ -39,6 +39,7 @@ from pathlib import Path
 
 from headwater.common.runtime import PREFECT_DEFAULTS, TELEMETRY_OFF
 from headwater.local.prepared_settings import prefect_variables
+from headwater.local.process_identity import STARTED_KEY, is_recorded_process, start_mark
 from headwater.local.warm_client import RECORD_FILE, RunnerUnavailable, receive_message, send_message, socket_path
 from headwater.local.warm_worker import STOP_GRACE_SECONDS, busy_lock_path, hold_busy_lock, log, supervise_spare
 
@@ -97,7 +98,7 @@ def _spawn(state_dir: Path, project_root: Path, environ: dict[str, str], log_pat
 def runner_pid(state_dir: Path) -> int | None:
     """The pid of the project's runner when it is alive and listening."""
     record = _read_record(state_dir)
-    if record.get("ready") and _alive(record) and socket_path(state_dir).exists():
+    if record.get("ready") and is_recorded_process(record) and socket_path(state_dir).exists():
         return record["pid"]
     return None
 
@@ -105,7 +106,7 @@ def runner_pid(state_dir: Path) -> int | None:
 def stop_runner(state_dir: Path) -> bool:
     """Stop the runner (runs it serves finish on their own); True when one was running."""
     record = _read_record(state_dir)
-    if not _alive(record):
+    if not is_recorded_process(record):
         (state_dir / RECORD_FILE).unlink(missing_ok=True)
         return False
     import psutil
@@ -121,12 +122,6 @@ def stop_runner(state_dir: Path) -> bool:
     socket_path(state_dir).unlink(missing_ok=True)
     (state_dir / RECORD_FILE).unlink(missing_ok=True)
     return True
-
-
-def _alive(record: dict) -> bool:
-    from headwater.local.process_identity import is_recorded_process
-
-    return is_recorded_process(record)
 
 
 def _read_record(state_dir: Path) -> dict:
@@ -153,8 +148,6 @@ def main() -> None:
     # Modules resolve as for the `headwater` script, not from the folder the runner started in.
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)
-    from headwater.local.process_identity import STARTED_KEY, start_mark
-
     record = {"pid": os.getpid(), STARTED_KEY: start_mark(os.getpid()), "ready": False}
     _write_record(state_dir, record)  # `headwater down` finds it while it still imports
     os.environ.update(NO_ALLOCATOR_THREADS)
