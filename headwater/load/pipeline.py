@@ -30,8 +30,9 @@ from headwater.load.table_processor import attach_processors, protection_lookup
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
 from headwater.postgres.address import PostgresAddress
+from headwater.postgres.copy_ahead import copying_ahead
 from headwater.postgres.load_files import use_copy_ready_writer
-from headwater.postgres.loader import postgres
+from headwater.postgres.loader import FileCopy, postgres
 from headwater.project.config import ProjectConfig, SourceConfig
 from headwater.project.quarantine_settings import describe_retention
 from headwater.quarantine import is_quarantine_table, table_of
@@ -265,7 +266,9 @@ def _load_locked(
         backfills = _backfill_outcomes(built, source, connector, reload)
         for dlt_source, refresh in _runs(built, source, reload):
             run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
-            infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
+            # Large append tables are COPY'd while extract runs (headwater.postgres.copy_ahead).
+            with copying_ahead(pipeline, refreshing=refresh is not None, file_copy=FileCopy):
+                infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
             for info in infos:
                 info.raise_on_failed_jobs()
                 result.load_ids += list(info.loads_ids)

@@ -16,9 +16,10 @@ The windows a kill can leave, and what happens to each here:
 - **load, before a job's COMMIT**: the job's transaction rolled back; dlt re-runs it.
 - **load, after a job's COMMIT, before its pending-transition marker is written**: dlt re-runs the
   job and, for a copy job, inserts its rows a second time. Before loading, the rows of that load id are deleted
-  from the table the job writes to (the final table of an append table; the staging table of a
-  merge, scd2 or replace table), but only when no job of that table in the package is completed,
-  because then every row of that load id in that table comes from a job that runs again.
+  from the table the job writes to (the final table of an append table, and dlt's state table, whose
+  row a replay would add again; the staging table of a merge, scd2 or replace table), but only when no
+  job of that table in the package is completed, because then every row of that load id in that table
+  comes from a job that runs again.
   A job that committed and wrote its marker is completed by dlt without running again: its rows stay.
   A copy job split over several COPY streams (headwater.postgres.copy_streams) commits them one after
   the other: a kill between two commits is this same window (the job is started, not completed), and
@@ -69,6 +70,9 @@ log = logging.getLogger(__name__)
 
 # Job file formats that copy rows into a table (the .sql follow-up jobs are single transactions).
 _COPY_FORMATS = {"parquet", "insert_values", "csv", "jsonl", "model"}
+# dlt's table of the state each load commits: one row per load, its _dlt_id unique, so a replayed job that
+# had committed fails on the key. Its rows of the load id come only from that job, as an append table's do.
+_STATE_TABLE = "_dlt_pipeline_state"
 
 
 @dataclass
@@ -172,7 +176,8 @@ def _remove_replayed_rows(pipeline: dlt.Pipeline, load_id: str) -> list[tuple[st
     for state, jobs in package.jobs.items():
         for job in jobs:
             parsed = job.job_file_info
-            if parsed.file_format not in _COPY_FORMATS or parsed.table_name.startswith("_dlt"):
+            if parsed.file_format not in _COPY_FORMATS or (
+                    parsed.table_name.startswith("_dlt") and parsed.table_name != _STATE_TABLE):
                 continue
             if state == "started_jobs" and os.path.basename(job.file_path) not in committed:
                 started.add(parsed.table_name)

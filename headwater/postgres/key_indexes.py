@@ -31,6 +31,7 @@ a load; readers (dbt, Soda, dashboards) go on reading.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Suffix of the index names Headwater gives, so they are told from indexes a user created.
@@ -98,8 +99,11 @@ def _existing(sql_client, tables: list[str]) -> dict[str, _Existing]:
     return found
 
 
-def sync_key_indexes(sql_client, wanted: dict[str, KeyIndex | None]) -> dict[str, KeyIndex | None]:
+def sync_key_indexes(sql_client, wanted: dict[str, KeyIndex | None],
+                     before_change: Callable[[str], None] | None = None) -> dict[str, KeyIndex | None]:
     """Give each table of ``wanted`` its key index (None: no Headwater index); returns the tables changed.
+
+    ``before_change(table)`` is called before an index of ``table`` is dropped or created.
 
     Runs in the caller's transaction. A table that holds a key twice gets a plain index where a unique
     one was wanted, so the load goes on.
@@ -120,6 +124,8 @@ def sync_key_indexes(sql_client, wanted: dict[str, KeyIndex | None]) -> dict[str
         if have.ours == index or (index is not None and have.ours is None and _covered(have.led_by, index)):
             continue
         qualified_index = sql_client.make_qualified_table_name(key_index_name(table))
+        if before_change is not None:
+            before_change(table)
         if have.ours is not None:
             sql_client.execute_sql(f"DROP INDEX IF EXISTS {qualified_index}")
         if index is not None:

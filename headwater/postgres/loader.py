@@ -8,6 +8,8 @@
   at once. Handing it a RecordBatchReader instead lets the driver pull one batch at a time while it
   copies, so memory stays flat however many rows a table loads. Each batch is cast to the table's
   column types on the way (a file written before its column widened holds the narrower type).
+- **Rows copied ahead.** A copy job whose table was COPY'd during extract (headwater.postgres.copy_ahead)
+  commits that COPY when it took exactly the load file's rows; otherwise it rolls it back and copies the file.
 - **Refused rows, or a lost connection.** When Postgres refuses the rows (a value its column cannot
   hold) the job fails terminally with Postgres's reason, and headwater.load.refusals sets the refused
   rows aside; when the connection or the server fails instead, the job fails as transient and is
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Type
 
@@ -39,6 +42,7 @@ from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
 from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN, MODIFIED_COLUMN, REPLACES_FILES_HINT
 from headwater.common.widening import ALL_NULL_HINT, LATTICE, is_text, is_widening
+from headwater.postgres import copy_ahead
 from headwater.postgres.binary_copy import copy_binary, encodable
 from headwater.postgres.column_migrations import ColumnChange, change_column_types, holds_only_nulls
 from headwater.postgres.column_types import (
@@ -51,6 +55,8 @@ from headwater.postgres.column_types import (
 )
 from headwater.postgres.copy_streams import PartialCopy, copy_in_streams, copy_streams
 from headwater.postgres.key_indexes import sync_key_indexes, wanted_index
+
+log = logging.getLogger(__name__)
 
 # The column dlt gives every row: the load that wrote it.
 LOAD_ID_COLUMN = "_dlt_load_id"
@@ -74,6 +80,9 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         catalog_name, schema_name = self._set_catalog_and_schema()
         copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
         partial = PartialCopy(self._file_path, self.job_id())
+        ahead = copy_ahead.take(schema_name, table, self._load_id)
+        if ahead is not None and self._commit_ahead(ahead, copy, partial):
+            return
         try:
             if partial.left_behind():  # an earlier try committed some of its streams
                 self._delete_partial_copy(schema_name)
@@ -91,6 +100,25 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
                     f"is kept and tried again): {_first_line(error)}") from None
             # the rows themselves are refused: loading them again cannot help
             raise DestinationTerminalException(copy.refused(error, files_of(self._file_path))) from None
+
+    def _commit_ahead(self, ahead: copy_ahead.AheadStream, copy: FileCopy, partial: PartialCopy) -> bool:
+        """Commit the rows copied ahead during extract (headwater.postgres.copy_ahead) when they are exactly the
+        file's; False, with them rolled back, when the file must be copied instead."""
+        with pq.ParquetFile(self._file_path) as parquet:
+            rows = parquet.metadata.num_rows
+        if ahead.end() != rows or partial.left_behind():
+            ahead.roll_back()
+            return False
+        partial.write()  # from here until the commit is known to be through, the rows may be in the table
+        try:
+            ahead.commit()
+        except psycopg.Error as error:  # the outcome is unknown: the retry deletes the load id first
+            raise DestinationTransientException(
+                f"Postgres failed while committing the rows copied ahead into {copy.where} (the load is kept "
+                f"and tried again): {_first_line(error)}") from None
+        partial.clear()
+        log.info("%s: %d rows copied during extract, committed by the load job", copy.where, rows)
+        return True
 
     def _connect(self) -> psycopg.Connection:
         credentials = self._job_client.config.credentials
@@ -220,7 +248,7 @@ class FileCopy:
     def reader(self, file_schema: pa.Schema, batches) -> pa.RecordBatchReader:
         target = self.target_schema(file_schema)
         if not target.equals(file_schema):
-            batches = (self._cast(batch, target) for batch in batches)
+            batches = (self.cast(batch, target) for batch in batches)
         return pa.RecordBatchReader.from_batches(target, batches)
 
     def target_schema(self, file_schema: pa.Schema) -> pa.Schema:
@@ -237,7 +265,8 @@ class FileCopy:
             fields.append(field)
         return pa.schema(fields)
 
-    def _cast(self, batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    def cast(self, batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+        """``batch`` in ``target``'s types (same columns, in order); raises when a value does not cast."""
         arrays = []
         for field, array in zip(target, batch.columns, strict=True):
             if array.type == field.type:
@@ -361,19 +390,35 @@ class StreamingPostgresClient(PostgresClient):
         dlt_tables = set(self.schema.dlt_table_names())
         wanted = {name: wanted_index(self.prepare_load_table(name)) for name in tables
                   if name in self.schema.tables and name not in dlt_tables}
+        dataset = self.sql_client.dataset_name
         if wanted:
             with self.sql_client.begin_transaction():
-                sync_key_indexes(self.sql_client, wanted)
+                # A table copied ahead is held by its open COPY until its job runs: that COPY gives way first.
+                sync_key_indexes(self.sql_client, wanted,
+                                 before_change=lambda table: copy_ahead.abandon_for_schema_update(dataset, table))
 
     def _execute_schema_update_sql(self, only_tables, store_schema: bool = True):
         storage_tables = self.get_storage_tables(only_tables or self.schema.tables.keys())
+        ahead = copy_ahead.waiting_tables(self.sql_client.dataset_name)
         for table_name, storage_columns in storage_tables:
-            if storage_columns:
-                self._widen_columns(table_name, storage_columns)
+            changes = self._column_changes(table_name, storage_columns) if storage_columns else []
+            if table_name in ahead and (changes or self._create_table_update(table_name, storage_columns)):
+                # The ALTER would wait for the COPY that waits for this load: the file is copied instead.
+                copy_ahead.abandon_for_schema_update(self.sql_client.dataset_name, table_name)
+            if changes:
+                change_column_types(self.sql_client, self.sql_client.make_qualified_table_name(table_name), changes)
         return super()._execute_schema_update_sql(only_tables, store_schema)
 
-    def _widen_columns(self, table_name: str, storage_columns: dict) -> None:
-        """Alter the columns whose type dlt's schema has widened since the table was created."""
+    def _stored_type(self, stored: dict, table_name: str) -> str | None:
+        """The SQL type of a column as the destination reports it. dlt reads an integer column back with its
+        precision (bigint: 64), which its schema leaves out: the same type, not one to widen to."""
+        try:
+            return self.type_mapper.to_destination_type(stored, self.prepare_load_table(table_name))
+        except Exception:  # a type dlt cannot name back: compare by dlt's types alone
+            return None
+
+    def _column_changes(self, table_name: str, storage_columns: dict) -> list[ColumnChange]:
+        """The columns whose type dlt's schema has widened since the table was created."""
         schema_columns = self.schema.get_table_columns(table_name)
         qualified = self.sql_client.make_qualified_table_name(table_name)
         changes = []
@@ -383,13 +428,13 @@ class StreamingPostgresClient(PostgresClient):
                 continue
             escaped = self.sql_client.escape_column_name(name)
             db_type = self.type_mapper.to_destination_type(column, self.prepare_load_table(table_name))
-            if is_widening(stored, column):
+            if is_widening(stored, column) and db_type != self._stored_type(stored, table_name):
                 changes.append(ColumnChange(escaped, db_type))
             elif (stored.get("data_type") == "text" and column["data_type"] in FROM_NULLS
                   and holds_only_nulls(self.sql_client, qualified, escaped)):
                 # Created as text from nothing but nulls: it takes the type of its first values.
                 changes.append(ColumnChange(escaped, db_type, from_nulls=True))
-        change_column_types(self.sql_client, qualified, changes)
+        return changes
 
 
 class postgres(dlt_postgres):  # noqa: N801 - dlt names a destination after its factory class

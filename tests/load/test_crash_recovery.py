@@ -1,7 +1,8 @@
 """A load SIGKILLed at extract, normalize or load, then run again: the destination equals the source.
 
 Also with a copy job split over 2 COPY streams (headwater.postgres.copy_streams): killed between the
-streams' commits, or losing a stream's connection while committing.
+streams' commits, or losing a stream's connection while committing; and with the append table copied
+ahead during extract (headwater.postgres.copy_ahead), its COPY open while extract runs.
 
 Each kill lands in a subprocess (tests/load/crash_child.py). The next run must load what the
 crashed one left, extract what changed since, and end with the same rows as the source: counts,
@@ -16,6 +17,7 @@ import sys
 
 import pytest
 
+from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
 from headwater.postgres.copy_streams import STREAMS_VARIABLE
 from tests.conftest import REPO, query
 from tests.load.helpers import execute, fingerprint, load, write_project
@@ -52,10 +54,12 @@ def assert_destination_equals_source(source_url: str, destination_url: str) -> N
     "extract", "normalize", "normalize_committed", "load_before_commit",
     "load_after_commit:events", "load_after_commit:accounts", "load_after_marker:events",
 ])
-@pytest.mark.parametrize("streams", ["1", "2"])
+@pytest.mark.parametrize("streams", ["1", "2", "ahead"])
 def test_a_killed_load_is_completed_by_the_next_run(kill_point, streams, tmp_path, source_url, database_url,
                                                     monkeypatch):
-    monkeypatch.setenv(STREAMS_VARIABLE, streams)  # copy jobs in one COPY stream, or in 2
+    # copy jobs in one COPY stream, or in 2; or events copied ahead from its first batch on
+    monkeypatch.setenv(STREAMS_VARIABLE, "1" if streams == "ahead" else streams)
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1" if streams == "ahead" else "1000000")
     path = first_load(tmp_path, source_url, database_url)
     child = run_child(path, database_url, kill_point)
     assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]

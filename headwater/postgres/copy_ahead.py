@@ -1,0 +1,337 @@
+"""Copy ahead: a large append table's rows COPY'd into it while extract is still reading the source.
+
+dlt extracts a whole source into a load file, then loads that file. For an append table the two can
+overlap: each batch dlt writes to the load file is also sent, by a background thread over its own
+connection, into a binary COPY into the destination table (pgpq, headwater.postgres.binary_copy). The
+server stores rows while the connector reads and the table processor works on the next batches.
+
+**Committed by the load job, never before.** The COPY's transaction stays open until the table's copy
+job runs (headwater.postgres.loader). The job commits it when the COPY took exactly the rows of its load
+file, and otherwise rolls it back and copies the file as before. So everything else stays as it was:
+
+- the load file is still written: it is what the next run loads after a kill, and a kill before the
+  commit leaves nothing of the COPY in the table (the server rolls back a lost connection's transaction);
+- once committed, the rows carry the load id like any copy job's, so a kill between the commit and dlt
+  marking the job done is undone by the same recovery (headwater.load.recovery);
+- the commit is marked like a multi-stream copy's (``PartialCopy``), so a commit whose outcome is unknown
+  (a connection lost while committing) is undone by the job's retry.
+
+**Only where nothing else must touch the table first.** Append tables only (merge, scd2 and replace load
+through staging tables), not in a refreshing run (dlt truncates the table before the jobs), not nested
+tables, and only while the table's columns stay as they were when the COPY started: a column added or
+widened later in the extract would need an ALTER that waits for the open COPY, so the COPY is rolled back
+then, and the schema update rolls back any it would otherwise wait for (``abandon_for_schema_update``).
+A first load's table is created before the COPY starts, with the statement dlt's schema update would run
+(committed alone, so dlt's update finds it and changes nothing). Copy ahead starts once a table has
+extracted ``MIN_ROWS`` rows: a smaller load file is copied in about the time it takes to open a connection.
+``HEADWATER_COPY_AHEAD=off`` turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pyarrow as pa
+from dlt.common.schema import Schema
+from dlt.common.schema.utils import get_write_disposition, is_nested_table
+from dlt.extract.extractors import ArrowExtractor, Extractor
+
+from headwater.common.widening import is_text
+from headwater.postgres.binary_copy import copy_binary, encodable
+from headwater.postgres.column_types import JSONB, destination_types
+
+log = logging.getLogger(__name__)
+
+SWITCH_VARIABLE = "HEADWATER_COPY_AHEAD"
+# Rows a table must have extracted before its copy ahead starts (held in memory until then).
+MIN_ROWS = 200_000
+MIN_ROWS_VARIABLE = "HEADWATER_COPY_AHEAD_MIN_ROWS"
+# Batches waiting for the COPY thread: enough to ride out a slow moment, few enough that memory stays flat.
+QUEUE_BATCHES = 4
+
+_current: contextvars.ContextVar[CopyAhead | None] = contextvars.ContextVar("headwater_copy_ahead", default=None)
+# Streams waiting for their copy job, by (dataset, table, load id); the job runs in dlt's load thread pool.
+_waiting: dict[tuple[str, str, str], AheadStream] = {}
+_waiting_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH_VARIABLE, "").strip().lower() not in ("off", "0", "false", "no")
+
+
+def min_rows() -> int:
+    configured = os.environ.get(MIN_ROWS_VARIABLE, "").strip()
+    if not configured:
+        return MIN_ROWS
+    if not configured.isdigit():
+        raise ValueError(f"{MIN_ROWS_VARIABLE} must be a whole number of rows, got {configured!r}; "
+                         f"set it to a number or unset it")
+    return int(configured)
+
+
+class AheadStream:
+    """One table's COPY in a background thread, fed batch by batch, its transaction left open."""
+
+    def __init__(self, connection: psycopg.Connection, dataset: str, table: str, target: pa.Schema, caster):
+        self.connection, self.dataset, self.table, self.target = connection, dataset, table, target
+        self.caster = caster  # the copy job's FileCopy: batches are cast as the job casts its file's
+        self.sent = 0  # rows handed to the thread
+        self.copied: int | None = None  # rows the COPY took, once it ended
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._ended = False
+        self._thread = threading.Thread(target=self._copy, name=f"copy-ahead {dataset}.{table}", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        closed = False
+
+        def batches():
+            nonlocal closed
+            while (batch := self._queue.get()) is not None:
+                yield batch
+            closed = True
+
+        try:
+            with self.connection.cursor() as cursor:
+                self.copied = copy_binary(cursor, self.dataset, self.table, self.target, batches())
+        except BaseException as error:  # kept for the job; the file's own copy takes over
+            self.error = error
+            # Keep taking batches until the end is signalled, so the extract never waits on a dead COPY; the
+            # server may also refuse the rows only once the end was sent.
+            while not closed and self._queue.get() is not None:
+                pass
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        self.sent += batch.num_rows
+        self._queue.put(batch)
+
+    def end(self) -> int | None:
+        """Close the COPY and wait for it; the rows it took, or None when it failed."""
+        if not self._ended:
+            self._ended = True
+            self._queue.put(None)
+            self._thread.join()
+        return None if self.error is not None else self.copied
+
+    def commit(self) -> None:
+        self.connection.commit()
+        self.connection.close()
+
+    def roll_back(self) -> None:
+        self.end()
+        with contextlib.suppress(psycopg.Error):
+            self.connection.rollback()
+        self.connection.close()
+
+
+class _Table:
+    """What copy ahead knows of one table during one extract."""
+
+    def __init__(self):
+        self.held: list[pa.RecordBatch] = []  # batches before copy ahead starts
+        self.held_rows = 0
+        self.columns: dict | None = None  # dlt's columns (name -> type) when the COPY started
+        self.stream: AheadStream | None = None
+        self.off = False  # this table is not copied ahead in this extract
+
+
+class CopyAhead:
+    """Copy ahead for the extracts of one pipeline run (see the module docstring)."""
+
+    def __init__(self, pipeline, refreshing: bool, file_copy):
+        self.pipeline = pipeline
+        self.refreshing = refreshing
+        self.file_copy = file_copy  # the copy job's FileCopy class (headwater.postgres.loader)
+        self.min_rows = min_rows()
+        self._tables: dict[tuple[str, str], _Table] = {}  # (load id, table)
+
+    def offer(self, load_id: str, table_name: str, items: list, schema: Schema) -> None:
+        """The batches dlt just wrote to ``table_name``'s load file, in the file's columns and types."""
+        state = self._tables.setdefault((load_id, table_name), _Table())
+        if state.off:
+            return
+        if not self._still_fits(state, table_name, schema):
+            self._stop(state, load_id, table_name)
+            return
+        batches = [batch for item in items for batch in _batches(item) if batch.num_rows]
+        if state.stream is None:
+            state.held += batches
+            state.held_rows += sum(batch.num_rows for batch in batches)
+            if state.held_rows < self.min_rows:
+                return
+            batches, state.held = state.held, []
+            try:
+                state.stream = self._start(load_id, table_name, schema, batches[0].schema)
+            except Exception as error:  # copy ahead is only a shortcut: the load file is still copied
+                log.info("copy ahead of %s not started: %s", table_name, error)
+                state.stream = None
+            if state.stream is None:
+                state.off = True
+                return
+            state.columns = _column_types(schema, table_name)
+        for batch in batches:
+            conformed = _conformed(batch, state.stream)
+            if conformed is None:
+                self._stop(state, load_id, table_name)
+                return
+            state.stream.put(conformed)
+
+    def _still_fits(self, state: _Table, table_name: str, schema: Schema) -> bool:
+        table = schema.tables.get(table_name)
+        if table is None or table_name.startswith("_dlt") or is_nested_table(table):
+            return False
+        if get_write_disposition(schema.tables, table_name) != "append" or self.refreshing:
+            return False
+        return state.columns is None or state.columns == _column_types(schema, table_name)
+
+    def _start(self, load_id: str, table_name: str, schema: Schema, batch_schema: pa.Schema) -> AheadStream | None:
+        client = self.pipeline._get_destination_clients(schema)[0]
+        dataset = client.sql_client.dataset_name
+        connection = psycopg.connect(client.config.credentials.to_native_representation(), client_encoding="utf8")
+        try:
+            types = destination_types(connection, dataset, table_name)
+            connection.commit()
+            if not types:
+                _create_table(client, table_name)
+                types = destination_types(connection, dataset, table_name)
+                connection.commit()
+            caster = self.file_copy(schema.get_table_columns(table_name), client.capabilities,
+                                    f"{dataset}.{table_name}")
+            target = caster.target_schema(batch_schema)
+            target = pa.schema([field.with_type(_plain(field.type)) for field in target])
+            text_into_jsonb = any(is_text(field.type) and types.get(field.name) == JSONB for field in target)
+            if text_into_jsonb or not encodable(target, types):
+                connection.close()
+                return None
+            stream = AheadStream(connection, dataset, table_name, target, caster)
+        except BaseException:
+            connection.close()
+            raise
+        with _waiting_lock:
+            _waiting[(dataset, table_name, load_id)] = stream
+        return stream
+
+    def _stop(self, state: _Table, load_id: str, table_name: str) -> None:
+        state.off, state.held = True, []
+        if state.stream is not None:
+            _drop_waiting(state.stream, load_id)
+            state.stream.roll_back()
+            log.info("copy ahead of %s stopped: its columns changed during extract", table_name)
+
+    def close(self) -> None:
+        """Roll back every stream no copy job took (the run failed before loading them)."""
+        for (load_id, _), state in self._tables.items():
+            if state.stream is not None and _drop_waiting(state.stream, load_id):
+                state.stream.roll_back()
+        self._tables.clear()
+
+
+def _drop_waiting(stream: AheadStream, load_id: str) -> bool:
+    with _waiting_lock:
+        return _waiting.pop((stream.dataset, stream.table, load_id), None) is not None
+
+
+def take(dataset: str, table: str, load_id: str) -> AheadStream | None:
+    """The stream copied ahead for a copy job, if any; the job commits or rolls it back."""
+    with _waiting_lock:
+        return _waiting.pop((dataset, table, load_id), None)
+
+
+def waiting_tables(dataset: str) -> frozenset[str]:
+    """The tables of ``dataset`` whose rows copied ahead wait for their copy job."""
+    with _waiting_lock:
+        return frozenset(table for (schema, table, _) in _waiting if schema == dataset)
+
+
+def abandon_for_schema_update(dataset: str, table: str) -> None:
+    """Roll back the streams into ``dataset.table``: a schema update is about to alter it."""
+    with _waiting_lock:
+        streams = [key for key in _waiting if key[:2] == (dataset, table)]
+        taken = [_waiting.pop(key) for key in streams]
+    for stream in taken:
+        log.info("copy ahead of %s rolled back: the load alters the table", table)
+        stream.roll_back()
+
+
+@contextlib.contextmanager
+def copying_ahead(pipeline, refreshing: bool, file_copy) -> Iterator[None]:
+    """Copy ahead during the pipeline runs inside this block (when ``HEADWATER_COPY_AHEAD`` is not off).
+
+    ``file_copy``: the copy job's FileCopy class, which casts the batches as the job casts its file's."""
+    if not enabled():
+        yield
+        return
+    use_copy_ahead_hook()
+    run = CopyAhead(pipeline, refreshing, file_copy)
+    token = _current.set(run)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+        run.close()
+
+
+def _write_item_and_copy_ahead(self: Extractor, table_name: str, resource_name: str, items, columns=None) -> None:
+    _write_item(self, table_name, resource_name, items, columns)
+    run = _current.get()
+    if run is not None and isinstance(self, ArrowExtractor):
+        run.offer(self.load_id, table_name, items if isinstance(items, list) else [items], self.schema)
+
+
+_write_item = Extractor._write_item
+
+
+def use_copy_ahead_hook() -> None:
+    """dlt's extractor hands what it writes to the load file to the active copy ahead, if any.
+
+    The hook sits where dlt writes an Arrow batch to the load file: after dlt normalized its column names,
+    ordered its columns as the table's and added the load id, so the COPY gets exactly the file's rows."""
+    Extractor._write_item = _write_item_and_copy_ahead
+
+
+def _create_table(client, table_name: str) -> None:
+    """Create the table as dlt's schema update would (the dataset too), committed alone."""
+    with client:
+        if not client.is_storage_initialized():
+            client.initialize_storage()
+        statements, _ = client._build_schema_update_sql([(table_name, {})])
+        with client.sql_client.begin_transaction():
+            for statement in statements:
+                client.sql_client.execute_sql(statement)
+
+
+def _column_types(schema: Schema, table_name: str) -> dict:
+    return {name: (column.get("data_type"), column.get("precision"), column.get("scale"), column.get("timezone"))
+            for name, column in schema.get_table_columns(table_name).items()}
+
+
+def _batches(item) -> list[pa.RecordBatch]:
+    if isinstance(item, pa.RecordBatch):
+        return [item]
+    if isinstance(item, pa.Table):
+        return item.to_batches()
+    return []
+
+
+def _plain(arrow_type: pa.DataType) -> pa.DataType:
+    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+
+
+def _conformed(batch: pa.RecordBatch, stream: AheadStream) -> pa.RecordBatch | None:
+    """The batch in the COPY's columns and types; None when it has other columns or a value will not cast."""
+    if batch.schema.names != stream.target.names:
+        return None
+    if batch.schema.equals(stream.target):
+        return batch
+    try:
+        return stream.caster.cast(batch, stream.target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
