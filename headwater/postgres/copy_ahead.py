@@ -46,6 +46,7 @@ from dlt.extract.extractors import ArrowExtractor, Extractor
 from headwater.common.widening import is_text
 from headwater.postgres.binary_copy import copy_binary, encodable
 from headwater.postgres.column_types import JSONB, destination_types
+from headwater.postgres.copy_streams import MAX_STREAMS, ROWS_PER_STREAM, copy_streams
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +78,24 @@ def min_rows() -> int:
 
 
 class AheadStream:
-    """One table's COPY in a background thread, fed batch by batch, its transaction left open."""
+    """One table's COPY over one or more connections, each in a background thread taking batches from one
+    queue as it is ready for the next, their transactions left open for the copy job."""
 
-    def __init__(self, connection: psycopg.Connection, dataset: str, table: str, target: pa.Schema, caster):
-        self.connection, self.dataset, self.table, self.target = connection, dataset, table, target
+    def __init__(self, connections: list[psycopg.Connection], dataset: str, table: str, target: pa.Schema, caster):
+        self.connections, self.dataset, self.table, self.target = connections, dataset, table, target
         self.caster = caster  # the copy job's FileCopy: batches are cast as the job casts its file's
-        self.sent = 0  # rows handed to the thread
-        self.copied: int | None = None  # rows the COPY took, once it ended
-        self.error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+        self.sent = 0  # rows handed to the threads
+        self.copied: list[int] = []  # rows each COPY took, once it ended
+        self.errors: list[BaseException] = []
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * len(connections))
         self._ended = False
-        self._thread = threading.Thread(target=self._copy, name=f"copy-ahead {dataset}.{table}", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._copy, args=(connection,), daemon=True,
+                                          name=f"copy-ahead {dataset}.{table} {number}")
+                         for number, connection in enumerate(connections, 1)]
+        for thread in self._threads:
+            thread.start()
 
-    def _copy(self) -> None:
+    def _copy(self, connection: psycopg.Connection) -> None:
         closed = False
 
         def batches():
@@ -100,12 +105,12 @@ class AheadStream:
             closed = True
 
         try:
-            with self.connection.cursor() as cursor:
-                self.copied = copy_binary(cursor, self.dataset, self.table, self.target, batches())
+            with connection.cursor() as cursor:
+                self.copied.append(copy_binary(cursor, self.dataset, self.table, self.target, batches()))
         except BaseException as error:  # kept for the job; the file's own copy takes over
-            self.error = error
-            # Keep taking batches until the end is signalled, so the extract never waits on a dead COPY; the
-            # server may also refuse the rows only once the end was sent.
+            self.errors.append(error)
+            # Keep taking batches until this thread's end is signalled, so the extract never waits on a dead
+            # COPY; the server may also refuse the rows only once the end was sent.
             while not closed and self._queue.get() is not None:
                 pass
 
@@ -114,22 +119,31 @@ class AheadStream:
         self._queue.put(batch)
 
     def end(self) -> int | None:
-        """Close the COPY and wait for it; the rows it took, or None when it failed."""
+        """Close the COPYs and wait for them; the rows they took, or None when one failed."""
         if not self._ended:
             self._ended = True
-            self._queue.put(None)
-            self._thread.join()
-        return None if self.error is not None else self.copied
+            for _ in self._threads:  # one end mark per thread: each stops at the first it takes
+                self._queue.put(None)
+            for thread in self._threads:
+                thread.join()
+        return None if self.errors else sum(self.copied)
 
     def commit(self) -> None:
-        self.connection.commit()
-        self.connection.close()
+        """Commit every connection's COPY, one after the other (the caller marks the copy as partial first)."""
+        for connection in self.connections:
+            connection.commit()
+        self._close()
 
     def roll_back(self) -> None:
         self.end()
-        with contextlib.suppress(psycopg.Error):
-            self.connection.rollback()
-        self.connection.close()
+        for connection in self.connections:
+            with contextlib.suppress(psycopg.Error):
+                connection.rollback()
+        self._close()
+
+    def _close(self) -> None:
+        for connection in self.connections:
+            connection.close()
 
 
 class _Table:
@@ -195,25 +209,30 @@ class CopyAhead:
     def _start(self, load_id: str, table_name: str, schema: Schema, batch_schema: pa.Schema) -> AheadStream | None:
         client = self.pipeline._get_destination_clients(schema)[0]
         dataset = client.sql_client.dataset_name
-        connection = psycopg.connect(client.config.credentials.to_native_representation(), client_encoding="utf8")
+        url = client.config.credentials.to_native_representation()
+        connections = [psycopg.connect(url, client_encoding="utf8")]
         try:
-            types = destination_types(connection, dataset, table_name)
-            connection.commit()
+            types = destination_types(connections[0], dataset, table_name)
+            connections[0].commit()
             if not types:
                 _create_table(client, table_name)
-                types = destination_types(connection, dataset, table_name)
-                connection.commit()
+                types = destination_types(connections[0], dataset, table_name)
+                connections[0].commit()
             caster = self.file_copy(schema.get_table_columns(table_name), client.capabilities,
                                     f"{dataset}.{table_name}")
             target = caster.target_schema(batch_schema)
             target = pa.schema([field.with_type(_plain(field.type)) for field in target])
             text_into_jsonb = any(is_text(field.type) and types.get(field.name) == JSONB for field in target)
             if text_into_jsonb or not encodable(target, types):
-                connection.close()
+                connections[0].close()
                 return None
-            stream = AheadStream(connection, dataset, table_name, target, caster)
+            # As many COPY streams as a load file of many rows would get: a pgpq stream keeps about one core busy.
+            for _ in range(copy_streams(MAX_STREAMS * ROWS_PER_STREAM, cores_per_stream=1) - 1):
+                connections.append(psycopg.connect(url, client_encoding="utf8"))
+            stream = AheadStream(connections, dataset, table_name, target, caster)
         except BaseException:
-            connection.close()
+            for connection in connections:
+                connection.close()
             raise
         with _waiting_lock:
             _waiting[(dataset, table_name, load_id)] = stream

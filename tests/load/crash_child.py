@@ -11,6 +11,8 @@ The kill points wrap dlt internals here, in the test process, so the product car
   load_after_commit:T  table T's copy job committed, before dlt marks the job completed
   load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
                        before the job file moved to completed (dlt completes it without re-running)
+  ahead_committing     the rows copied ahead during extract over 2 COPY streams: the first stream's
+                       commit made, killed before the second's
   streams_committing:T table T's copy job runs in 2 COPY streams (headwater.postgres.copy_streams): the
                        first stream committed, killed before the second commits
   streams_lost:T       the same, but the second stream's connection is terminated by the server before
@@ -95,6 +97,14 @@ def arm(kill_point: str) -> None:
                 die()
 
         PackageStorage.save_pending_transition = save_then_die
+    elif kill_point == "ahead_committing":
+        from headwater.postgres.copy_ahead import AheadStream
+
+        def commit_first_then_die(self):
+            self.connections[0].commit()
+            die()
+
+        AheadStream.commit = commit_first_then_die
     elif kill_point.startswith("streams_"):
         arm_streams(*kill_point.split(":", 1))
     elif kill_point.startswith("set_aside_"):

@@ -94,6 +94,24 @@ def test_a_load_killed_between_its_copy_streams_commits_is_completed_by_the_next
     assert_destination_equals_source(source_url, database_url)
 
 
+def test_a_load_killed_between_the_commits_of_its_rows_copied_ahead_is_completed_by_the_next_run(
+        tmp_path, source_url, database_url, monkeypatch):
+    monkeypatch.setenv(STREAMS_VARIABLE, "2")
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1")  # events copied ahead from its first batch, over 2 COPY streams
+    path = first_load(tmp_path, source_url, database_url)
+    child = run_child(path, database_url, "ahead_committing")
+    assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+    orphans = query(database_url, "select count(*) from raw_src.events e where not exists "
+                                  "(select 1 from raw_src._dlt_loads l where l.load_id = e._dlt_load_id)")
+    assert orphans[0][0] <= 2000  # what the first stream took of the job's 2000 rows, of no finished load
+
+    add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+
+
 def test_a_copy_stream_that_loses_its_connection_while_committing_is_copied_again_in_the_same_run(
         tmp_path, source_url, database_url):
     path = first_load(tmp_path, source_url, database_url)
