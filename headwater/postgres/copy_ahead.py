@@ -54,6 +54,9 @@ SWITCH_VARIABLE = "HEADWATER_COPY_AHEAD"
 # Rows a table must have extracted before its copy ahead starts (held in memory until then).
 MIN_ROWS = 200_000
 MIN_ROWS_VARIABLE = "HEADWATER_COPY_AHEAD_MIN_ROWS"
+# Connections copy ahead may hold open at once in one run, over all its tables (the destination's limit is
+# shared with everything else; dlt's load workers open their own).
+MAX_CONNECTIONS = 4
 # Batches waiting for the COPY thread: enough to ride out a slow moment, few enough that memory stays flat.
 QUEUE_BATCHES = 4
 
@@ -166,6 +169,9 @@ class CopyAhead:
         self.file_copy = file_copy  # the copy job's FileCopy class (headwater.postgres.loader)
         self.min_rows = min_rows()
         self._tables: dict[tuple[str, str], _Table] = {}  # (load id, table)
+        # Open for the streams of this run's extract (jobs, which close them, run only after the extract).
+        self._connections = 0
+
 
     def offer(self, load_id: str, table_name: str, items: list, schema: Schema) -> None:
         """The batches dlt just wrote to ``table_name``'s load file, in the file's columns and types."""
@@ -207,6 +213,12 @@ class CopyAhead:
         return state.columns is None or state.columns == _column_types(schema, table_name)
 
     def _start(self, load_id: str, table_name: str, schema: Schema, batch_schema: pa.Schema) -> AheadStream | None:
+        # As many COPY streams as a load file of many rows would get (a pgpq stream keeps about one core busy),
+        # within MAX_CONNECTIONS for the whole run: tables extracted side by side each hold theirs until loaded.
+        streams = min(copy_streams(MAX_STREAMS * ROWS_PER_STREAM, cores_per_stream=1),
+                      MAX_CONNECTIONS - self._connections)
+        if streams < 1:
+            return None
         client = self.pipeline._get_destination_clients(schema)[0]
         dataset = client.sql_client.dataset_name
         url = client.config.credentials.to_native_representation()
@@ -226,8 +238,7 @@ class CopyAhead:
             if text_into_jsonb or not encodable(target, types):
                 connections[0].close()
                 return None
-            # As many COPY streams as a load file of many rows would get: a pgpq stream keeps about one core busy.
-            for _ in range(copy_streams(MAX_STREAMS * ROWS_PER_STREAM, cores_per_stream=1) - 1):
+            for _ in range(streams - 1):
                 connections.append(psycopg.connect(url, client_encoding="utf8"))
             stream = AheadStream(connections, dataset, table_name, target, caster)
         except BaseException:
@@ -236,6 +247,7 @@ class CopyAhead:
             raise
         with _waiting_lock:
             _waiting[(dataset, table_name, load_id)] = stream
+        self._connections += len(connections)
         return stream
 
     def _stop(self, state: _Table, load_id: str, table_name: str) -> None:
@@ -243,6 +255,7 @@ class CopyAhead:
         if state.stream is not None:
             _drop_waiting(state.stream, load_id)
             state.stream.roll_back()
+            self._connections -= len(state.stream.connections)
             log.info("copy ahead of %s stopped: its columns changed during extract", table_name)
 
     def close(self) -> None:

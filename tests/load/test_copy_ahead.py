@@ -19,6 +19,7 @@ import pytest
 
 from headwater.postgres import copy_ahead
 from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE, SWITCH_VARIABLE
+from headwater.postgres.copy_streams import STREAMS_VARIABLE
 from tests.conftest import REPO, fresh_database, query
 from tests.load.helpers import execute, fingerprint, load, write_project
 
@@ -169,3 +170,24 @@ def test_loads_killed_at_random_moments_during_copy_ahead_end_exact(tmp_path, ev
             assert query(database_url, "select count(*) from raw_src.events e where not exists (select 1 from "
                                        "raw_src._dlt_loads l where l.load_id = e._dlt_load_id)") == [(0,)]
     assert killed >= 5, "too few loads were still running when killed: the delays need adjusting"
+
+
+def test_tables_extracted_side_by_side_share_a_bounded_number_of_connections(tmp_path, source_url, database_url,
+                                                                             monkeypatch, caplog):
+    """dlt extracts a source's tables side by side; each table copied ahead holds its connections until its
+    load job. Over MAX_CONNECTIONS in all, the other tables load their files as usual."""
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1")
+    monkeypatch.setenv(STREAMS_VARIABLE, "2")
+    names = ["alpha", "beta", "gamma"]
+    for name in names:
+        execute(source_url, f"create table {name} (id int primary key, label text);"
+                            f"insert into {name} select i, '{name}-' || i from generate_series(1, 3000) i")
+    tables = "\n".join(f"{name}: {{cursor: id, write_disposition: append}}" for name in names)
+    path = write_project(tmp_path / "project", {"src": tables}, chunk_size=1000)
+    with caplog.at_level(logging.INFO, logger="headwater.postgres"):
+        load(path, destination_url=database_url, source="src")
+    assert copy_ahead.MAX_CONNECTIONS == 4
+    assert len(copied_ahead(caplog)) == 2  # 2 tables of 2 streams each; the third copied its file
+    for name in names:
+        assert fingerprint(database_url, f"raw_src.{name}", "id, label", "id") == fingerprint(
+            source_url, name, "id, label", "id")
