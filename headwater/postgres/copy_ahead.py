@@ -57,8 +57,11 @@ MIN_ROWS_VARIABLE = "HEADWATER_COPY_AHEAD_MIN_ROWS"
 # Connections copy ahead may hold open at once in one run, over all its tables (the destination's limit is
 # shared with everything else; dlt's load workers open their own).
 MAX_CONNECTIONS = 4
-# Batches waiting for the COPY thread: enough to ride out a slow moment, few enough that memory stays flat.
-QUEUE_BATCHES = 4
+# Batches are queued for the COPY threads in slices of this many rows, at most QUEUE_SLICES at once: a
+# connector's batch may be a whole Parquet row group (about 1M rows), and memory must not grow with the
+# number of them a file has. A slice keeps its batch's buffers alive, so about two batches stay in memory.
+SLICE_ROWS = 64 * 1024
+QUEUE_SLICES = 8
 
 _current: contextvars.ContextVar[CopyAhead | None] = contextvars.ContextVar("headwater_copy_ahead", default=None)
 # Streams waiting for their copy job, by (dataset, table, load id); the job runs in dlt's load thread pool.
@@ -90,7 +93,7 @@ class AheadStream:
         self.sent = 0  # rows handed to the threads
         self.copied: list[int] = []  # rows each COPY took, once it ended
         self.errors: list[BaseException] = []
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * len(connections))
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_SLICES)
         self._ended = False
         self._threads = [threading.Thread(target=self._copy, args=(connection,), daemon=True,
                                           name=f"copy-ahead {dataset}.{table} {number}")
@@ -118,8 +121,10 @@ class AheadStream:
                 pass
 
     def put(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch`` for the COPYs, slice by slice; waits while the queue is full."""
         self.sent += batch.num_rows
-        self._queue.put(batch)
+        for offset in range(0, batch.num_rows, SLICE_ROWS):
+            self._queue.put(batch.slice(offset, SLICE_ROWS))
 
     def end(self) -> int | None:
         """Close the COPYs and wait for them; the rows they took, or None when one failed."""
