@@ -6,6 +6,7 @@ A lost connection is no refusal: the load is tried again and nothing is quaranti
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from headwater.load.recovery import pending_loads
 from headwater.load.reload import plan_reload
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
+from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
 from headwater.project.config import load_project
 from tests.conftest import REPO, query
 from tests.landing_project import landing_project, load_drops
@@ -68,7 +70,12 @@ def loaded_then_a_bad_file(tmp_path, database_url: str):
     return landing, project
 
 
-def test_only_the_row_postgres_refuses_is_quarantined_and_the_other_tables_load(tmp_path, database_url):
+@pytest.mark.parametrize("ahead", [False, True], ids=["file", "copied-ahead"])
+def test_only_the_row_postgres_refuses_is_quarantined_and_the_other_tables_load(ahead, tmp_path, database_url,
+                                                                                monkeypatch, caplog):
+    # copied-ahead: both tables are COPY'd during extract (headwater.postgres.copy_ahead); the refused COPY is
+    # rolled back (Postgres refuses the row only once the COPY ends) and the load file's copy sets the row aside
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1" if ahead else "1000000")
     landing, project = landing_project(tmp_path, {"events": "e*.parquet", "other": "o*.csv"})
     # 285,000 BC fits an Arrow timestamp but not a Postgres one (4713 BC at the earliest): that row is refused.
     table = pa.table({"id": [1, 2], "at": pa.array([-9_000_000_000_000_000_000, 0], pa.int64()).cast(
@@ -76,7 +83,10 @@ def test_only_the_row_postgres_refuses_is_quarantined_and_the_other_tables_load(
     pq.write_table(table, landing / "e1.parquet")
     (landing / "o1.csv").write_text("id\n1\n2\n")
 
-    first = load_drops(project, database_url)
+    with caplog.at_level(logging.INFO, logger="headwater.postgres"):
+        first = load_drops(project, database_url)
+    committed = [r.getMessage() for r in caplog.records if "rows copied during extract" in r.getMessage()]
+    assert committed == (["raw_drops.other: 2 rows copied during extract, committed by the load job"] if ahead else [])
     [refused] = first.set_aside
     assert (refused.table, refused.rows) == ("events", 1)
     assert refused.reason.startswith("Postgres refused the row for raw_drops.events column at: timestamp out of range")
