@@ -1,11 +1,12 @@
 """Copy ahead: a large append table's rows COPY'd into it while extract is still reading the source.
 
 dlt extracts a whole source into a load file, then loads that file. For an append table the two can
-overlap: each batch dlt writes to the load file is also sent, by a background thread over its own
-connection, into a binary COPY into the destination table (pgpq, headwater.postgres.binary_copy). The
-server stores rows while the connector reads and the table processor works on the next batches.
+overlap: each batch dlt writes to the load file is also sent, by background threads each over its own
+connection (one per core, as a load file's COPY streams), into binary COPYs into the destination table
+(pgpq, headwater.postgres.binary_copy). The server stores rows while the connector reads and the table
+processor works on the next batches.
 
-**Committed by the load job, never before.** The COPY's transaction stays open until the table's copy
+**Committed by the load job, never before.** The COPYs' transactions stay open until the table's copy
 job runs (headwater.postgres.loader). The job commits it when the COPY took exactly the rows of its load
 file, and otherwise rolls it back and copies the file as before. So everything else stays as it was:
 
@@ -90,7 +91,6 @@ class AheadStream:
     def __init__(self, connections: list[psycopg.Connection], dataset: str, table: str, target: pa.Schema, caster):
         self.connections, self.dataset, self.table, self.target = connections, dataset, table, target
         self.caster = caster  # the copy job's FileCopy: batches are cast as the job casts its file's
-        self.sent = 0  # rows handed to the threads
         self.copied: list[int] = []  # rows each COPY took, once it ended
         self.errors: list[BaseException] = []
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_SLICES)
@@ -122,7 +122,6 @@ class AheadStream:
 
     def put(self, batch: pa.RecordBatch) -> None:
         """Queue ``batch`` for the COPYs, slice by slice; waits while the queue is full."""
-        self.sent += batch.num_rows
         for offset in range(0, batch.num_rows, SLICE_ROWS):
             self._queue.put(batch.slice(offset, SLICE_ROWS))
 
