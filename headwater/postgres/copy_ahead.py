@@ -46,7 +46,7 @@ from dlt.extract.extractors import ArrowExtractor, Extractor
 
 from headwater.common.widening import is_text
 from headwater.postgres.binary_copy import copy_binary, encodable
-from headwater.postgres.column_types import JSONB, destination_types
+from headwater.postgres.column_types import JSONB, destination_types, quoted
 from headwater.postgres.copy_streams import MAX_STREAMS, ROWS_PER_STREAM, copy_streams
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,8 @@ class CopyAhead:
         self.file_copy = file_copy  # the copy job's FileCopy class (headwater.postgres.loader)
         self.min_rows = min_rows()
         self._tables: dict[tuple[str, str], _Table] = {}  # (load id, table)
+        # Tables created for a first load: (URL, dataset, table); a run that fails removes them, left empty.
+        self._created: list[tuple[str, str, str]] = []
         # Open for the streams of this run's extract (jobs, which close them, run only after the extract).
         self._connections = 0
 
@@ -232,6 +234,7 @@ class CopyAhead:
             connections[0].commit()
             if not types:
                 _create_table(client, table_name)
+                self._created.append((url, dataset, table_name))
                 types = destination_types(connections[0], dataset, table_name)
                 connections[0].commit()
             caster = self.file_copy(schema.get_table_columns(table_name), client.capabilities,
@@ -262,12 +265,18 @@ class CopyAhead:
             self._connections -= len(state.stream.connections)
             log.info("copy ahead of %s stopped: its columns changed during extract", table_name)
 
-    def close(self) -> None:
-        """Roll back every stream no copy job took (the run failed before loading them)."""
+    def close(self, failed: bool) -> None:
+        """Roll back every stream no copy job took (the run failed before loading them); when the run
+        ``failed``, drop the tables it created for copy ahead that are still empty, as dlt would not have
+        created them: a failed first load leaves no table behind."""
         for (load_id, _), state in self._tables.items():
             if state.stream is not None and _drop_waiting(state.stream, load_id):
                 state.stream.roll_back()
         self._tables.clear()
+        if failed:
+            for url, dataset, table in self._created:
+                _drop_if_empty(url, dataset, table)
+        self._created.clear()
 
 
 def _drop_waiting(stream: AheadStream, load_id: str) -> bool:
@@ -310,9 +319,12 @@ def copying_ahead(pipeline, refreshing: bool, file_copy) -> Iterator[None]:
     token = _current.set(run)
     try:
         yield
-    finally:
+    except BaseException:
         _current.reset(token)
-        run.close()
+        run.close(failed=True)
+        raise
+    _current.reset(token)
+    run.close(failed=False)
 
 
 def _write_item_and_copy_ahead(self: Extractor, table_name: str, resource_name: str, items, columns=None) -> None:
@@ -331,6 +343,19 @@ def use_copy_ahead_hook() -> None:
     The hook sits where dlt writes an Arrow batch to the load file: after dlt normalized its column names,
     ordered its columns as the table's and added the load id, so the COPY gets exactly the file's rows."""
     Extractor._write_item = _write_item_and_copy_ahead
+
+
+def _drop_if_empty(url: str, dataset: str, table: str) -> None:
+    """Drop ``dataset.table`` if it holds no row, then the dataset if it holds nothing (dlt's tables included)."""
+    target = f"{quoted(dataset)}.{quoted(table)}"
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            if connection.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {target})").fetchone()[0]:
+                connection.execute(f"DROP TABLE {target}")
+            with contextlib.suppress(psycopg.errors.DependentObjectsStillExist):
+                connection.execute(f"DROP SCHEMA {quoted(dataset)}")  # without CASCADE: only an empty one
+    except psycopg.Error as error:  # the run's own failure is what matters; the empty table stays
+        log.warning("copy ahead: the empty table %s created for this load could not be dropped: %s", target, error)
 
 
 def _create_table(client, table_name: str) -> None:

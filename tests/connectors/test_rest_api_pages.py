@@ -16,6 +16,7 @@ import yaml
 from headwater.load.pipeline import load_source
 from headwater.plugins.manager import connector_registry
 from headwater.postgres.address import PostgresAddress
+from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
 from headwater.project.config import load_project
 from tests.conftest import query
 from tests.connectors.rest_api_server import Received, Reply, paginated
@@ -64,9 +65,13 @@ def test_a_page_that_is_not_json_is_asked_for_again_and_every_row_loads_once(bod
     assert [request.param("cursor") for request in api.requests_to("/customers")] == [None, "3", "3", "6"]
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["file", "copied-ahead"])
 def test_a_page_that_stays_unreadable_fails_the_source_naming_request_page_status_and_body(
-    api, tmp_path, database_url, monkeypatch
+    ahead, api, tmp_path, database_url, monkeypatch
 ):
+    # copied-ahead: the pages before the bad one are COPY'd during extract (headwater.postgres.copy_ahead) into a
+    # table created for them; the failed load rolls them back and drops that table, as if it never started
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1" if ahead else "1000000")
     monkeypatch.setenv("API_SECRET", SECRET)
     page = b"<html>\n<body><h1>Bad Gateway</h1><p>upstream refused key " + SECRET.encode() + b"</p></body></html>"
 
