@@ -20,6 +20,7 @@ import psycopg
 
 from benchmarks.api_server import ApiServer
 from benchmarks.databases import checkpoint
+from benchmarks.endtoend import cpu
 from benchmarks.endtoend import sources as source_data
 from benchmarks.endtoend.contenders import WORKLOAD_TITLES, WORKLOADS, Contender, contenders
 from benchmarks.endtoend.measure import log_error, run_command
@@ -116,16 +117,21 @@ class Runner:
         except Exception as error:  # a preparation step of the contender failed: it is reported, not raised
             return Attempt(0.0, 0.0, f"preparation failed: {str(error).splitlines()[0] if str(error) else error!r}")
         checkpoint()
+        databases, prefect = cpu.database_seconds(), cpu.prefect_server_seconds()
         timing = self._run(contender, contender.command, logs / f"{slug}-{round_number}.log")
+        database_cpu = cpu.database_seconds() - databases
+        # Headwater's Prefect server works for its run (states, logs); for other commands it sits idle.
+        tool_cpu = timing.cpu_seconds + cpu.prefect_server_seconds() - prefect
         if timing.returncode == -9:  # its log ends wherever it was; the timeout is the whole story
             return Attempt(timing.seconds, timing.peak_rss_mb, f"killed at the {self.timeout:.0f} s timeout",
                            timed_out=True)
         if timing.returncode != 0:
             return Attempt(timing.seconds, timing.peak_rss_mb,
                            f"failed, exit {timing.returncode}: {log_error(timing.log)}")
+        helper_mb, helper_cpu = contender.helper_usage() if contender.helper_usage else (0.0, 0.0)
         wrong = compare(expected, sources.target_url, contender.schema, "events")
-        peak = max(timing.peak_rss_mb, contender.helper_rss_mb() if contender.helper_rss_mb else 0.0)
-        return Attempt(timing.seconds, peak, f"wrong: {wrong}" if wrong else "")
+        return Attempt(timing.seconds, max(timing.peak_rss_mb, helper_mb), f"wrong: {wrong}" if wrong else "",
+                       tool_cpu_s=tool_cpu + helper_cpu, database_cpu_s=database_cpu)
 
 
 def select(all_contenders: list[Contender], only: str | None) -> list[Contender]:

@@ -46,8 +46,9 @@ class Contender:
     prepare: Callable[[], None] | None = None
     initial: str = ""  # incremental workload: the untimed first load
     note: str = ""
-    # MB used by a process outside the command's tree on its behalf (the warm runner's worker), after a run
-    helper_rss_mb: Callable[[], float] | None = None
+    # (peak MB, CPU seconds) of a process outside the command's tree that ran it (the warm runner's worker),
+    # read after a run
+    helper_usage: Callable[[], tuple[float, float]] | None = None
 
 
 def q(text: str | Path) -> str:
@@ -167,20 +168,20 @@ def headwater(workload: str, sources: Sources, api_url: str, project: Path, pref
     return Contender(HEADWATER if warm else HEADWATER_IN_PROCESS, f"raw_{HEADWATER_SOURCE}", command, env=env,
                      cwd=project, prepare=fresh_project, initial=command if workload == "incremental" else "",
                      note=f"{how}, dbt and Soda off" + ("; peak RSS is the worker's that ran it" if warm else ""),
-                     helper_rss_mb=functools.partial(_last_worker_rss_mb, state) if warm else None)
+                     helper_usage=functools.partial(_last_worker_usage, state) if warm else None)
 
 
-def _last_worker_rss_mb(state: Path) -> float:
-    """The peak RSS of the warm runner's worker that ran the last call, from the runner's log."""
+def _last_worker_usage(state: Path) -> tuple[float, float]:
+    """(peak RSS MB, CPU seconds) of the warm runner's worker that ran the last call, from the runner's log."""
     try:
         lines = (state / "logs" / "warm-runner.log").read_text().splitlines()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     for line in reversed(lines):
-        found = re.search(r"ended: .*'peak_rss_kib': (\d+)", line)
+        found = re.search(r"ended: .*'peak_rss_kib': (\d+)(?:, 'cpu_seconds': ([\d.]+))?", line)
         if found:
-            return int(found.group(1)) / 1024
-    return 0.0
+            return int(found.group(1)) / 1024, float(found.group(2) or 0.0)
+    return 0.0, 0.0
 
 
 # -- peers ---------------------------------------------------------------------------------------------------------

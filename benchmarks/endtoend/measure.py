@@ -1,4 +1,5 @@
-"""One whole shell command timed from spawn to exit, with the peak RSS of its largest process."""
+"""One whole shell command timed from spawn to exit, with the peak RSS of its largest process and the CPU
+seconds of its whole process tree."""
 
 from __future__ import annotations
 
@@ -20,20 +21,23 @@ class Timing:
     peak_rss_mb: float
     returncode: int
     log: Path
+    cpu_seconds: float = 0.0  # user and system time of the command's processes, children included
 
 
 def run_command(command: str, env: dict, cwd: Path, log: Path, timeout: float) -> Timing:
     """``command`` through bash; stdout and stderr to ``log``. A command past ``timeout`` is killed (code -9).
 
-    GNU time reports the largest single process of the command's tree (a pipeline's biggest stage). It, not
-    this process, forks the shell: a child forked from this Python would start with Python's own RSS.
+    GNU time reports the largest single process of the command's tree (a pipeline's biggest stage) and the
+    tree's CPU time. It, not this process, forks the shell: a child forked from this Python would start with
+    Python's own RSS.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    rss_file = log.with_suffix(".rss")
+    usage_file = log.with_suffix(".usage")
     with open(log, "wb") as out:
         started = time.perf_counter()
-        process = subprocess.Popen([TIME, "-f", "%M", "-o", str(rss_file), "bash", "-o", "pipefail", "-c", command],
-                                   env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        timed = [TIME, "-f", "%M %U %S", "-o", str(usage_file), "bash", "-o", "pipefail", "-c", command]
+        process = subprocess.Popen(timed, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         timer = threading.Timer(timeout, lambda: os.killpg(process.pid, signal.SIGKILL))
         timer.start()
         try:
@@ -41,16 +45,22 @@ def run_command(command: str, env: dict, cwd: Path, log: Path, timeout: float) -
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
-    return Timing(seconds, _kib(rss_file) / 1024, returncode, log)
+    kib, cpu = _usage(usage_file)
+    return Timing(seconds, kib / 1024, returncode, log, cpu)
 
 
-def _kib(rss_file: Path) -> float:
-    """The last number GNU time wrote (it writes a "Command exited with non-zero status" line before it)."""
+def _usage(usage_file: Path) -> tuple[float, float]:
+    """(peak RSS KiB, CPU seconds) from GNU time's last line (a "Command exited with non-zero status" line
+    may come before it); zeros when it wrote none (a killed command)."""
     try:
-        numbers = [line for line in rss_file.read_text().split() if line.isdigit()]
+        lines = usage_file.read_text().splitlines()
     except OSError:
-        return 0.0
-    return float(numbers[-1]) if numbers else 0.0
+        return 0.0, 0.0
+    try:
+        kib, user, system = lines[-1].split()
+        return float(kib), float(user) + float(system)
+    except (IndexError, ValueError):
+        return 0.0, 0.0
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -19,6 +19,8 @@ class Attempt:
     peak_rss_mb: float
     problem: str = ""  # "" when the run exited 0 and the target matched the source
     timed_out: bool = False  # killed at the suite's --timeout: slower than that, whatever else it did
+    tool_cpu_s: float = 0.0  # CPU seconds of the command's processes and its helpers (warm worker, Prefect)
+    database_cpu_s: float = 0.0  # CPU seconds of the database servers while it ran
 
 
 @dataclass
@@ -41,6 +43,9 @@ class Outcome:
     @property
     def median(self) -> float | None:
         return statistics.median(a.seconds for a in self.verified) if self.ok else None
+
+    def median_cpu(self, attribute: str) -> float | None:
+        return statistics.median(getattr(a, attribute) for a in self.verified) if self.ok else None
 
     @property
     def timed_out(self) -> bool:
@@ -77,23 +82,26 @@ def _cell(text: str) -> str:
 def _table(title: str, rows: int, outcomes: list[Outcome]) -> list[str]:
     copy = next((o.median for o in outcomes if o.name == "raw COPY"), None)
     lines = [f"### {title}, {rows:,} rows", "",
-             "| contender | median s | rows/s | ratio to raw COPY | peak RSS MB | verified | note |",
-             "|---|---:|---:|---:|---:|---|---|"]
+             "| contender | median s | rows/s | ratio to raw COPY | CPU s: tool + databases | peak RSS MB | verified "
+             "| note |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     for outcome in outcomes:
         if outcome.unavailable:
             why = outcome.unavailable if outcome.unavailable.startswith("not run") else \
                 f"cannot run here: {outcome.unavailable}"
-            lines.append(f"| {outcome.name} | | | | | {_cell(why)} | {_cell(outcome.note)} |")
+            lines.append(f"| {outcome.name} | | | | | | {_cell(why)} | {_cell(outcome.note)} |")
             continue
         median = outcome.median
         rss = f"{outcome.peak_rss_mb:,.0f}" if outcome.peak_rss_mb is not None else ""
         if median is None:
             problems = [a.problem for a in outcome.attempts if a.problem]
-            lines.append(f"| {outcome.name} | | | | {rss} | {_cell(problems[0] if problems else 'not run')} "
+            lines.append(f"| {outcome.name} | | | | | {rss} | {_cell(problems[0] if problems else 'not run')} "
                          f"({len(problems)} of {len(outcome.attempts)} runs) | {_cell(outcome.note)} |")
             continue
         ratio = f"{copy / median:.2f}" if copy else ""
-        lines.append(f"| {outcome.name} | {median:.2f} | {rows / median:,.0f} | {ratio} | {rss} "
+        tool, databases = outcome.median_cpu("tool_cpu_s"), outcome.median_cpu("database_cpu_s")
+        cpu = f"{tool:.2f} + {databases:.2f}"
+        lines.append(f"| {outcome.name} | {median:.2f} | {rows / median:,.0f} | {ratio} | {cpu} | {rss} "
                      f"| yes ({len(outcome.verified)}/{len(outcome.attempts)}) | {_cell(outcome.note)} |")
     return lines + [""]
 
@@ -148,7 +156,10 @@ def render(section: Section) -> str:
              "round, into a schema dropped before it, after a CHECKPOINT. Every landed table is checked against "
              "the source: row count, distinct ids and the sum of each numeric column; a run that lands other "
              "numbers counts as wrong, never as a time. Ratio to raw COPY is COPY's median over the "
-             "contender's (above 1: faster than COPY). Peak RSS is the largest single process of the command "
+             "contender's (above 1: faster than COPY). CPU s is the median of the CPU seconds spent while the "
+             "command ran: by the tool (the command's processes, plus Headwater's warm worker and Prefect server) "
+             "and by the database servers (PostgreSQL, MariaDB); on this 2-core machine their sum over 2 is a "
+             "floor for the wall time. Peak RSS is the largest single process of the command "
              "(GNU time's maximum resident set size), the highest over the rounds. Peers run from their own venvs "
              "under "
              "~/.cache/headwater-bench/venvs, created by the runner with pip.", ""]

@@ -24,6 +24,8 @@ import time
 import traceback
 from pathlib import Path
 
+import psutil
+
 from headwater.local.prepared_settings import PreparedSettings, prepare
 from headwater.local.warm_client import FORWARDED_SIGNALS, RunnerUnavailable, receive_message, send_message
 
@@ -100,12 +102,13 @@ def supervise_spare(runner_end: socket.socket, busy_path: Path, expected: dict |
     caller = socket.socket(fileno=descriptors[0])
     # descriptors[1] is the busy lock: kept open (so held) until this supervisor exits after its worker.
     try:
+        preloading_cpu = _cpu_seconds(worker)  # what the worker spent getting ready is not the call's
         send_message(supervisor_end, call, descriptors[2:])
         for descriptor in descriptors[2:]:
             os.close(descriptor)
         send_message(caller, {"pid": worker})
         log(f"runs {call['entry']} for pid {call.get('caller')} in worker {worker}")
-        status = _see_through(caller, worker)
+        status = _see_through(caller, worker, preloading_cpu)
         log(f"worker {worker} for pid {call.get('caller')} ended: {status}")
         send_message(caller, status)
     except OSError:
@@ -113,7 +116,16 @@ def supervise_spare(runner_end: socket.socket, busy_path: Path, expected: dict |
     os._exit(0)
 
 
-def _see_through(caller: socket.socket, worker: int) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) the process has used so far; 0.0 when that cannot be read."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def _see_through(caller: socket.socket, worker: int, preloading_cpu: float = 0.0) -> dict:
     """Forward the caller's signals to the worker until it exits; a caller gone (EOF) stops the worker."""
     caller.setblocking(True)
     exited = os.pidfd_open(worker)
@@ -134,9 +146,11 @@ def _see_through(caller: socket.socket, worker: int) -> dict:
                 os.kill(worker, signum)
     _, status, usage = os.wait4(worker, 0)
     code = os.waitstatus_to_exitcode(status)
-    # The run's peak memory is the worker's, not the caller's: said in the log for whoever measures it.
+    # The run's peak memory and CPU time are the worker's, not the caller's: said in the log for whoever
+    # measures them.
     ending = {"signal": -code} if code < 0 else {"exit": code}
-    return {**ending, "peak_rss_kib": usage.ru_maxrss}
+    call_cpu = usage.ru_utime + usage.ru_stime - preloading_cpu
+    return {**ending, "peak_rss_kib": usage.ru_maxrss, "cpu_seconds": round(call_cpu, 2)}
 
 
 def _wait_as_worker(worker_end: socket.socket, busy_path: Path, expected: dict | None) -> None:

@@ -141,6 +141,11 @@ def test_a_run_through_the_runner_prints_and_records_what_an_in_process_run_does
     runs, loads, audit = _run_record(url, warm_run)
     assert runs[0][2] == "succeeded" and loads == [("files", "events", 0, 0, 0, None)]
     assert [kind for kind, *_ in audit] == ["run.start", "run.end"]
+    # The runner's log says what the run cost its worker: the call's CPU, not the imports made before it
+    # (a spare's imports alone take more than a second of CPU).
+    ended = re.search(rf"for pid {warm_pid} ended: {{'exit': 0, 'peak_rss_kib': \d+, 'cpu_seconds': ([\d.]+)}}",
+                      _log(root))
+    assert ended and 0 < float(ended.group(1)) < 1.0, _log(root)
 
 
 def test_the_callers_environment_and_folder_reach_the_run(project, tmp_path):
