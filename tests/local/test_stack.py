@@ -118,3 +118,39 @@ def test_ps_never_shows_a_dead_server_as_running(state):
     psutil.Process(status.prefect_pid).wait(10)
     after = stack.status(state)
     assert after.prefect_pid is None and after.prefect_api_url is None and after.prefect_ui_url is None
+
+
+class _RecordingServer(http.server.BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, bytes]] = []
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        type(self).seen.append((self.command, self.path, self.rfile.read(length)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+def test_warm_up_asks_what_a_run_asks_first_and_changes_nothing():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _RecordingServer.seen = []
+    try:
+        stack.warm_up(f"http://127.0.0.1:{server.server_address[1]}/api")
+    finally:
+        server.shutdown()
+    assert _RecordingServer.seen == [("GET", "/api/admin/version", b""),
+                                     ("POST", "/api/flow_runs/filter", b'{"limit": 1}'),
+                                     ("POST", "/api/task_runs/filter", b'{"limit": 1}')]
+    # Only reads: filters and the version, never a request that creates or changes anything on the server.
+    assert all(method == "GET" or path.endswith("/filter") for method, path, _ in _RecordingServer.seen)
+
+
+def test_warm_up_of_a_server_that_is_gone_says_nothing_and_returns():
+    assert stack.warm_up(f"http://127.0.0.1:{_free_port()}/api", timeout=2) is None  # nothing listens there
