@@ -119,7 +119,7 @@ class Runner:
         checkpoint()
         databases, prefect = cpu.database_seconds(), cpu.prefect_server_seconds()
         timing = self._run(contender, contender.command, logs / f"{slug}-{round_number}.log")
-        database_cpu = cpu.database_seconds() - databases
+        database_cpu = cpu.settled_database_seconds() - databases
         # Headwater's Prefect server works for its run (states, logs); for other commands it sits idle.
         tool_cpu = timing.cpu_seconds + cpu.prefect_server_seconds() - prefect
         if timing.returncode == -9:  # its log ends wherever it was; the timeout is the whole story

@@ -8,6 +8,8 @@ counters before and after each command and reports the difference beside the wal
 
 from __future__ import annotations
 
+import time
+
 import psutil
 
 DATABASE_SERVERS = ("postgres", "mariadbd", "mysqld")
@@ -40,6 +42,20 @@ def database_seconds() -> float:
         except psutil.Error:  # gone between listing and reading: its time is on its parent now
             continue
     return total
+
+
+def settled_database_seconds(step: float = 0.1, limit: float = 2.0) -> float:
+    """``database_seconds`` once it stops moving: read right after a command, a backend that has exited but
+    not been reaped yet is on neither side of the count, and its seconds would be missed."""
+    deadline = time.monotonic() + limit
+    last = database_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = database_seconds()
+        if now - last < 0.01:
+            return now
+        last = now
+    return last
 
 
 def prefect_server_seconds() -> float:
