@@ -308,15 +308,20 @@ def _listens_on(pid: int, port: int) -> bool:
     return False
 
 
+def _connection(api_url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    """A connection to the server of ``api_url`` (not yet opened) and the API's path prefix."""
+    parts = urllib.parse.urlsplit(api_url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    return kind(parts.hostname or HOST, parts.port, timeout=timeout), parts.path.rstrip("/")
+
+
 def _healthy(api_url: str, timeout: float = 2.0) -> bool:
     """The server at ``api_url`` answers its health check. Asked with http.client: the server is this
     machine's, over plain HTTP, and httpx builds a TLS context for every request (25-90 ms of each run's
     start); no proxy settings apply either, so a proxy configured for the internet never intercepts it."""
-    parts = urllib.parse.urlsplit(api_url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname or HOST, parts.port, timeout=timeout)
+    connection, base = _connection(api_url, timeout)
     try:
-        connection.request("GET", parts.path.rstrip("/") + "/health")
+        connection.request("GET", base + "/health")
         return connection.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
@@ -336,13 +341,11 @@ def warm_up(api_url: str, timeout: float = 10.0) -> None:
     first request that needs them: about 0.5 s here, which the first run after `up` paid on top of its own
     work. A request that fails changes nothing: the run asks again and reports what it finds.
     """
-    parts = urllib.parse.urlsplit(api_url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname or HOST, parts.port, timeout=timeout)
+    connection, base = _connection(api_url, timeout)
     try:
         for method, path, body in WARM_UP_REQUESTS:
             headers = {"Content-Type": "application/json"} if body else {}
-            connection.request(method, parts.path.rstrip("/") + path, body=body, headers=headers)
+            connection.request(method, base + path, body=body, headers=headers)
             connection.getresponse().read()
     except (OSError, http.client.HTTPException):
         pass
