@@ -68,10 +68,15 @@ class ExactArrowLoader(TableLoader):
 
     # -- reading -------------------------------------------------------------------------------------------
 
+    # A condition the next read adds to the query (connectorx_loader's read_rows sets it).
+    narrowing: Any = None
+
     def make_query(self) -> Any:
         query = super().make_query()
         if not isinstance(query, sa.Select):
             return query
+        if self.narrowing is not None:
+            query = query.where(self.narrowing)
         return query.with_only_columns(*(self.read_column(column) for column in query.selected_columns))
 
     def read_column(self, column: Any) -> Any:

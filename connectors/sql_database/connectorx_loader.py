@@ -27,6 +27,7 @@ from sqlalchemy.sql import sqltypes
 from connectors.sql_database.arrow_loader import ExactArrowLoader
 from connectors.sql_database.backends import ConnectorxCannotProtect, connectorx_url, hide_password
 from connectors.sql_database.column_types import is_exact_decimal
+from connectors.sql_database.pass_through import pass_through_rows
 from connectors.sql_database.sessions import session_statements
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,21 @@ class ConnectorXArrowLoader(ExactArrowLoader):
     """Reads a table through connectorx when it can, otherwise through the pyarrow backend (TableLoader)."""
 
     def load_rows(self, backend_kwargs: dict[str, Any] | None = None) -> Iterator[pa.Table]:
+        passing = pass_through_rows(self)  # PostgreSQL into Postgres: most rows as the server sends them
+        if passing is not None:
+            yield from passing
+            return
+        yield from self.read_rows(backend_kwargs=backend_kwargs)
+
+    def read_rows(self, narrowing: Any = None, backend_kwargs: dict[str, Any] | None = None) -> Iterator[pa.Table]:
+        """The table's rows as Arrow; with ``narrowing`` (a SQLAlchemy condition), only the rows it holds for."""
+        self.narrowing = narrowing
+        try:
+            yield from self._read_rows(backend_kwargs)
+        finally:
+            self.narrowing = None
+
+    def _read_rows(self, backend_kwargs: dict[str, Any] | None) -> Iterator[pa.Table]:
         reason = self._cannot_read()
         if reason is None:
             batches = self._connectorx_tables()

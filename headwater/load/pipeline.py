@@ -26,7 +26,7 @@ from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
 from headwater.load.source_lock import LockNotAcquired, source_lock
 from headwater.load.stored_schemas import pipeline_name
-from headwater.load.table_processor import attach_processors, protection_lookup
+from headwater.load.table_processor import attach_processors, protection_lookup, unchanged_tables
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
 from headwater.postgres.address import PostgresAddress
@@ -267,8 +267,11 @@ def _load_locked(
         for dlt_source, refresh in _runs(built, source, reload):
             run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
             # Large append tables are COPY'd while extract runs (headwater.postgres.copy_ahead).
-            with copying_ahead(pipeline, refreshing=refresh is not None, file_copy=FileCopy):
+            with copying_ahead(pipeline, refreshing=refresh is not None, file_copy=FileCopy,
+                               plain_tables=unchanged_tables(dlt_source)) as ahead:
                 infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
+            for name, count in (ahead.passed_rows if ahead is not None else {}).items():
+                row_counts[name] = row_counts.get(name, 0) + count  # in no load file, so not in dlt's counts
             for info in infos:
                 info.raise_on_failed_jobs()
                 result.load_ids += list(info.loads_ids)

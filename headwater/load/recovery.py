@@ -28,6 +28,10 @@ The windows a kill can leave, and what happens to each here:
   told apart row by row; it is logged and left to the replay (merge tables are still deduplicated
   by key, append tables may then hold duplicates). Arrow batches give one file per table.
 
+- **rows passed through, not committed**: a source passed a table's rows straight into it during extract
+  (headwater.postgres.copy_ahead); they are in no load file, and their transaction died with the run. The
+  package is discarded whole (see below), so its cursor does not move, and this run reads the rows again.
+
 The cursor is safe in every window: it commits in the same package as the data, and dlt only
 reads state whose load is recorded in ``_dlt_loads``.
 
@@ -65,6 +69,7 @@ import dlt
 import pyarrow.parquet as pq
 
 from headwater.load.refusals import delete_children, failure_of, run_setting_aside
+from headwater.postgres.copy_ahead import PASSED_THROUGH
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,15 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
         recovery.abandoned = True
     if not pipeline.has_pending_data:  # (a package flagged to be discarded does not count as pending)
         return recovery
+    unfinished = _unfinished_pass_throughs(pipeline)
+    if unfinished and not abandon_pending:
+        # Their rows were in no file: loading the package would move the cursor past rows never committed.
+        discard_pending(pipeline)
+        recovery.abandoned = True
+        log.warning("%s: discarded pending load packages %s: the rows passed through to %s were not committed; "
+                    "this run reads them again", pipeline.pipeline_name, ", ".join(sorted(unfinished)),
+                    ", ".join(sorted({table for tables in unfinished.values() for table in tables})))
+        return recovery
     if abandon_tables and not abandon_pending:
         recovery.abandoned_jobs = _drop_table_jobs(pipeline, abandon_tables)
     if abandon_pending:
@@ -130,6 +144,27 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
     log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
                 ", ".join(recovery.load_ids))
     return recovery
+
+
+def _unfinished_pass_throughs(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
+    """Load id -> tables whose rows a source passed straight into them (headwater.postgres.copy_ahead) and whose
+    copy job did not finish: those rows died with the run that passed them, uncommitted."""
+    unfinished: dict[str, list[str]] = {}
+    storages = (("normalized", pipeline._get_load_storage().normalized_packages),
+                ("extracted", pipeline._get_normalize_storage().extracted_packages))
+    for state, packages in storages:
+        for load_id in packages.list_packages():
+            passed = packages.get_load_package_state(load_id).get(PASSED_THROUGH) or {}
+            if not passed or load_id in unfinished:
+                continue
+            finished: set[str] = set()
+            if state == "normalized":
+                committed = set(packages.list_pending_transitions(load_id))
+                finished = {job.table_name for job_state, job in packages.list_all_jobs_with_states(load_id)
+                            if job_state == "completed_jobs" or job.file_name() in committed}
+            if set(passed) - finished:
+                unfinished[load_id] = sorted(set(passed) - finished)
+    return unfinished
 
 
 def _drop_table_jobs(pipeline: dlt.Pipeline, tables: frozenset[str]) -> list[str]:

@@ -212,6 +212,18 @@ def attach_processor(resource: DltResource, table: str, plan=None,
     return processor
 
 
+def unchanged_tables(dlt_source) -> frozenset[str]:
+    """The selected tables whose rows no step, rule or protection changes: they land as the connector gives them
+    (which lets a connector pass them to Postgres without decoding them, headwater.postgres.copy_ahead)."""
+    unchanged = set()
+    for name, resource in dlt_source.selected_resources.items():
+        step = resource._pipe.get_by_type(_BatchYieldMap)
+        processor = getattr(step, "_f_meta", None) if step is not None else None
+        if isinstance(processor, TableProcessor) and processor.plan is None and processor.protection is NO_PROTECTION:
+            unchanged.add(name)
+    return frozenset(unchanged)
+
+
 def _live_schema():
     """The schema dlt is extracting into: the stored types plus this run's changes (None outside an extract)."""
     try:

@@ -40,6 +40,11 @@ _COLUMN_TYPES = """
     where a.attrelid = to_regclass(format('%I.%I', {schema}::text, {table}::text)) and a.attnum > 0
       and not a.attisdropped
 """
+_DECLARED_TYPES = """
+    select a.attname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, null) from pg_attribute a
+    where a.attrelid = to_regclass(format('%I.%I', {schema}::text, {table}::text)) and a.attnum > 0
+      and not a.attisdropped
+"""
 
 
 class ExactPostgresTypeMapper(PostgresTypeMapper):
@@ -87,6 +92,13 @@ def destination_types(connection, db_schema_name: str, table: str) -> dict[str, 
     """Column name -> pg_type.typname of ``db_schema_name.table``, through a psycopg ``connection``."""
     query = _COLUMN_TYPES.replace("%I", "%%I").format(schema="%s", table="%s")
     return dict(connection.execute(query, (db_schema_name, table)).fetchall())
+
+
+def declared_types(connection, db_schema_name: str, table: str) -> dict[str, tuple[str, str]]:
+    """Column name -> (the type as declared, without its modifier) of ``db_schema_name.table``, as ``format_type``
+    names them (``numeric(12,2)``, ``numeric``), through a psycopg ``connection``; empty when there is no table."""
+    query = _DECLARED_TYPES.replace("%I", "%%I").format(schema="%s", table="%s")
+    return {name: (declared, base) for name, declared, base in connection.execute(query, (db_schema_name, table))}
 
 
 def _converted_from_text(destination_type: str | None) -> bool:

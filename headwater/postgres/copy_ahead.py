@@ -26,6 +26,15 @@ A first load's table is created before the COPY starts, with the statement dlt's
 (committed alone, so dlt's update finds it and changes nothing). Copy ahead starts once a table has
 extracted ``MIN_ROWS`` rows: a smaller load file is copied in about the time it takes to open a connection.
 ``HEADWATER_COPY_AHEAD=off`` turns it off.
+
+**Passed through from another PostgreSQL.** A source connector may also hand a table's rows over as the
+source server sends them (connectors.sql_database.pass_through): ``CopyAhead.pass_through`` gives it a
+``PassThroughTarget``, a binary COPY into the table whose transaction is left open like a stream's, and the
+table's copy job commits it after its load file's rows (``PassedThrough``). Those rows are in no load file,
+so a run that ends before the job commits them cannot load its package later: the connector marks the
+package (``PASSED_THROUGH``), and recovery discards such a package whole, cursor included, so the next run
+reads the rows again (headwater.load.recovery). Only tables no step, rule or protection changes are passed
+(``plain_tables``), and only while the table's columns stand as dlt's schema has them.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from dlt.extract.extractors import ArrowExtractor, Extractor
 
 from headwater.common.widening import is_text
 from headwater.postgres.binary_copy import copy_binary, encodable
-from headwater.postgres.column_types import JSONB, destination_types, quoted
+from headwater.postgres.column_types import JSONB, declared_types, destination_types, quoted
 from headwater.postgres.copy_streams import MAX_STREAMS, ROWS_PER_STREAM, copy_streams
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,10 @@ _current: contextvars.ContextVar[CopyAhead | None] = contextvars.ContextVar("hea
 # Streams waiting for their copy job, by (dataset, table, load id); the job runs in dlt's load thread pool.
 _waiting: dict[tuple[str, str, str], AheadStream] = {}
 _waiting_lock = threading.Lock()
+# Rows passed through from a source during extract, by (dataset, table, load id), waiting for the copy job.
+_passed: dict[tuple[str, str, str], PassedThrough] = {}
+# The load package state key under which a package lists its tables' rows passed through: table -> rows.
+PASSED_THROUGH = "headwater_passed_through"
 
 
 def enabled() -> bool:
@@ -153,6 +166,66 @@ class AheadStream:
             connection.close()
 
 
+class PassedThrough:
+    """Rows a source passed straight into a table during extract, their COPY's transaction left open for the
+    table's copy job, which commits them after its load file's rows."""
+
+    def __init__(self, run: CopyAhead, connection: psycopg.Connection, dataset: str, table: str, rows: int):
+        self.run, self.connection, self.dataset, self.table, self.rows = run, connection, dataset, table, rows
+
+    def commit(self) -> None:
+        try:
+            self.connection.commit()
+        finally:
+            self.connection.close()
+        self.run.count_passed(self.table, self.rows)
+
+    def roll_back(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.connection.rollback()
+        self.connection.close()
+
+
+class PassThroughTarget:
+    """A table ready to take a source's binary COPY: its columns' types (``types``: name -> (as declared, without
+    the modifier)) and how a source column is named in it (``column_name``). ``copy`` sends the rows; nothing is
+    committed until the copy job runs."""
+
+    def __init__(self, run: CopyAhead, connection: psycopg.Connection, dataset: str, table: str, load_id: str,
+                 types: dict[str, tuple[str, str]], naming):
+        self.run, self.connection, self.dataset, self.table, self.load_id = run, connection, dataset, table, load_id
+        self.types = types
+        self._naming = naming
+
+    def column_name(self, source_column: str) -> str:
+        return self._naming.normalize_identifier(source_column)
+
+    def copy(self, columns: list[str], chunks) -> int:
+        """COPY the binary ``chunks`` (a whole binary COPY stream, header to trailer) into ``columns``; the rows
+        taken, left for the copy job to commit. On failure the COPY is rolled back and the error raised."""
+        statement = (f"COPY {quoted(self.dataset)}.{quoted(self.table)} ({', '.join(map(quoted, columns))}) "
+                     f"FROM STDIN WITH (FORMAT BINARY)")
+        try:
+            with self.connection.cursor() as cursor:
+                with cursor.copy(statement) as copy:
+                    for chunk in chunks:
+                        copy.write(chunk)
+                rows = cursor.rowcount
+        except BaseException:
+            self.abandon()
+            raise
+        with _waiting_lock:
+            _passed[(self.dataset, self.table, self.load_id)] = PassedThrough(
+                self.run, self.connection, self.dataset, self.table, rows)
+        return rows
+
+    def abandon(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.connection.rollback()
+        self.connection.close()
+        self.run.release(1)
+
+
 class _Table:
     """What copy ahead knows of one table during one extract."""
 
@@ -167,12 +240,16 @@ class _Table:
 class CopyAhead:
     """Copy ahead for the extracts of one pipeline run (see the module docstring)."""
 
-    def __init__(self, pipeline, refreshing: bool, file_copy):
+    def __init__(self, pipeline, refreshing: bool, file_copy, plain_tables: frozenset[str] = frozenset()):
         self.pipeline = pipeline
         self.refreshing = refreshing
         self.file_copy = file_copy  # the copy job's FileCopy class (headwater.postgres.loader)
+        self.plain_tables = plain_tables  # tables whose rows no step, rule or protection changes: may be passed
         self.min_rows = min_rows()
         self._tables: dict[tuple[str, str], _Table] = {}  # (load id, table)
+        self._schemas: dict[tuple[str, str], Schema] = {}  # the schema each table's batches were offered with
+        self.passed_rows: dict[str, int] = {}  # table -> rows passed through and committed by its copy job
+        self._passed_lock = threading.Lock()
         # Tables created for a first load: (URL, dataset, table); a run that fails removes them, left empty.
         self._created: list[tuple[str, str, str]] = []
         # Open for the streams of this run's extract (jobs, which close them, run only after the extract).
@@ -182,6 +259,7 @@ class CopyAhead:
     def offer(self, load_id: str, table_name: str, items: list, schema: Schema) -> None:
         """The batches dlt just wrote to ``table_name``'s load file, in the file's columns and types."""
         state = self._tables.setdefault((load_id, table_name), _Table())
+        self._schemas[(load_id, table_name)] = schema
         if state.off:
             return
         if not self._still_fits(state, table_name, schema):
@@ -257,6 +335,43 @@ class CopyAhead:
         self._connections += len(connections)
         return stream
 
+    def pass_through(self, load_id: str, table_name: str) -> PassThroughTarget | None:
+        """The table ready for a source's rows passed as the source sends them, or None when they must come as
+        batches: the table is not plain, not appended to in this run, has had no batch offered yet (its
+        columns are not known), its columns differ from dlt's schema, or no connection is left."""
+        schema = self._schemas.get((load_id, table_name))
+        if schema is None or table_name not in self.plain_tables or self._connections >= MAX_CONNECTIONS:
+            return None
+        if not self._still_fits(_Table(), table_name, schema):
+            return None
+        client = self.pipeline._get_destination_clients(schema)[0]
+        dataset = client.sql_client.dataset_name
+        url = client.config.credentials.to_native_representation()
+        connection = psycopg.connect(url, client_encoding="utf8")
+        try:
+            types = declared_types(connection, dataset, table_name)
+            connection.commit()
+            if not types:
+                _create_table(client, table_name)
+                self._created.append((url, dataset, table_name))
+                types = declared_types(connection, dataset, table_name)
+                connection.commit()
+            if not set(schema.get_table_columns(table_name)) <= set(types):  # dlt would alter the table first
+                connection.close()
+                return None
+        except BaseException:
+            connection.close()
+            raise
+        self._connections += 1
+        return PassThroughTarget(self, connection, dataset, table_name, load_id, types, schema.naming)
+
+    def count_passed(self, table: str, rows: int) -> None:
+        with self._passed_lock:
+            self.passed_rows[table] = self.passed_rows.get(table, 0) + rows
+
+    def release(self, connections: int) -> None:
+        self._connections -= connections
+
     def _stop(self, state: _Table, load_id: str, table_name: str) -> None:
         state.off, state.held = True, []
         if state.stream is not None:
@@ -273,6 +388,12 @@ class CopyAhead:
             if state.stream is not None and _drop_waiting(state.stream, load_id):
                 state.stream.roll_back()
         self._tables.clear()
+        self._schemas.clear()
+        with _waiting_lock:  # rows passed through whose copy job never ran
+            left = [key for key, passed in _passed.items() if passed.run is self]
+            untaken = [_passed.pop(key) for key in left]
+        for passed in untaken:
+            passed.roll_back()
         if failed:
             for url, dataset, table in self._created:
                 _drop_if_empty(url, dataset, table)
@@ -290,35 +411,53 @@ def take(dataset: str, table: str, load_id: str) -> AheadStream | None:
         return _waiting.pop((dataset, table, load_id), None)
 
 
-def waiting_tables(dataset: str) -> frozenset[str]:
-    """The tables of ``dataset`` whose rows copied ahead wait for their copy job."""
+def take_passed(dataset: str, table: str, load_id: str) -> PassedThrough | None:
+    """The rows passed through into a copy job's table, if any; the job commits them."""
     with _waiting_lock:
-        return frozenset(table for (schema, table, _) in _waiting if schema == dataset)
+        return _passed.pop((dataset, table, load_id), None)
+
+
+def waiting_tables(dataset: str) -> frozenset[str]:
+    """The tables of ``dataset`` whose rows copied ahead or passed through wait for their copy job."""
+    with _waiting_lock:
+        return frozenset(table for (schema, table, _) in [*_waiting, *_passed] if schema == dataset)
 
 
 def abandon_for_schema_update(dataset: str, table: str) -> None:
-    """Roll back the streams into ``dataset.table``: a schema update is about to alter it."""
+    """Roll back the streams into ``dataset.table``: a schema update is about to alter it. Rows passed through
+    are rolled back too; their package can then only be discarded and read again (see the module docstring)."""
     with _waiting_lock:
-        streams = [key for key in _waiting if key[:2] == (dataset, table)]
-        taken = [_waiting.pop(key) for key in streams]
-    for stream in taken:
+        streams = [_waiting.pop(key) for key in [key for key in _waiting if key[:2] == (dataset, table)]]
+        passed = [_passed.pop(key) for key in [key for key in _passed if key[:2] == (dataset, table)]]
+    for stream in streams:
         log.info("copy ahead of %s rolled back: the load alters the table", table)
         stream.roll_back()
+    for rows in passed:
+        log.warning("rows passed through into %s rolled back: the load alters the table", table)
+        rows.roll_back()
+
+
+def current() -> CopyAhead | None:
+    """The copy ahead of the pipeline run in progress in this context, if any."""
+    return _current.get()
 
 
 @contextlib.contextmanager
-def copying_ahead(pipeline, refreshing: bool, file_copy) -> Iterator[None]:
-    """Copy ahead during the pipeline runs inside this block (when ``HEADWATER_COPY_AHEAD`` is not off).
+def copying_ahead(pipeline, refreshing: bool, file_copy,
+                  plain_tables: frozenset[str] = frozenset()) -> Iterator[CopyAhead | None]:
+    """Copy ahead during the pipeline runs inside this block (when ``HEADWATER_COPY_AHEAD`` is not off); gives
+    the run's CopyAhead (None when off), whose ``passed_rows`` count rows passed through and committed.
 
-    ``file_copy``: the copy job's FileCopy class, which casts the batches as the job casts its file's."""
+    ``file_copy``: the copy job's FileCopy class, which casts the batches as the job casts its file's.
+    ``plain_tables``: the tables whose rows may be passed through from a source (see the module docstring)."""
     if not enabled():
-        yield
+        yield None
         return
     use_copy_ahead_hook()
-    run = CopyAhead(pipeline, refreshing, file_copy)
+    run = CopyAhead(pipeline, refreshing, file_copy, plain_tables)
     token = _current.set(run)
     try:
-        yield
+        yield run
     except BaseException:
         _current.reset(token)
         run.close(failed=True)

@@ -10,6 +10,7 @@
   column types on the way (a file written before its column widened holds the narrower type).
 - **Rows copied ahead.** A copy job whose table was COPY'd during extract (headwater.postgres.copy_ahead)
   commits that COPY when it took exactly the load file's rows; otherwise it rolls it back and copies the file.
+  Rows a source passed straight into the table (copy_ahead's ``PassedThrough``) are committed after the file's.
 - **Refused rows, or a lost connection.** When Postgres refuses the rows (a value its column cannot
   hold) the job fails terminally with Postgres's reason, and headwater.load.refusals sets the refused
   rows aside; when the connection or the server fails instead, the job fails as transient and is
@@ -81,8 +82,13 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
         partial = PartialCopy(self._file_path, self.job_id())
         ahead = copy_ahead.take(schema_name, table, self._load_id)
-        if ahead is not None and self._commit_ahead(ahead, copy, partial):
-            return
+        if ahead is None or not self._commit_ahead(ahead, copy, partial):
+            self._copy_file(copy, catalog_name, schema_name, partial)
+        passed = copy_ahead.take_passed(schema_name, table, self._load_id)
+        if passed is not None:
+            self._commit_passed(passed, copy)
+
+    def _copy_file(self, copy: FileCopy, catalog_name, schema_name: str, partial: PartialCopy) -> None:
         try:
             if partial.left_behind():  # an earlier try committed some of its streams
                 self._delete_partial_copy(schema_name)
@@ -119,6 +125,18 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         partial.clear()
         log.info("%s: %d rows copied during extract, committed by the load job", copy.where, rows)
         return True
+
+    def _commit_passed(self, passed: copy_ahead.PassedThrough, copy: FileCopy) -> None:
+        """Commit the rows a source passed straight into the table during extract (headwater.postgres.copy_ahead),
+        after the file's. They are in no file: when the commit fails, the package cannot be loaded again, and
+        the next run discards it and reads the rows again (headwater.load.recovery)."""
+        try:
+            passed.commit()
+        except psycopg.Error as error:
+            raise DestinationTerminalException(
+                f"Postgres failed while committing the {passed.rows} rows passed through into {copy.where}: "
+                f"{_first_line(error)}; the next run discards this load and reads them again") from None
+        log.info("%s: %d rows passed through from the source, committed by the load job", copy.where, passed.rows)
 
     def _connect(self) -> psycopg.Connection:
         credentials = self._job_client.config.credentials

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 
+from connectors.sql_database.pass_through import SWITCH_VARIABLE as PASS_THROUGH_VARIABLE
+from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
 from tests.connectors.type_matrix import (
+    TABLE,
     Case,
     Database,
     connect_mariadb,
@@ -186,3 +189,34 @@ def test_sqlite_types_land_exactly(database_url, tmp_path, monkeypatch, caplog):
     url = f"sqlite:///{tmp_path / 'source.db'}"
     assert_lands_exactly(database_url, url, SQLITE, SQLITE_DATABASE, {"arrow": {"chunk_size": 3}},
                          tmp_path / "project", monkeypatch, caplog)
+
+
+# The PostgreSQL columns whose types are passed through (any other makes a table read as Arrow).
+PASSABLE = ("smallint", "integer", "bigint", "real", "double precision", "numeric(10, 2)", "numeric(38, 0)",
+            "numeric(20, 15)", "numeric(40, 20)", "numeric(100, 50)", "numeric", "boolean", "date", "timestamp",
+            "timestamp with time zone", "text", "varchar(8)")
+PASSED = "rows passed through from the source, committed by the load job"
+
+
+def test_postgres_types_passed_through_land_exactly(postgres_source, database_url, tmp_path, monkeypatch, caplog):
+    """PostgreSQL into Postgres with the rows inside the cursor's window passed through (pass_through.py)."""
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1")
+    monkeypatch.setenv(PASS_THROUGH_VARIABLE, "on")
+    cases = [case for case in POSTGRES if case.source_type in PASSABLE]
+    assert len(cases) == len(PASSABLE)
+    create_table(postgres_source, cases, POSTGRES_DATABASE)
+    source = read_source(postgres_source, cases, POSTGRES_DATABASE)
+    table = {"cursor": "id", "write_disposition": "append"}
+    path = write_project(tmp_path, monkeypatch, postgres_source, {"passed": {"chunk_size": 3}}, table)
+    with caplog.at_level(logging.INFO):
+        result = load(path, database_url, "passed")
+    assert {load.table: load.rows for load in result.tables}.get(TABLE) == len(source)
+    # Rows 1..9 hold values, row 10 only NULLs. The edge is the last row, and row 7 with the bare numeric's NaN,
+    # which is read as Arrow (as text): 8 rows are passed.
+    passed = [line for line in caplog.messages if PASSED in line]
+    assert passed == [f"raw_passed.{TABLE}: 8 {PASSED}"], caplog.text[-2000:]
+    types = landed_types(database_url, "raw_passed", cases)
+    assert {case.source_type: types[case.column(i)] for i, case in enumerate(cases)} == {
+        case.source_type: case.lands_as for case in cases}
+    landed = read_landed(database_url, "raw_passed", cases)
+    assert mismatches(cases, source, landed) == []

@@ -7,7 +7,8 @@ The kill points wrap dlt internals here, in the test process, so the product car
   normalize            all files normalized, before the load package is committed
   normalize_committed  package committed to load/, its extracted copy not yet deleted
   load_before_commit   a copy job's rows ingested, before its transaction commits (also the rows copied
-                       ahead during extract, headwater.postgres.copy_ahead, before their job commits them)
+                       ahead during extract, headwater.postgres.copy_ahead, or passed through from the
+                       source, before their job commits them)
   load_after_commit:T  table T's copy job committed, before dlt marks the job completed
   load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
                        before the job file moved to completed (dlt completes it without re-running)
@@ -72,9 +73,10 @@ def arm(kill_point: str) -> None:
             return connection
 
         StreamingParquetCopyJob._connect = connect_without_commit
-        from headwater.postgres.copy_ahead import AheadStream
+        from headwater.postgres.copy_ahead import AheadStream, PassedThrough
 
         AheadStream.commit = lambda self: die()
+        PassedThrough.commit = lambda self: die()
     elif kill_point.startswith("load_after_commit:"):
         from headwater.postgres.loader import StreamingParquetCopyJob
 

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from connectors.sql_database.pass_through import SWITCH_VARIABLE as PASS_THROUGH_VARIABLE
 from headwater.postgres import copy_ahead
 from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE, SWITCH_VARIABLE
 from headwater.postgres.copy_streams import STREAMS_VARIABLE
@@ -35,6 +36,12 @@ def add_events(url: str, first: int, count: int) -> None:
                case when i % 5 = 0 then null else 'tag-' || (i % 13) end
           from generate_series({first}, {first + count - 1}) i
     """)
+
+
+@pytest.fixture(autouse=True)
+def arrow_only(monkeypatch):
+    """The rows come as Arrow batches: not passed through from the source (tests/load/test_pass_through.py)."""
+    monkeypatch.setenv(PASS_THROUGH_VARIABLE, "off")
 
 
 @pytest.fixture

@@ -1,0 +1,309 @@
+"""A large PostgreSQL table passed to Postgres as the source server sends it: binary COPY out, binary COPY in.
+
+Read as Arrow, a PostgreSQL table is decoded by connectorx, written to a load file and encoded again for the
+destination's COPY: the client works on every value twice. When source and destination are both PostgreSQL
+and every column has a type whose binary form the destination column reads once cast on the source, the
+rows can go from the source's ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` straight into the
+destination's ``COPY ... FROM STDIN (FORMAT binary)``, the client only moving bytes. The source casts each
+column to its destination column's declared type and adds the load id as a constant, so the table gets
+exactly what the Arrow path gives it.
+
+**Only the middle of the cursor's window.** dlt's incremental step decides where the next run starts: the
+cursor's last value and the keys of the rows that hold it. So it must see those rows. In one REPEATABLE READ
+snapshot, the source's highest cursor value (``end``) is read; the rows at the window's edges (the cursor at
+the last value or at ``end`` and above, or NULL) are read as Arrow batches as usual and go through dlt first,
+and only the rows strictly between are passed. Passing starts only once dlt has seen a row at ``end``: if
+none came (the row was deleted meanwhile), the middle is read as Arrow too. A row committed late, with a
+cursor under ``end``, is missed as any incremental read misses it.
+
+**Which tables.** PostgreSQL sources read by connectorx, into a run with copy ahead on (a Postgres
+destination, headwater.postgres.copy_ahead decides the rest: append tables no step, rule or protection
+changes, not refreshed, columns as dlt's schema has them); an incremental cursor taking the maximum, with
+no end value, row order or limit; at least ``copy_ahead.min_rows()`` rows in the middle; and only the column
+types in ``PASSED_TYPES`` and decimals the destination column holds unchanged. Rows with a value the Arrow
+path treats otherwise than a cast (a decimal NaN, an infinite date or timestamp) are read with the edges.
+Anything else is read as Arrow; so is everything when ``HEADWATER_PASS_THROUGH=off``.
+
+**Exact under kills.** The COPY into the destination stays open until the table's copy job commits it; a
+package whose passed rows were not committed is discarded by the next run and its rows read again
+(headwater.load.recovery), found by the table list this module writes into the package's state. A pass that
+fails (a value the destination refuses, a lost connection) is rolled back and the middle is read as Arrow,
+where a refused row goes to the quarantine with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import select
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dlt
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from dlt.common.storages.load_package import commit_load_package_state
+from psycopg import pq
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import sqltypes
+
+from connectors.sql_database.sessions import session_statements
+from headwater.postgres import copy_ahead
+
+log = logging.getLogger(__name__)
+
+# Source column types passed, and the declared destination types (format_type's prefix) each may be cast to
+# without changing a value: the types the Arrow path gives such a column, or a wider one of the same kind.
+_INTEGERS = ("smallint", "integer", "bigint")
+_FLOATS = ("real", "double precision")
+_TEXTS = ("text", "character varying")
+_TIMESTAMPS = ("timestamp with time zone", "timestamp without time zone")
+PASSED_TYPES: tuple[tuple[type, tuple[str, ...]], ...] = (
+    (sqltypes.Boolean, ("boolean",)),
+    (sqltypes.Integer, _INTEGERS),
+    (sqltypes.Float, _FLOATS),
+    (sqltypes.Date, ("date",)),
+    (sqltypes.DateTime, _TIMESTAMPS),
+    (sqltypes.Text, _TEXTS),
+    (sqltypes.VARCHAR, _TEXTS),
+)
+SWITCH_VARIABLE = "HEADWATER_PASS_THROUGH"  # off: every table read as Arrow
+# The column dlt gives every row: the load that wrote it.
+LOAD_ID_COLUMN = "_dlt_load_id"
+# Bytes gathered from the source's COPY messages (one per row) before each write to the destination.
+CHUNK_BYTES = 256 * 1024
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH_VARIABLE, "").strip().lower() not in ("off", "0", "false", "no")
+
+
+def pass_through_rows(loader) -> Iterator[Any] | None:
+    """The table's rows with the middle of its window passed straight to the destination, or None when this
+    table is read as Arrow (see the module docstring). ``loader``: the table's ConnectorXArrowLoader."""
+    run = copy_ahead.current()
+    if run is None or not enabled() or loader.dialect != "postgresql" or _why_not(loader) is not None:
+        return None
+    return _PassThrough(loader, run).rows()
+
+
+def _why_not(loader) -> str | None:
+    incremental = loader.incremental
+    if incremental is None or loader.cursor_column is None:
+        return "no cursor"
+    if incremental.last_value_func is not max or loader.end_value is not None or loader.row_order or loader.limit:
+        return "the cursor's window is not a plain maximum"
+    if loader.query_adapter_callback is not None:
+        return "a query adapter"
+    for column in loader.table.columns:
+        if not loader.columns.get(column.name, {}).get("data_type"):
+            return f"column {column.name} has no dlt type"
+        if _destination_kinds(column.type) is None:
+            return f"column {column.name}: type {column.type}"
+    return None
+
+
+def _destination_kinds(sql_type: Any) -> tuple[str, ...] | None:
+    if isinstance(sql_type, (sqltypes.Enum, postgresql.ENUM, sqltypes.CHAR)) and not isinstance(
+            sql_type, sqltypes.VARCHAR):
+        return None  # an enum's labels, a blank-padded char: text the Arrow path may give otherwise
+    if isinstance(sql_type, sqltypes.Numeric) and not isinstance(sql_type, sqltypes.Float):
+        return ("numeric",)  # which precision and scale may take its values: _holds_decimal
+    for kind, destinations in PASSED_TYPES:
+        if isinstance(sql_type, kind):
+            return destinations
+    return None
+
+
+class _PassThrough:
+    def __init__(self, loader, run: copy_ahead.CopyAhead):
+        self.loader, self.run = loader, run
+        self.cursor = loader.table.c[loader.cursor_column.name]
+        self.last_value = loader.last_value
+
+    def rows(self) -> Iterator[Any]:
+        source = psycopg.connect(_conninfo(self.loader.engine.url), autocommit=False)
+        try:
+            source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            source.read_only = True
+            source.execute("SET LOCAL TIME ZONE 'UTC'")  # a zoneless timestamp cast to timestamptz is taken as UTC
+            for statement in session_statements("postgresql"):
+                source.execute(statement)
+            end, middle = self._window(source)
+            if end is None or middle < copy_ahead.min_rows():
+                source.rollback()
+                yield from self.loader.read_rows()
+                return
+            seen_end = False
+            for item in self.loader.read_rows(self._edges(end)):
+                seen_end = seen_end or _reaches(item, self.loader.cursor_column.name, end)
+                yield item
+            target = self._target() if seen_end else None
+            passed = self._pass(source, target, end) if target is not None else None
+            with contextlib.suppress(psycopg.Error):  # read only; a failed COPY may have left it mid-stream
+                source.rollback()
+            if passed is None:
+                yield from self.loader.read_rows(self._middle(end))
+        finally:
+            source.close()
+
+    def _window(self, source: psycopg.Connection) -> tuple[Any, int]:
+        """The highest cursor value in the table's window, and about how many rows lie inside it."""
+        window = self.loader.make_query().subquery()
+        cursor = window.c[self.cursor.name]
+        inside = cursor > self.last_value if self.last_value is not None else cursor.is_not(None)
+        query = sa.select(sa.func.max(cursor), sa.func.count().filter(inside))
+        end, count = source.execute(self.loader.compile_query(query)).fetchone()
+        return end, count
+
+    def _edges(self, end: Any):
+        edges = [self.cursor.is_(None), self.cursor >= end]
+        if self.last_value is not None:
+            edges.append(self.cursor <= self.last_value)
+        return sa.or_(*edges, *self._odd_values())
+
+    def _middle(self, end: Any):
+        middle = [self.cursor < end, *(sa.func.coalesce(odd, False) == sa.false() for odd in self._odd_values())]
+        if self.last_value is not None:
+            middle.append(self.cursor > self.last_value)
+        return sa.and_(*middle)
+
+    def _odd_values(self) -> list:
+        """Conditions true for a value the Arrow path treats otherwise than a cast does: a decimal NaN, an infinite
+        date or timestamp (Arrow has neither). Such rows are read as Arrow, with the edges."""
+        odd = []
+        for column in self.loader.table.columns:
+            if isinstance(column.type, sqltypes.Numeric) and not isinstance(column.type, sqltypes.Float):
+                odd.append(column == sa.literal_column("'NaN'::numeric"))
+            elif isinstance(column.type, (sqltypes.Date, sqltypes.DateTime)):
+                odd.append(sa.not_(sa.func.isfinite(column)))
+        return odd
+
+    def _target(self) -> copy_ahead.PassThroughTarget | None:
+        load_id = dlt.current.load_package_state()["load_id"]
+        schema_name = dlt.current.source_schema().naming.normalize_table_identifier(self.loader.table.name)
+        try:
+            return self.run.pass_through(load_id, schema_name)
+        except psycopg.Error as error:
+            log.info("sql_database: table %s is read as Arrow: the destination is not ready (%s)",
+                     self.loader.table.name, error)
+            return None
+
+    def _pass(self, source: psycopg.Connection, target: copy_ahead.PassThroughTarget, end: Any) -> int | None:
+        """COPY the middle of the window from the source into ``target``; the rows, or None when it was rolled
+        back (and the middle must be read as Arrow)."""
+        columns, selected = [], []
+        for name in (column.name for column in self.loader.make_query().selected_columns):
+            destination = target.column_name(name)
+            declared, base = target.types.get(destination, (None, None))
+            source_type = self.loader.table.c[name].type
+            kinds = _destination_kinds(source_type)
+            if declared is None or kinds is None or base not in kinds or (
+                    kinds == ("numeric",) and not _holds_decimal(declared, source_type)):
+                log.info("sql_database: table %s is read as Arrow: column %s is %s in the destination",
+                         self.loader.table.name, name, declared)
+                target.abandon()
+                return None
+            columns.append(destination)
+            # Cast to the bare type: the destination applies its modifier (a length, a scale) as it does to the
+            # Arrow path's binary values, refusing what does not fit. An explicit cast would truncate instead.
+            selected.append(sa.literal_column(f"CAST({_quote(name)} AS {base})"))
+        if LOAD_ID_COLUMN not in target.types:
+            target.abandon()
+            return None
+        columns.append(LOAD_ID_COLUMN)
+        selected.append(sa.literal_column(f"CAST('{target.load_id}' AS {target.types[LOAD_ID_COLUMN][1]})"))
+        query = sa.select(*selected).select_from(self.loader.table).where(self._middle(end))
+        statement = f"COPY ({self.loader.compile_query(query)}) TO STDOUT (FORMAT BINARY)"
+        try:
+            collector = dlt.current.pipeline().collector  # the run's progress: rows read so far, per table
+            rows = target.copy(columns, _copy_out(source, statement, lambda read: collector.update(target.table, read)))
+        except (psycopg.Error, _SourceCopyFailed) as error:  # rolled back: the middle is read as Arrow instead
+            log.warning("sql_database: passing %s through failed, it is read as Arrow instead: %s",
+                        self.loader.table.name, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return None
+        package = dlt.current.load_package_state()
+        package["state"].setdefault(copy_ahead.PASSED_THROUGH, {})[target.table] = rows
+        commit_load_package_state()
+        log.info("sql_database: table %s: %d rows passed through to the destination", self.loader.table.name, rows)
+        return rows
+
+
+class _SourceCopyFailed(Exception):
+    pass
+
+
+def _copy_out(source: psycopg.Connection, statement: str, progress: Callable[[int], None]) -> Iterator[bytes]:
+    """The source's binary COPY output, in chunks of about CHUNK_BYTES; ``progress`` is told the rows of each.
+
+    libpq hands over one message per row: gathering them costs a call each, done here without waiting on the
+    server while holding the interpreter (the socket is waited on with ``select``, which releases it). The
+    file header travels with the first row; the trailer, two bytes, alone."""
+    connection = source.pgconn
+    result = connection.exec_(statement.encode())
+    if result.status != pq.ExecStatus.COPY_OUT:
+        raise _SourceCopyFailed(connection.get_error_message())
+    chunk, rows = bytearray(), 0
+    while True:
+        size, data = connection.get_copy_data(1)
+        if size > 0:
+            chunk += data
+            rows += size > 2
+            if len(chunk) >= CHUNK_BYTES:
+                yield bytes(chunk)
+                chunk.clear()
+                progress(rows)
+                rows = 0
+        elif size == 0:  # nothing arrived yet
+            select.select([connection.socket], [], [])
+            connection.consume_input()
+        elif size == -1:
+            break
+        else:
+            raise _SourceCopyFailed(connection.get_error_message())
+    if chunk:
+        yield bytes(chunk)
+        progress(rows)
+    final = connection.get_result()
+    while connection.get_result() is not None:
+        pass
+    if final is None or final.status != pq.ExecStatus.COMMAND_OK:
+        raise _SourceCopyFailed(final.error_message.decode(errors="replace") if final is not None else "no result")
+
+
+def _holds_decimal(declared: str, sql_type: sqltypes.Numeric) -> bool:
+    """Whether a destination column declared ``declared`` (``numeric`` or ``numeric(P,S)``) takes every value of
+    ``sql_type`` unchanged: no decimal rounded away, no integer digit too many."""
+    found = re.fullmatch(r"numeric(?:\((\d+),(\d+)\))?", declared)
+    if found is None:
+        return False
+    if found.group(1) is None:  # unconstrained: takes any value as it is
+        return True
+    if sql_type.precision is None:
+        return False
+    precision, scale = int(found.group(1)), int(found.group(2))
+    source_scale = sql_type.scale or 0
+    return scale >= source_scale and precision - scale >= sql_type.precision - source_scale
+
+
+def _reaches(item: Any, cursor: str, end: Any) -> bool:
+    if not isinstance(item, pa.Table) or cursor not in item.column_names or not item.num_rows:
+        return False
+    highest = pc.max(item.column(cursor)).as_py()
+    if highest is None:
+        return False
+    if getattr(highest, "tzinfo", None) is not None and getattr(end, "tzinfo", None) is None:
+        highest = highest.replace(tzinfo=None)  # a zoneless cursor lands as UTC
+    return highest >= end
+
+
+def _conninfo(url: sa.URL) -> str:
+    return url._replace(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

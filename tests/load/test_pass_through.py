@@ -1,0 +1,80 @@
+"""PostgreSQL into Postgres passed through (connectors.sql_database.pass_through): the rows strictly inside the
+cursor's window go from the source's binary COPY into the destination's, the edges come as Arrow batches.
+
+The loads are real: a Postgres source read by sql_database, dlt and the destination. Every test checks the
+rows against the source (count, keys, md5 of the ordered rows) and that the rows were, or were not, passed
+through, by the line the copy job logs when it commits them. Every passed type is compared cell by cell in
+tests/connectors/test_sql_database_types.py; the kill tests of tests/load/test_crash_recovery.py run
+against this path too (their "passed" case).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from connectors.sql_database.pass_through import SWITCH_VARIABLE
+from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
+from tests.conftest import query
+from tests.load.helpers import execute, fingerprint, load, write_project
+
+PASSED = "rows passed through from the source, committed by the load job"
+@pytest.fixture(autouse=True)
+def small_tables_pass(monkeypatch):
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1")
+    monkeypatch.setenv(SWITCH_VARIABLE, "on")
+
+
+def passed(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if PASSED in record.getMessage()]
+
+
+@pytest.mark.parametrize("cursor_type", ["timestamptz", "timestamp", "bigint"])
+def test_incremental_runs_pass_only_the_new_rows_and_lose_or_repeat_none(cursor_type, tmp_path, source_url,
+                                                                         database_url, caplog):
+    stamp = {"timestamptz": "timestamptz '2026-01-01 00:00:00+00' + {} * interval '1 minute'",
+             "timestamp": "timestamp '2026-01-01 00:00:00' + {} * interval '1 minute'", "bigint": "{}"}[cursor_type]
+    execute(source_url, f"create table events (id int, kind text, amount numeric(12, 2), changed {cursor_type})")
+
+    def add(first: int, count: int, minute: str = "i / 10") -> None:
+        execute(source_url, f"insert into events select i, 'kind-' || (i % 7), i * 0.25, {stamp.format(minute)} "
+                            f"from generate_series({first}, {first + count - 1}) i")
+
+    add(1, 3000)  # ten rows per cursor value: the last value is held by several rows
+    path = write_project(tmp_path / "project", {"src": "events: {cursor: changed, write_disposition: append}"})
+    columns = "id, kind, amount, changed"
+    # a zoneless cursor lands as timestamptz, its wall time taken as UTC
+    landed = columns.replace("changed", "changed at time zone 'UTC'") if cursor_type == "timestamp" else columns
+    for first, count, minute in ((None, 0, ""), (3001, 5, "300"), (3006, 2000, "i / 10"), (5006, 0, "")):
+        if count:
+            add(first, count, minute)  # 5 more rows at the last value loaded, then later ones
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            result = load(path, destination_url=database_url, source="src")
+        source = fingerprint(source_url, "events", columns, "id")
+        assert fingerprint(database_url, "raw_src.events", landed, "id") == source
+        assert source[0] == source[1], "duplicate ids"
+        new = count if first is not None else 3000
+        assert {load.table: load.rows for load in result.tables}["events"] == new
+        assert bool(passed(caplog)) == (new > 100), caplog.text[-2000:]
+
+
+def test_rows_the_destination_refuses_while_passed_are_read_as_arrow_and_quarantined(tmp_path, source_url,
+                                                                                      database_url, caplog):
+    execute(source_url, "create table events (id int, name text)")
+    execute(source_url, "insert into events select i, 'name-' || i from generate_series(1, 500) i")
+    path = write_project(tmp_path / "project", {"src": "events: {cursor: id, write_disposition: append}"})
+    load(path, destination_url=database_url, source="src")
+    # the destination's column was narrowed by hand: a longer name cannot go into it
+    execute(database_url, "alter table raw_src.events alter column name type varchar(9)")
+    execute(source_url, "insert into events select i, case when i = 700 then 'a-very-long-name' "
+                        "else 'name-' || i end from generate_series(501, 1000) i")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        result = load(path, destination_url=database_url, source="src")
+    assert "it is read as Arrow instead" in caplog.text
+    assert passed(caplog) == []
+    assert [(load.table, load.rows, load.quarantined) for load in result.tables] == [("events", 499, 1)]
+    assert query(database_url, "select count(*), count(distinct id) from raw_src.events") == [(999, 999)]
+    assert query(database_url, "select count(*) from raw_src.events__quarantine") == [(1,)]
