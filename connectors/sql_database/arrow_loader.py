@@ -83,10 +83,15 @@ class ExactArrowLoader(TableLoader):
         return read_expression(column, self.dialect)
 
     def _convert_result(self, result: Any, backend_kwargs: dict[str, Any]) -> Iterator[Any]:
-        reader = {name: self._reader_column(name) for name in result.keys()}
+        names = list(result.keys())
         for partition in result.partitions(size=self.chunk_size):
-            table = row_tuples_to_arrow([row._data for row in partition], columns=reader, tz=TIMEZONE)
-            yield from self.landed(table)
+            yield from self.arrow_from_rows(names, [row._data for row in partition])
+
+    def arrow_from_rows(self, names: list[str], rows: list[tuple]) -> Iterator[Any]:
+        """Rows of this table's query (value tuples in the order of ``names``) as the Arrow tables this backend
+        yields: the same for a SQLAlchemy result and a psycopg cursor, which return the same Python values."""
+        reader = {name: self._reader_column(name) for name in names}
+        yield from self.landed(row_tuples_to_arrow(rows, columns=reader, tz=TIMEZONE))
 
     def _reader_column(self, name: str) -> dict:
         """How dlt builds the Arrow array of what the driver returns for column ``name``."""

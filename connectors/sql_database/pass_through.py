@@ -10,19 +10,20 @@ exactly what the Arrow path gives it.
 
 **Only the middle of the cursor's window.** dlt's incremental step decides where the next run starts: the
 cursor's last value and the keys of the rows that hold it. So it must see those rows. In one REPEATABLE READ
-snapshot, the source's highest cursor value (``end``) is read; the rows at the window's edges (the cursor at
-the last value or at ``end`` and above, or NULL) are read as Arrow batches as usual and go through dlt first,
-and only the rows strictly between are passed. Passing starts only once dlt has seen a row at ``end``: if
-none came (the row was deleted meanwhile), the middle is read as Arrow too. A row committed late, with a
-cursor under ``end``, is missed as any incremental read misses it.
+snapshot of the source, the cursor's highest value (``end``) is read, then the rows at the window's edges
+(the cursor at the last value, at ``end`` or NULL), through a server-side cursor into the Arrow tables the
+pyarrow backend gives (``arrow_from_rows``); they go through dlt first. Only the rows strictly between are
+passed, from the same snapshot. A row committed late, with a cursor under ``end``, is missed as any
+incremental read misses it.
 
 **Which tables.** PostgreSQL sources read by connectorx, into a run with copy ahead on (a Postgres
 destination, headwater.postgres.copy_ahead decides the rest: append tables no step, rule or protection
 changes, not refreshed, columns as dlt's schema has them); an incremental cursor taking the maximum, with
-no end value, row order or limit; at least ``copy_ahead.min_rows()`` rows in the middle; and only the column
-types in ``PASSED_TYPES`` and decimals the destination column holds unchanged. Rows with a value the Arrow
-path treats otherwise than a cast (a decimal NaN, an infinite date or timestamp) are read with the edges.
-Anything else is read as Arrow; so is everything when ``HEADWATER_PASS_THROUGH=off``.
+no end value, row order or limit; at least ``copy_ahead.min_rows()`` rows in the window; only the column
+types in ``PASSED_TYPES`` and decimals the destination column holds unchanged; and no value that Arrow or
+the driver cannot hold, or holds otherwise than a cast (a decimal NaN, an infinite date, a year after
+9999), in the window: such a window is read as Arrow whole, where that value fails or is quarantined as it
+always was. Anything else is read as Arrow; so is everything when ``HEADWATER_PASS_THROUGH=off``.
 
 **Exact under kills.** The COPY into the destination stays open until the table's copy job commits it; a
 package whose passed rows were not committed is discarded by the next run and its rows read again
@@ -133,54 +134,68 @@ class _PassThrough:
             source.execute("SET LOCAL TIME ZONE 'UTC'")  # a zoneless timestamp cast to timestamptz is taken as UTC
             for statement in session_statements("postgresql"):
                 source.execute(statement)
-            end, middle = self._window(source)
-            if end is None or middle < copy_ahead.min_rows():
+            end, middle, odd = self._window(source)
+            if end is None or middle < copy_ahead.min_rows() or odd:
                 source.rollback()
                 yield from self.loader.read_rows()
                 return
             seen_end = False
-            for item in self.loader.read_rows(self._edges(end)):
+            for item in self._read_edges(source, end):
                 seen_end = seen_end or _reaches(item, self.loader.cursor_column.name, end)
                 yield item
             target = self._target() if seen_end else None
             passed = self._pass(source, target, end) if target is not None else None
-            with contextlib.suppress(psycopg.Error):  # read only; a failed COPY may have left it mid-stream
-                source.rollback()
-            if passed is None:
+            if passed is None:  # the middle as Arrow, read again (a failed COPY may leave the connection mid-stream)
+                with contextlib.suppress(psycopg.Error):
+                    source.rollback()
                 yield from self.loader.read_rows(self._middle(end))
         finally:
             source.close()
 
-    def _window(self, source: psycopg.Connection) -> tuple[Any, int]:
-        """The highest cursor value in the table's window, and about how many rows lie inside it."""
-        window = self.loader.make_query().subquery()
-        cursor = window.c[self.cursor.name]
-        inside = cursor > self.last_value if self.last_value is not None else cursor.is_not(None)
-        query = sa.select(sa.func.max(cursor), sa.func.count().filter(inside))
-        end, count = source.execute(self.loader.compile_query(query)).fetchone()
-        return end, count
+    def _window(self, source: psycopg.Connection) -> tuple[Any, int, int]:
+        """In the table's window: the highest cursor value, how many rows lie above the last value (the edge at
+        the top included), and how many hold a value Arrow cannot hold (``_odd_values``)."""
+        where = self.loader.make_query().whereclause
+        inside = self.cursor > self.last_value if self.last_value is not None else self.cursor.is_not(None)
+        odd = self._odd_values()
+        query = sa.select(sa.func.max(self.cursor), sa.func.count().filter(inside),
+                          sa.func.count().filter(sa.or_(*odd)) if odd else sa.literal(0)).select_from(self.loader.table)
+        if where is not None:
+            query = query.where(where)
+        end, count, odd_rows = source.execute(self.loader.compile_query(query)).fetchone()
+        return end, count, odd_rows
+
+    def _read_edges(self, source: psycopg.Connection, end: Any) -> Iterator[Any]:
+        """The rows at the window's edges, as Arrow, read in the pass's snapshot through a server-side cursor."""
+        statement = self.loader.compile_query(self.loader.make_query().where(self._edges(end)))
+        with source.cursor(name="headwater_edges") as cursor:
+            cursor.execute(statement)
+            names = [column.name for column in cursor.description]
+            while rows := cursor.fetchmany(self.loader.chunk_size):
+                yield from self.loader.arrow_from_rows(names, rows)
 
     def _edges(self, end: Any):
         edges = [self.cursor.is_(None), self.cursor >= end]
         if self.last_value is not None:
             edges.append(self.cursor <= self.last_value)
-        return sa.or_(*edges, *self._odd_values())
+        return sa.or_(*edges)
 
     def _middle(self, end: Any):
-        middle = [self.cursor < end, *(sa.func.coalesce(odd, False) == sa.false() for odd in self._odd_values())]
-        if self.last_value is not None:
-            middle.append(self.cursor > self.last_value)
-        return sa.and_(*middle)
+        middle = self.cursor < end
+        return sa.and_(self.cursor > self.last_value, middle) if self.last_value is not None else middle
 
     def _odd_values(self) -> list:
-        """Conditions true for a value the Arrow path treats otherwise than a cast does: a decimal NaN, an infinite
-        date or timestamp (Arrow has neither). Such rows are read as Arrow, with the edges."""
+        """Conditions true for a value that Arrow or the Python driver cannot hold, or holds otherwise than a cast:
+        a decimal NaN, an infinite date or timestamp, a year before 1 or after 9999. A window holding one is
+        read as Arrow, where such a value fails or is quarantined as it always was."""
         odd = []
         for column in self.loader.table.columns:
             if isinstance(column.type, sqltypes.Numeric) and not isinstance(column.type, sqltypes.Float):
                 odd.append(column == sa.literal_column("'NaN'::numeric"))
             elif isinstance(column.type, (sqltypes.Date, sqltypes.DateTime)):
-                odd.append(sa.not_(sa.func.isfinite(column)))
+                odd.append(sa.or_(sa.not_(sa.func.isfinite(column)),
+                                  column < sa.literal_column("'0001-01-01'"),
+                                  column >= sa.literal_column("'10000-01-01'")))
         return odd
 
     def _target(self) -> copy_ahead.PassThroughTarget | None:

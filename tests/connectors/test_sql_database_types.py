@@ -7,6 +7,7 @@ are in docs/connectors.md; type_matrix.py says how cells are compared.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from connectors.sql_database.pass_through import SWITCH_VARIABLE as PASS_THROUGH_VARIABLE
@@ -202,21 +203,34 @@ def test_postgres_types_passed_through_land_exactly(postgres_source, database_ur
     """PostgreSQL into Postgres with the rows inside the cursor's window passed through (pass_through.py)."""
     monkeypatch.setenv(MIN_ROWS_VARIABLE, "1")
     monkeypatch.setenv(PASS_THROUGH_VARIABLE, "on")
-    cases = [case for case in POSTGRES if case.source_type in PASSABLE]
+    # A decimal NaN makes its window read as Arrow: it comes in the second load.
+    cases = [dataclasses.replace(case, values=tuple(value for value in case.values if value != "'NaN'"))
+             if case.source_type == "numeric" else case for case in POSTGRES if case.source_type in PASSABLE]
     assert len(cases) == len(PASSABLE)
     create_table(postgres_source, cases, POSTGRES_DATABASE)
-    source = read_source(postgres_source, cases, POSTGRES_DATABASE)
     table = {"cursor": "id", "write_disposition": "append"}
     path = write_project(tmp_path, monkeypatch, postgres_source, {"passed": {"chunk_size": 3}}, table)
-    with caplog.at_level(logging.INFO):
-        result = load(path, database_url, "passed")
-    assert {load.table: load.rows for load in result.tables}.get(TABLE) == len(source)
-    # Rows 1..9 hold values, row 10 only NULLs. The edge is the last row, and row 7 with the bare numeric's NaN,
-    # which is read as Arrow (as text): 8 rows are passed.
-    passed = [line for line in caplog.messages if PASSED in line]
-    assert passed == [f"raw_passed.{TABLE}: 8 {PASSED}"], caplog.text[-2000:]
-    types = landed_types(database_url, "raw_passed", cases)
-    assert {case.source_type: types[case.column(i)] for i, case in enumerate(cases)} == {
-        case.source_type: case.lands_as for case in cases}
-    landed = read_landed(database_url, "raw_passed", cases)
-    assert mismatches(cases, source, landed) == []
+    numeric = next(index for index, case in enumerate(cases) if case.source_type == "numeric")
+    for load_number in (1, 2):
+        if load_number == 2:
+            connection = POSTGRES_DATABASE.connect(postgres_source)
+            connection.execute(f"insert into {TABLE} (id, {cases[numeric].column(numeric)}) values (100, 'NaN'), "
+                               f"(101, 2.5)")
+            connection.commit()
+            connection.close()
+        source = read_source(postgres_source, cases, POSTGRES_DATABASE)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            result = load(path, database_url, "passed")
+        passed = [line for line in caplog.messages if PASSED in line]
+        if load_number == 1:  # every row but the edge, the last one (all NULLs), is passed
+            assert {load.table: load.rows for load in result.tables}.get(TABLE) == len(source)
+            assert passed == [f"raw_passed.{TABLE}: {len(source) - 1} {PASSED}"], caplog.text[-2000:]
+        else:
+            assert {load.table: load.rows for load in result.tables}.get(TABLE) == 2
+            assert passed == []
+        types = landed_types(database_url, "raw_passed", cases)
+        assert {case.source_type: types[case.column(i)] for i, case in enumerate(cases)} == {
+            case.source_type: case.lands_as for case in cases}
+        landed = read_landed(database_url, "raw_passed", cases)
+        assert mismatches(cases, source, landed) == []
