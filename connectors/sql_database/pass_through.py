@@ -34,7 +34,6 @@ where a refused row goes to the quarantine with its reason.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -50,6 +49,7 @@ import sqlalchemy as sa
 from dlt.common.storages.load_package import commit_load_package_state
 from psycopg import pq
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql import sqltypes
 
 from connectors.sql_database.sessions import session_statements
@@ -75,6 +75,8 @@ PASSED_TYPES: tuple[tuple[type, tuple[str, ...]], ...] = (
 SWITCH_VARIABLE = "HEADWATER_PASS_THROUGH"  # off: every table read as Arrow
 # The column dlt gives every row: the load that wrote it.
 LOAD_ID_COLUMN = "_dlt_load_id"
+# Compiles the SQL sent through psycopg without parameters: no driver's placeholder escaping.
+_PLAIN_POSTGRES = PGDialect(paramstyle="named")
 # Bytes gathered from the source's COPY messages (one per row) before each write to the destination.
 CHUNK_BYTES = 256 * 1024
 
@@ -127,7 +129,32 @@ class _PassThrough:
         self.last_value = loader.last_value
 
     def rows(self) -> Iterator[Any]:
-        source = psycopg.connect(_conninfo(self.loader.engine.url), autocommit=False)
+        source, end = self._open_window()
+        if source is None:
+            yield from self.loader.read_rows()
+            return
+        passed = None
+        try:
+            seen_end = False
+            for item in self._read_edges(source, end):
+                seen_end = seen_end or _reaches(item, self.loader.cursor_column.name, end)
+                yield item
+            target = self._target() if seen_end else None
+            passed = self._pass(source, target, end) if target is not None else None
+        finally:
+            source.close()  # read only: nothing to commit; closed before any read as Arrow, which takes a while
+        if passed is None:  # the middle as Arrow, read again
+            yield from self.loader.read_rows(self._middle(end))
+
+    def _open_window(self) -> tuple[psycopg.Connection | None, Any]:
+        """The source connection in the pass's snapshot and the cursor's highest value in the window, or (None,
+        None) when the table is read as Arrow: too few rows, a value Arrow cannot hold, or a source this
+        connection cannot open as the Arrow path does (it then says why)."""
+        try:
+            source = psycopg.connect(_conninfo(self.loader.engine.url), autocommit=False, client_encoding="utf8")
+        except Exception as error:
+            log.info("sql_database: table %s is read as Arrow: %s", self.loader.table.name, _first_line(error))
+            return None, None
         try:
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
@@ -135,22 +162,14 @@ class _PassThrough:
             for statement in session_statements("postgresql"):
                 source.execute(statement)
             end, middle, odd = self._window(source)
-            if end is None or middle < copy_ahead.min_rows() or odd:
-                source.rollback()
-                yield from self.loader.read_rows()
-                return
-            seen_end = False
-            for item in self._read_edges(source, end):
-                seen_end = seen_end or _reaches(item, self.loader.cursor_column.name, end)
-                yield item
-            target = self._target() if seen_end else None
-            passed = self._pass(source, target, end) if target is not None else None
-            if passed is None:  # the middle as Arrow, read again (a failed COPY may leave the connection mid-stream)
-                with contextlib.suppress(psycopg.Error):
-                    source.rollback()
-                yield from self.loader.read_rows(self._middle(end))
-        finally:
+        except Exception as error:  # nothing read yet: the Arrow path reads the table, or says what is wrong
             source.close()
+            log.info("sql_database: table %s is read as Arrow: %s", self.loader.table.name, _first_line(error))
+            return None, None
+        if end is None or middle < copy_ahead.min_rows() or odd:
+            source.close()
+            return None, None
+        return source, end
 
     def _window(self, source: psycopg.Connection) -> tuple[Any, int, int]:
         """In the table's window: the highest cursor value, how many rows lie above the last value (the edge at
@@ -162,12 +181,12 @@ class _PassThrough:
                           sa.func.count().filter(sa.or_(*odd)) if odd else sa.literal(0)).select_from(self.loader.table)
         if where is not None:
             query = query.where(where)
-        end, count, odd_rows = source.execute(self.loader.compile_query(query)).fetchone()
+        end, count, odd_rows = source.execute(_sql(query)).fetchone()
         return end, count, odd_rows
 
     def _read_edges(self, source: psycopg.Connection, end: Any) -> Iterator[Any]:
         """The rows at the window's edges, as Arrow, read in the pass's snapshot through a server-side cursor."""
-        statement = self.loader.compile_query(self.loader.make_query().where(self._edges(end)))
+        statement = _sql(self.loader.make_query().where(self._edges(end)))
         with source.cursor(name="headwater_edges") as cursor:
             cursor.execute(statement)
             names = [column.name for column in cursor.description]
@@ -211,6 +230,30 @@ class _PassThrough:
     def _pass(self, source: psycopg.Connection, target: copy_ahead.PassThroughTarget, end: Any) -> int | None:
         """COPY the middle of the window from the source into ``target``; the rows, or None when it was rolled
         back (and the middle must be read as Arrow)."""
+        try:
+            copy = self._copy_statement(target, end)
+            if copy is None:
+                target.abandon()
+                return None
+            columns, statement = copy
+            collector = dlt.current.pipeline().collector  # the run's progress: rows read so far, per table
+            rows = target.copy(columns, _copy_out(source, statement, lambda read: collector.update(target.table, read)))
+        except (psycopg.Error, _SourceCopyFailed) as error:  # rolled back: the middle is read as Arrow instead
+            log.warning("sql_database: passing %s through failed, it is read as Arrow instead: %s",
+                        self.loader.table.name, _first_line(error))
+            return None
+        except BaseException:
+            target.abandon()  # (a no-op when the COPY already rolled it back)
+            raise
+        package = dlt.current.load_package_state()
+        package["state"].setdefault(copy_ahead.PASSED_THROUGH, {})[target.table] = rows
+        commit_load_package_state()
+        log.info("sql_database: table %s: %d rows passed through to the destination", self.loader.table.name, rows)
+        return rows
+
+    def _copy_statement(self, target: copy_ahead.PassThroughTarget, end: Any) -> tuple[list[str], str] | None:
+        """The destination's columns and the source's COPY statement that fills them; None when a column's
+        destination type would not take the values unchanged."""
         columns, selected = [], []
         for name in (column.name for column in self.loader.make_query().selected_columns):
             destination = target.column_name(name)
@@ -221,31 +264,17 @@ class _PassThrough:
                     kinds == ("numeric",) and not _holds_decimal(declared, source_type)):
                 log.info("sql_database: table %s is read as Arrow: column %s is %s in the destination",
                          self.loader.table.name, name, declared)
-                target.abandon()
                 return None
             columns.append(destination)
             # Cast to the bare type: the destination applies its modifier (a length, a scale) as it does to the
             # Arrow path's binary values, refusing what does not fit. An explicit cast would truncate instead.
             selected.append(sa.literal_column(f"CAST({_quote(name)} AS {base})"))
         if LOAD_ID_COLUMN not in target.types:
-            target.abandon()
             return None
         columns.append(LOAD_ID_COLUMN)
         selected.append(sa.literal_column(f"CAST('{target.load_id}' AS {target.types[LOAD_ID_COLUMN][1]})"))
         query = sa.select(*selected).select_from(self.loader.table).where(self._middle(end))
-        statement = f"COPY ({self.loader.compile_query(query)}) TO STDOUT (FORMAT BINARY)"
-        try:
-            collector = dlt.current.pipeline().collector  # the run's progress: rows read so far, per table
-            rows = target.copy(columns, _copy_out(source, statement, lambda read: collector.update(target.table, read)))
-        except (psycopg.Error, _SourceCopyFailed) as error:  # rolled back: the middle is read as Arrow instead
-            log.warning("sql_database: passing %s through failed, it is read as Arrow instead: %s",
-                        self.loader.table.name, str(error).splitlines()[0] if str(error) else type(error).__name__)
-            return None
-        package = dlt.current.load_package_state()
-        package["state"].setdefault(copy_ahead.PASSED_THROUGH, {})[target.table] = rows
-        commit_load_package_state()
-        log.info("sql_database: table %s: %d rows passed through to the destination", self.loader.table.name, rows)
-        return rows
+        return columns, f"COPY ({_sql(query)}) TO STDOUT (FORMAT BINARY)"
 
 
 class _SourceCopyFailed(Exception):
@@ -314,6 +343,17 @@ def _reaches(item: Any, cursor: str, end: Any) -> bool:
     if getattr(highest, "tzinfo", None) is not None and getattr(end, "tzinfo", None) is None:
         highest = highest.replace(tzinfo=None)  # a zoneless cursor lands as UTC
     return highest >= end
+
+
+def _sql(query) -> str:
+    """``query`` as SQL text with its values inline, for psycopg to send as it is. The loader's own compiler
+    (its driver's) doubles every ``%`` for a driver that fills in parameters, which this text never gets."""
+    return str(query.compile(dialect=_PLAIN_POSTGRES, compile_kwargs={"literal_binds": True}))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _conninfo(url: sa.URL) -> str:

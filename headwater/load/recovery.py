@@ -158,10 +158,10 @@ def _unfinished_pass_throughs(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
             if not passed or load_id in unfinished:
                 continue
             finished: set[str] = set()
-            if state == "normalized":
-                committed = set(packages.list_pending_transitions(load_id))
+            if state == "normalized":  # a job marked to move to completed did commit (not one marked failed)
                 finished = {job.table_name for job_state, job in packages.list_all_jobs_with_states(load_id)
-                            if job_state == "completed_jobs" or job.file_name() in committed}
+                            if job_state == "completed_jobs"
+                            or (packages.load_pending_transition(load_id, job.file_name()) or ("",))[0] == "completed"}
             if set(passed) - finished:
                 unfinished[load_id] = sorted(set(passed) - finished)
     return unfinished

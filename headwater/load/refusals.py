@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 
 from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN
+from headwater.postgres.copy_ahead import passed_through
 from headwater.postgres.refused_rows import Refusal, find_refused_rows
 from headwater.quarantine import records
 from headwater.quarantine.naming import is_quarantine_table
@@ -86,6 +87,9 @@ def set_aside_refused_jobs(pipeline: dlt.Pipeline, loader_file_format: str,
         for state, job in _refused_jobs(packages, load_id):
             if job.file_format != "parquet" or job.table_name.startswith("_dlt"):
                 return None  # a failed SQL job (a merge, say) has no rows to set aside
+            passed = passed_through(pipeline.dataset_name, job.table_name, load_id)
+            if passed is not None and passed.state == "lost":
+                return None  # rows passed through were lost, not refused: the package can only be discarded
             refused.append((load_id, state, job))
     if not refused:
         return None
@@ -136,7 +140,9 @@ class _JobSearch:
             gone = set(self.rows.column("_dlt_id").take(self.refused_rows).to_pylist())
             dropped = _drop_nested_rows(pipeline, packages, self.load_id, self.job.table_name, gone)
         if self.refusals:
-            _replace_rows(packages, self.load_id, self.path, self.kept())
+            # A table with rows passed through keeps its job, even emptied: the job is what commits them.
+            passed = passed_through(pipeline.dataset_name, self.job.table_name, self.load_id)
+            _replace_rows(packages, self.load_id, self.path, self.kept(), keep_empty=passed is not None)
         _forget_failure(packages, self.load_id, self.state, self.job)
         return dropped
 
@@ -307,11 +313,11 @@ def _summary(whole: dict[str, Refusal], reasons: Counter, source: str, table: st
     return "; ".join(parts) or "refused by Postgres"
 
 
-def _replace_rows(packages, load_id: str, path: str, kept: pa.Table) -> None:
-    """The job file at ``path`` now holds ``kept``; deleted when that is no row. An atomic rename: a crash
-    leaves the old file or the new one, never half of either."""
+def _replace_rows(packages, load_id: str, path: str, kept: pa.Table, keep_empty: bool = False) -> None:
+    """The job file at ``path`` now holds ``kept``; deleted when that is no row (unless ``keep_empty``). An atomic
+    rename: a crash leaves the old file or the new one, never half of either."""
     full = packages.storage.make_full_path(path)
-    if not kept.num_rows:
+    if not kept.num_rows and not keep_empty:
         if os.path.exists(full):
             os.remove(full)
         return

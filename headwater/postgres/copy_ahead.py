@@ -57,6 +57,7 @@ from headwater.common.widening import is_text
 from headwater.postgres.binary_copy import copy_binary, encodable
 from headwater.postgres.column_types import JSONB, declared_types, destination_types, quoted
 from headwater.postgres.copy_streams import MAX_STREAMS, ROWS_PER_STREAM, copy_streams
+from headwater.postgres.key_indexes import headwater_index
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ _waiting_lock = threading.Lock()
 _passed: dict[tuple[str, str, str], PassedThrough] = {}
 # The load package state key under which a package lists its tables' rows passed through: table -> rows.
 PASSED_THROUGH = "headwater_passed_through"
+# How a copy job's failure begins when rows passed through were lost: no row of its file is to blame.
+PASSED_ROWS_LOST = "rows passed through lost"
 
 
 def enabled() -> bool:
@@ -168,22 +171,28 @@ class AheadStream:
 
 class PassedThrough:
     """Rows a source passed straight into a table during extract, their COPY's transaction left open for the
-    table's copy job, which commits them after its load file's rows."""
+    table's copy job, which commits them after its load file's rows. ``state``: waiting, committed, or lost
+    (rolled back or failed to commit: the package can then never load, see the module docstring)."""
 
     def __init__(self, run: CopyAhead, connection: psycopg.Connection, dataset: str, table: str, rows: int):
         self.run, self.connection, self.dataset, self.table, self.rows = run, connection, dataset, table, rows
+        self.state = "waiting"
 
     def commit(self) -> None:
+        self.state = "lost"  # until the commit is known to be through
         try:
             self.connection.commit()
         finally:
             self.connection.close()
+        self.state = "committed"
         self.run.count_passed(self.table, self.rows)
 
     def roll_back(self) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self.connection.rollback()
-        self.connection.close()
+        if self.state == "waiting":
+            self.state = "lost"
+            with contextlib.suppress(psycopg.Error):
+                self.connection.rollback()
+            self.connection.close()
 
 
 class PassThroughTarget:
@@ -356,8 +365,8 @@ class CopyAhead:
                 self._created.append((url, dataset, table_name))
                 types = declared_types(connection, dataset, table_name)
                 connection.commit()
-            if not set(schema.get_table_columns(table_name)) <= set(types):  # dlt would alter the table first
-                connection.close()
+            if not set(schema.get_table_columns(table_name)) <= set(types) or _load_alters(client, table_name):
+                connection.close()  # the load's ALTER would wait for this COPY: the rows come as batches
                 return None
         except BaseException:
             connection.close()
@@ -389,11 +398,15 @@ class CopyAhead:
                 state.stream.roll_back()
         self._tables.clear()
         self._schemas.clear()
-        with _waiting_lock:  # rows passed through whose copy job never ran
-            left = [key for key, passed in _passed.items() if passed.run is self]
-            untaken = [_passed.pop(key) for key in left]
-        for passed in untaken:
-            passed.roll_back()
+        with _waiting_lock:
+            mine = [_passed.pop(key) for key in [key for key, rows in _passed.items() if rows.run is self]]
+        uncommitted = [rows for rows in mine if rows.state == "waiting"]
+        for rows in uncommitted:  # their copy job never ran
+            rows.roll_back()
+        if uncommitted and not failed:  # a load that completed without them: never expected, never silent
+            names = ", ".join(sorted({rows.table for rows in uncommitted}))
+            raise RuntimeError(f"rows passed through into {names} were never committed, though the load completed: "
+                               f"reload the table with `headwater run --full-refresh SOURCE.TABLE`")
         if failed:
             for url, dataset, table in self._created:
                 _drop_if_empty(url, dataset, table)
@@ -411,16 +424,17 @@ def take(dataset: str, table: str, load_id: str) -> AheadStream | None:
         return _waiting.pop((dataset, table, load_id), None)
 
 
-def take_passed(dataset: str, table: str, load_id: str) -> PassedThrough | None:
-    """The rows passed through into a copy job's table, if any; the job commits them."""
+def passed_through(dataset: str, table: str, load_id: str) -> PassedThrough | None:
+    """The rows this process passed through into a copy job's table, in whatever state; None when none were."""
     with _waiting_lock:
-        return _passed.pop((dataset, table, load_id), None)
+        return _passed.get((dataset, table, load_id))
 
 
 def waiting_tables(dataset: str) -> frozenset[str]:
     """The tables of ``dataset`` whose rows copied ahead or passed through wait for their copy job."""
     with _waiting_lock:
-        return frozenset(table for (schema, table, _) in [*_waiting, *_passed] if schema == dataset)
+        passed = [key for key, rows in _passed.items() if rows.state == "waiting"]
+        return frozenset(table for (schema, table, _) in [*_waiting, *passed] if schema == dataset)
 
 
 def abandon_for_schema_update(dataset: str, table: str) -> None:
@@ -428,12 +442,12 @@ def abandon_for_schema_update(dataset: str, table: str) -> None:
     are rolled back too; their package can then only be discarded and read again (see the module docstring)."""
     with _waiting_lock:
         streams = [_waiting.pop(key) for key in [key for key in _waiting if key[:2] == (dataset, table)]]
-        passed = [_passed.pop(key) for key in [key for key in _passed if key[:2] == (dataset, table)]]
+        passed = [rows for key, rows in _passed.items() if key[:2] == (dataset, table) and rows.state == "waiting"]
     for stream in streams:
         log.info("copy ahead of %s rolled back: the load alters the table", table)
         stream.roll_back()
-    for rows in passed:
-        log.warning("rows passed through into %s rolled back: the load alters the table", table)
+    for rows in passed:  # their copy job then fails the load: the next run discards it and reads them again
+        log.warning("%d rows passed through into %s rolled back: the load alters the table", rows.rows, table)
         rows.roll_back()
 
 
@@ -495,6 +509,19 @@ def _drop_if_empty(url: str, dataset: str, table: str) -> None:
                 connection.execute(f"DROP SCHEMA {quoted(dataset)}")  # without CASCADE: only an empty one
     except psycopg.Error as error:  # the run's own failure is what matters; the empty table stays
         log.warning("copy ahead: the empty table %s created for this load could not be dropped: %s", target, error)
+
+
+def _load_alters(client, table_name: str) -> bool:
+    """Whether the load will change the append table ``table_name`` before its copy job: a column its schema
+    update widens, or the key index it had while merged, which the index sync drops."""
+    changes = getattr(client, "_column_changes", None)
+    with client:
+        if headwater_index(client.sql_client, table_name) is not None:
+            return True
+        if changes is None:
+            return False
+        [(_, storage_columns)] = list(client.get_storage_tables([table_name]))
+        return bool(storage_columns) and bool(changes(table_name, storage_columns))
 
 
 def _create_table(client, table_name: str) -> None:

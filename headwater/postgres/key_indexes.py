@@ -99,6 +99,12 @@ def _existing(sql_client, tables: list[str]) -> dict[str, _Existing]:
     return found
 
 
+def headwater_index(sql_client, table: str) -> KeyIndex | None:
+    """The key index Headwater gave ``table``, if it has one (a table no longer merged loses it on its next load)."""
+    existing = _existing(sql_client, [table])
+    return existing[table].ours if table in existing else None
+
+
 def sync_key_indexes(sql_client, wanted: dict[str, KeyIndex | None],
                      before_change: Callable[[str], None] | None = None) -> dict[str, KeyIndex | None]:
     """Give each table of ``wanted`` its key index (None: no Headwater index); returns the tables changed.

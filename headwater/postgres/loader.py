@@ -84,8 +84,8 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         ahead = copy_ahead.take(schema_name, table, self._load_id)
         if ahead is None or not self._commit_ahead(ahead, copy, partial):
             self._copy_file(copy, catalog_name, schema_name, partial)
-        passed = copy_ahead.take_passed(schema_name, table, self._load_id)
-        if passed is not None:
+        passed = copy_ahead.passed_through(schema_name, table, self._load_id)
+        if passed is not None and passed.state != "committed":
             self._commit_passed(passed, copy)
 
     def _copy_file(self, copy: FileCopy, catalog_name, schema_name: str, partial: PartialCopy) -> None:
@@ -128,15 +128,18 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
 
     def _commit_passed(self, passed: copy_ahead.PassedThrough, copy: FileCopy) -> None:
         """Commit the rows a source passed straight into the table during extract (headwater.postgres.copy_ahead),
-        after the file's. They are in no file: when the commit fails, the package cannot be loaded again, and
-        the next run discards it and reads the rows again (headwater.load.recovery)."""
-        try:
-            passed.commit()
-        except psycopg.Error as error:
-            raise DestinationTerminalException(
-                f"Postgres failed while committing the {passed.rows} rows passed through into {copy.where}: "
-                f"{_first_line(error)}; the next run discards this load and reads them again") from None
-        log.info("%s: %d rows passed through from the source, committed by the load job", copy.where, passed.rows)
+        after the file's. They are in no file: when they were rolled back or their commit fails, this load can
+        never complete, and the next run discards it and reads them again (headwater.load.recovery)."""
+        if passed.state == "waiting":
+            try:
+                passed.commit()
+            except psycopg.Error as error:
+                raise DestinationTerminalException(_lost(passed, copy, f"their commit failed: {_first_line(error)}")
+                                                   ) from None
+            log.info("%s: %d rows passed through from the source, committed by the load job", copy.where,
+                     passed.rows)
+        else:
+            raise DestinationTerminalException(_lost(passed, copy, "they were rolled back"))
 
     def _connect(self) -> psycopg.Connection:
         credentials = self._job_client.config.credentials
@@ -226,6 +229,11 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
 TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
 # Binary COPY data the server cannot read as the column's type: a protocol violation about the rows.
 BINARY_DATA_REFUSED = "08P01"
+
+
+def _lost(passed: copy_ahead.PassedThrough, copy: FileCopy, why: str) -> str:
+    return (f"{copy_ahead.PASSED_ROWS_LOST}: the {passed.rows} rows passed through into {copy.where} are not in the "
+            f"table ({why}); this load cannot complete, and the next run discards it and reads them again")
 
 
 def refuses_data(error: Exception) -> bool:

@@ -15,9 +15,11 @@ import logging
 import pytest
 
 from connectors.sql_database.pass_through import SWITCH_VARIABLE
-from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
+from headwater.load.pipeline import load_source
+from headwater.postgres.address import PostgresAddress
+from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE, PassedThrough
 from tests.conftest import query
-from tests.load.helpers import execute, fingerprint, load, write_project
+from tests.load.helpers import execute, fingerprint, load, read, registry, write_project
 
 PASSED = "rows passed through from the source, committed by the load job"
 @pytest.fixture(autouse=True)
@@ -28,6 +30,21 @@ def small_tables_pass(monkeypatch):
 
 def passed(caplog) -> list[str]:
     return [record.getMessage() for record in caplog.records if PASSED in record.getMessage()]
+
+
+def loaded_once(tmp_path, source_url: str, database_url: str, columns: str, values: str, cursor: str = "id"):
+    """A source table events (``columns``) of 500 rows (``values``: SQL of i) loaded once; the project's path."""
+    execute(source_url, f"create table events ({columns})")
+    execute(source_url, f"insert into events select i, {values} from generate_series(1, 500) i")
+    path = write_project(tmp_path / "project", {"src": f"events: {{cursor: {cursor}, write_disposition: append}}"})
+    load(path, destination_url=database_url, source="src")
+    return path
+
+
+def load_logged(path, database_url: str, caplog):
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        return load(path, destination_url=database_url, source="src")
 
 
 @pytest.mark.parametrize("cursor_type", ["timestamptz", "timestamp", "bigint"])
@@ -62,19 +79,80 @@ def test_incremental_runs_pass_only_the_new_rows_and_lose_or_repeat_none(cursor_
 
 def test_rows_the_destination_refuses_while_passed_are_read_as_arrow_and_quarantined(tmp_path, source_url,
                                                                                       database_url, caplog):
-    execute(source_url, "create table events (id int, name text)")
-    execute(source_url, "insert into events select i, 'name-' || i from generate_series(1, 500) i")
-    path = write_project(tmp_path / "project", {"src": "events: {cursor: id, write_disposition: append}"})
-    load(path, destination_url=database_url, source="src")
+    path = loaded_once(tmp_path, source_url, database_url, "id int, name text", "'name-' || i")
     # the destination's column was narrowed by hand: a longer name cannot go into it
     execute(database_url, "alter table raw_src.events alter column name type varchar(9)")
     execute(source_url, "insert into events select i, case when i = 700 then 'a-very-long-name' "
                         "else 'name-' || i end from generate_series(501, 1000) i")
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        result = load(path, destination_url=database_url, source="src")
+    result = load_logged(path, database_url, caplog)
     assert "it is read as Arrow instead" in caplog.text
     assert passed(caplog) == []
     assert [(load.table, load.rows, load.quarantined) for load in result.tables] == [("events", 499, 1)]
     assert query(database_url, "select count(*), count(distinct id) from raw_src.events") == [(999, 999)]
     assert query(database_url, "select count(*) from raw_src.events__quarantine") == [(1,)]
+
+
+def test_passed_rows_wait_for_their_job_when_every_edge_row_is_refused(tmp_path, source_url, database_url, caplog):
+    path = loaded_once(tmp_path, source_url, database_url, "id int, name text", "'name-' || i")
+    execute(database_url, "alter table raw_src.events alter column name type varchar(9)")
+    # only the newest row, an edge of the window, is too long: the middle passes, the edge row is refused
+    execute(source_url, "insert into events select i, case when i = 1000 then 'a-very-long-name' "
+                        "else 'name-' || i end from generate_series(501, 1000) i")
+    result = load_logged(path, database_url, caplog)
+    assert passed(caplog) == [f"raw_src.events: 499 {PASSED}"], caplog.text[-2000:]
+    assert [(load.table, load.rows, load.quarantined) for load in result.tables] == [("events", 499, 1)]
+    assert query(database_url, "select count(*), count(distinct id), max(id) from raw_src.events") == [(999, 999, 999)]
+    assert query(database_url, "select count(*) from raw_src.events__quarantine") == [(1,)]
+
+
+def test_passed_rows_whose_commit_fails_fail_the_load_and_the_next_run_reads_them_again(
+        tmp_path, source_url, database_url, monkeypatch, caplog):
+    path = loaded_once(tmp_path, source_url, database_url, "id int, name text", "'name-' || i")
+    execute(source_url, "insert into events select i, 'name-' || i from generate_series(501, 1000) i")
+    commit = PassedThrough.commit
+
+    def commit_after_the_server_ends_the_session(self):  # as a restart or an idle-session timeout would
+        pid = self.connection.info.backend_pid
+        execute(database_url, "select pg_terminate_backend(%s)", pid)
+        commit(self)
+
+    monkeypatch.setattr(PassedThrough, "commit", commit_after_the_server_ends_the_session)
+    project = read(path)
+    config = project.source("src")
+    failed = load_source(project, config, registry().get(config.connector), PostgresAddress.from_url(database_url))
+    assert failed.error is not None and "rows passed through lost" in failed.error, failed.error
+    assert query(database_url, "select count(*) from raw_src.events where id > 500 and id < 1000") == [(0,)]
+
+    monkeypatch.setattr(PassedThrough, "commit", commit)
+    execute(source_url, "insert into events select i, 'name-' || i from generate_series(1001, 1200) i")
+    result = load_logged(path, database_url, caplog)
+    assert "were not committed; this run reads them again" in caplog.text
+    assert {load.table: load.rows for load in result.tables} == {"events": 700}
+    assert fingerprint(database_url, "raw_src.events", "id, name", "id") == fingerprint(
+        source_url, "events", "id, name", "id")
+
+
+def test_a_text_cursor_holding_percent_signs_passes_exactly(tmp_path, source_url, database_url, caplog):
+    path = loaded_once(tmp_path, source_url, database_url, "id int, code text", "'c%' || lpad(i::text, 6, '0')",
+                       cursor="code")
+    # one more row at the last value loaded (a new one: dlt keeps it), then later ones
+    execute(source_url, "insert into events values (1500, 'c%000500')")
+    execute(source_url, "insert into events select i, 'c%' || lpad(i::text, 6, '0') from generate_series(501, 900) i")
+    result = load_logged(path, database_url, caplog)
+    assert passed(caplog) == [f"raw_src.events: 399 {PASSED}"], caplog.text[-2000:]
+    assert {load.table: load.rows for load in result.tables} == {"events": 401}
+    assert fingerprint(database_url, "raw_src.events", "id, code", "id, code") == fingerprint(
+        source_url, "events", "id, code", "id, code")
+
+
+def test_a_column_the_load_widens_is_not_passed_through(tmp_path, source_url, database_url, caplog):
+    path = loaded_once(tmp_path, source_url, database_url, "id int, amount numeric(10, 2)", "i * 0.25")
+    execute(source_url, "alter table events alter column amount type numeric(20, 2)")
+    execute(source_url, "insert into events select i, i * 1000000.25 from generate_series(501, 1000) i")
+    result = load_logged(path, database_url, caplog)
+    assert passed(caplog) == []  # the schema update widens the column first: the rows come as batches
+    assert {load.table: load.rows for load in result.tables} == {"events": 500}
+    assert query(database_url, "select format_type(atttypid, atttypmod) from pg_attribute where attname = 'amount' "
+                               "and attrelid = 'raw_src.events'::regclass") == [("numeric(20,2)",)]
+    assert fingerprint(database_url, "raw_src.events", "id, amount", "id") == fingerprint(
+        source_url, "events", "id, amount", "id")
