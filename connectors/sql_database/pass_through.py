@@ -89,7 +89,11 @@ def pass_through_rows(loader) -> Iterator[Any] | None:
     """The table's rows with the middle of its window passed straight to the destination, or None when this
     table is read as Arrow (see the module docstring). ``loader``: the table's ConnectorXArrowLoader."""
     run = copy_ahead.current()
-    if run is None or not enabled() or loader.dialect != "postgresql" or _why_not(loader) is not None:
+    if run is None or not enabled() or loader.dialect != "postgresql":
+        return None
+    reason = _why_not(loader)
+    if reason is not None:
+        log.debug("sql_database: table %s is read as Arrow: %s", loader.table.name, reason)
         return None
     return _PassThrough(loader, run).rows()
 
@@ -243,7 +247,7 @@ class _PassThrough:
                         self.loader.table.name, _first_line(error))
             return None
         except BaseException:
-            target.abandon()  # (a no-op when the COPY already rolled it back)
+            target.abandon()  # (once: a failed COPY already gave its connection up)
             raise
         package = dlt.current.load_package_state()
         package["state"].setdefault(copy_ahead.PASSED_THROUGH, {})[target.table] = rows

@@ -229,6 +229,9 @@ class PassThroughTarget:
         return rows
 
     def abandon(self) -> None:
+        """Roll the COPY back and give its connection up; once, however often it is called."""
+        if self.connection.closed:
+            return
         with contextlib.suppress(psycopg.Error):
             self.connection.rollback()
         self.connection.close()
@@ -313,17 +316,9 @@ class CopyAhead:
         if streams < 1:
             return None
         client = self.pipeline._get_destination_clients(schema)[0]
-        dataset = client.sql_client.dataset_name
-        url = client.config.credentials.to_native_representation()
-        connections = [psycopg.connect(url, client_encoding="utf8")]
+        connection, url, dataset, types = self._table_ready(client, table_name, destination_types)
+        connections = [connection]
         try:
-            types = destination_types(connections[0], dataset, table_name)
-            connections[0].commit()
-            if not types:
-                _create_table(client, table_name)
-                self._created.append((url, dataset, table_name))
-                types = destination_types(connections[0], dataset, table_name)
-                connections[0].commit()
             caster = self.file_copy(schema.get_table_columns(table_name), client.capabilities,
                                     f"{dataset}.{table_name}")
             target = caster.target_schema(batch_schema)
@@ -354,17 +349,8 @@ class CopyAhead:
         if not self._still_fits(_Table(), table_name, schema):
             return None
         client = self.pipeline._get_destination_clients(schema)[0]
-        dataset = client.sql_client.dataset_name
-        url = client.config.credentials.to_native_representation()
-        connection = psycopg.connect(url, client_encoding="utf8")
+        connection, _, dataset, types = self._table_ready(client, table_name, declared_types)
         try:
-            types = declared_types(connection, dataset, table_name)
-            connection.commit()
-            if not types:
-                _create_table(client, table_name)
-                self._created.append((url, dataset, table_name))
-                types = declared_types(connection, dataset, table_name)
-                connection.commit()
             if not set(schema.get_table_columns(table_name)) <= set(types) or _load_alters(client, table_name):
                 connection.close()  # the load's ALTER would wait for this COPY: the rows come as batches
                 return None
@@ -373,6 +359,25 @@ class CopyAhead:
             raise
         self._connections += 1
         return PassThroughTarget(self, connection, dataset, table_name, load_id, types, schema.naming)
+
+    def _table_ready(self, client, table_name: str, types_of) -> tuple[psycopg.Connection, str, str, dict]:
+        """A connection to the destination, its URL, the dataset, and ``table_name``'s column types there as
+        ``types_of`` reads them; on a first load the table is created first, as dlt's schema update would."""
+        dataset = client.sql_client.dataset_name
+        url = client.config.credentials.to_native_representation()
+        connection = psycopg.connect(url, client_encoding="utf8")
+        try:
+            types = types_of(connection, dataset, table_name)
+            connection.commit()
+            if not types:
+                _create_table(client, table_name)
+                self._created.append((url, dataset, table_name))
+                types = types_of(connection, dataset, table_name)
+                connection.commit()
+        except BaseException:
+            connection.close()
+            raise
+        return connection, url, dataset, types
 
     def count_passed(self, table: str, rows: int) -> None:
         with self._passed_lock:
