@@ -178,6 +178,14 @@ class Benchmark:
                                  for _ in range(self.settings.repeats)])[2]
             self.copy_rate[size] = result["rows"] / result["seconds"]
             self.add(f"raw COPY, CSV {size:,}", result, 1.0, COPY_BASIS, "reference")
+            _, parquet_path = self.data(size)
+            floor = median_run([(None, None, self.measure(f"landed rows by hand {size:,}", work.landed_rows_by_hand,
+                                                          url=self.database("by_hand"), parquet_path=str(parquet_path)))
+                                for _ in range(self.settings.repeats)])[2]
+            self.add(f"by hand: Headwater's landed rows from Parquet, 2 binary COPY streams {size:,}", floor,
+                     self.vs_copy(floor, size), COPY_BASIS,
+                     "the file's columns plus the 4 Headwater adds (line, file, modified, load id); no dlt, "
+                     "no steps, no state: the floor of a Headwater load of this file")
 
     def files(self) -> None:
         self.say("Case 1: files -> Postgres through Headwater (trim, normalise lower, derive)")

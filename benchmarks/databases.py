@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,13 +44,23 @@ def postgres_database(prefix: str):
         drop_postgres_database(url)
 
 
+# How long a measurement waits for the server's background vacuums to end before it starts anyway.
+AUTOVACUUM_WAIT_SECONDS = 60
+
+
 def checkpoint() -> None:
-    """Flush the server's dirty buffers and WAL now (needs superuser; skipped when not allowed)."""
-    try:
-        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+    """Let the server's autovacuum workers finish (a table loaded just before is vacuumed and analyzed in the
+    background, on the CPU the next command needs), then flush its dirty buffers and WAL (CHECKPOINT needs
+    superuser; skipped when not allowed)."""
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+        deadline = time.monotonic() + AUTOVACUUM_WAIT_SECONDS
+        while time.monotonic() < deadline and admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'").fetchone()[0]:
+            time.sleep(0.2)
+        try:
             admin.execute("CHECKPOINT")
-    except psycopg.errors.InsufficientPrivilege:
-        pass
+        except psycopg.errors.InsufficientPrivilege:
+            pass
 
 
 def copy_csv(url: str, table: str, csv_path: Path) -> int:

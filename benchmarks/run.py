@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         report.notes += [
             "Every case runs in a child process forked from one that has imported dlt and Headwater, so seconds "
             "exclude interpreter start and imports (the fixed start-up row measures them). Each case starts after "
-            "a CHECKPOINT, so WAL an earlier case wrote is not flushed in the middle of it. Raw COPY and every "
+            "the server's autovacuum workers are idle and after a CHECKPOINT, so neither the vacuum of a table an "
+            "earlier case loaded nor its WAL runs in the middle of it. Raw COPY and every "
             f"full Headwater load ran {repeats} time(s), each from scratch; the table shows the median run.",
             "Raw COPY hands the server a CSV it parses in one pass. Headwater reads the same file on the client "
             "(Arrow's CSV reader, one block ahead in a second thread), types it, runs the three steps, writes a "

@@ -37,6 +37,58 @@ def raw_copy(url: str, csv_path: str, table: str = "events") -> dict:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
+def landed_rows_by_hand(url: str, parquet_path: str, streams: int = 2, table: str = "events") -> dict:
+    """The floor of Headwater's load of a Parquet file: the same rows it lands (the file's columns plus
+    ``_line``, ``_file_name``, ``_file_modified_at`` and ``_dlt_load_id``) read and sent by binary COPY over
+    ``streams`` connections, with nothing else: no dlt, no steps, no state, no run record."""
+    import queue
+    import threading
+
+    import pyarrow as pa
+
+    from headwater.postgres.binary_copy import copy_binary
+
+    started = time.perf_counter()
+    parquet = pq.ParquetFile(parquet_path)
+    modified = int(os.stat(parquet_path).st_mtime * 1_000_000)
+    load_id = f"{time.time():.7f}"
+    sql_types = {pa.int64(): "bigint", pa.float64(): "double precision", pa.bool_(): "boolean",
+                 pa.string(): "varchar", pa.large_string(): "varchar"}
+    columns = [f"{field.name} {sql_types.get(field.type, 'timestamptz')}" for field in parquet.schema_arrow]
+    with psycopg.connect(url) as connection:
+        connection.execute(f"CREATE TABLE {table} (_line bigint, {', '.join(columns)}, _file_name varchar, "
+                           f"_file_modified_at timestamptz, _dlt_load_id varchar(64) NOT NULL)")
+    queues = [queue.Queue(maxsize=4) for _ in range(streams)]
+    copied: list[int] = []
+
+    def copy(batches: queue.Queue, schema: pa.Schema) -> None:
+        with psycopg.connect(url) as connection, connection.cursor() as cursor:
+            copied.append(copy_binary(cursor, "public", table, schema, iter(batches.get, None)))
+
+    threads: list[threading.Thread] = []
+    line = 0
+    for number, batch in enumerate(parquet.iter_batches(batch_size=64 * 1024)):
+        rows = batch.num_rows
+        landed = pa.RecordBatch.from_arrays(
+            [pa.array(range(line + 1, line + rows + 1), pa.int64()), *batch.columns,
+             pa.repeat(Path(parquet_path).name, rows), pa.repeat(pa.scalar(modified, pa.timestamp("us", "UTC")), rows),
+             pa.repeat(load_id, rows)],
+            names=["_line", *batch.schema.names, "_file_name", "_file_modified_at", "_dlt_load_id"])
+        line += rows
+        if not threads:
+            threads = [threading.Thread(target=copy, args=(batches, landed.schema)) for batches in queues]
+            for thread in threads:
+                thread.start()
+        queues[number % streams].put(landed)
+    for batches in queues:
+        batches.put(None)
+    for thread in threads:
+        thread.join()
+    if sum(copied) != line:
+        raise RuntimeError(f"by hand: {sum(copied)} rows copied of {line} read (a COPY stream failed)")
+    return {"seconds": time.perf_counter() - started, "rows": line}
+
+
 def upsert_by_hand(url: str, csv_path: str, table: str = "events") -> dict:
     """The reference of a merge: the changed rows COPYed into a temporary table, then one
     INSERT ... ON CONFLICT (id) DO UPDATE into ``table`` (which has a primary key on id), in one process."""

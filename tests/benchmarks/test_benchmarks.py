@@ -14,6 +14,7 @@ from tests.conftest import REPO
 # One row per case the quick run must report (a prefix of the row's case column).
 EXPECTED_CASES = [
     "raw COPY, CSV 2,000",
+    "by hand: Headwater's landed rows from Parquet, 2 binary COPY streams 2,000",
     "Headwater file CSV 2,000",
     "Headwater file PARQUET 2,000",
     "Headwater file CSV 10,000",
