@@ -53,7 +53,8 @@ def measure(work: Path, target_seconds: float, warmup: bool = True, profile: boo
     """Wall seconds of nothing-new runs of the example: temporary server, first and later runs on the project's.
 
     The example is loaded once first (untimed). With ``profile``, a profile of the warm run is taken when it
-    misses ``target_seconds``. ``warmup`` False (quick mode) skips the warm run.
+    misses ``target_seconds``. ``warmup`` False (quick mode) skips the warm run and the temporary server's (each
+    of its runs starts a server: most of a quick run's time); the example is then loaded on the project's.
     """
     from headwater.local import stack
 
@@ -67,12 +68,15 @@ def measure(work: Path, target_seconds: float, warmup: bool = True, profile: boo
     result: dict = {}
     previous = os.environ.get("HEADWATER_DATABASE_URL")
     try:
-        result["first_load"], _ = _run_flow(project, temporary)  # the example's first day, loaded
-        result["temporary"], _ = _run_flow(project, temporary)
+        if warmup:
+            result["first_load"], _ = _run_flow(project, temporary)  # the example's first day, loaded
+            result["temporary"], _ = _run_flow(project, temporary)
         os.environ["HEADWATER_DATABASE_URL"] = database  # the stack then starts Prefect only
         started = time.perf_counter()
         stack.up(state)
         result["server_start"] = time.perf_counter() - started
+        if not warmup:
+            result["first_load"], _ = _run_flow(project, env)
         # No PREFECT_API_URL: the run finds the project's server through .headwater/stack.json, as a user's does.
         result["server_first"], _ = _run_flow(project, env)
         if warmup:
