@@ -89,8 +89,8 @@ def pass_through_rows(loader) -> Iterator[Any] | None:
     """The table's rows with the middle of its window passed straight to the destination, or None when this
     table is read as Arrow (see the module docstring). ``loader``: the table's ConnectorXArrowLoader."""
     run = copy_ahead.current()
-    if run is None or not enabled() or loader.dialect != "postgresql":
-        return None
+    if run is None or run.keep_files or not enabled() or loader.dialect != "postgresql":
+        return None  # (keep_files: a load read again with every row in a load file)
     reason = _why_not(loader)
     if reason is not None:
         log.debug("sql_database: table %s is read as Arrow: %s", loader.table.name, reason)

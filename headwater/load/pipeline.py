@@ -21,7 +21,7 @@ from headwater.common.file_rows import files_read
 from headwater.common.interpolation import SecretBlockError
 from headwater.load.deletes import DeleteResult, detect_deletes
 from headwater.load.progress import LoadProgress
-from headwater.load.recovery import recover
+from headwater.load.recovery import discard_pending, recover
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
 from headwater.load.source_lock import LockNotAcquired, source_lock
@@ -30,7 +30,7 @@ from headwater.load.table_processor import attach_processors, protection_lookup,
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
 from headwater.postgres.address import PostgresAddress
-from headwater.postgres.copy_ahead import copying_ahead
+from headwater.postgres.copy_ahead import PASSED_ROWS_LOST, StreamedRowsLost, copying_ahead
 from headwater.postgres.load_files import use_copy_ready_writer
 from headwater.postgres.loader import FileCopy, postgres
 from headwater.project.config import ProjectConfig, SourceConfig
@@ -264,13 +264,13 @@ def _load_locked(
         result.set_aside = list(recovered.set_aside)
         built = build_source(config, source, connector, reload)
         backfills = _backfill_outcomes(built, source, connector, reload)
-        for dlt_source, refresh in _runs(built, source, reload):
-            run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
-            # Large append tables are COPY'd while extract runs (headwater.postgres.copy_ahead).
-            with copying_ahead(pipeline, refreshing=refresh is not None, file_copy=FileCopy,
-                               plain_tables=unchanged_tables(dlt_source)) as ahead:
-                infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
-            for name, count in (ahead.passed_rows if ahead is not None else {}).items():
+        for index, (dlt_source, refresh) in enumerate(_runs(built, source, reload)):
+            def read_again(index=index):
+                return _runs(build_source(config, source, connector, reload), source, reload)[index][0]
+
+            infos, set_aside, counts, passed = _run_copying_ahead(pipeline, dlt_source, refresh, protection,
+                                                                  read_again)
+            for name, count in passed.items():
                 row_counts[name] = row_counts.get(name, 0) + count  # in no load file, so not in dlt's counts
             for info in infos:
                 info.raise_on_failed_jobs()
@@ -301,6 +301,46 @@ def _load_locked(
         _apply_retention(config, source, address, pipeline, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _run_copying_ahead(pipeline: dlt.Pipeline, dlt_source: DltSource, refresh: str | None,
+                       protection, read_again: Callable[[], DltSource]):
+    """One pipeline run of ``dlt_source``, large append tables COPY'd while extract runs
+    (headwater.postgres.copy_ahead): its load infos, what was set aside, the rows normalized and the rows
+    loaded in no load file, per table.
+
+    Rows in no load file that could not be committed (a COPY the server failed or a row it refused, a
+    column change mid-extract, a commit that failed) are lost to this run's package: it is discarded, as
+    recovery would discard it, and the source read again (``read_again``) with every row in a load file,
+    where a refused row is set aside as usual."""
+    for keep_files in (False, True):
+        run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
+        try:
+            with copying_ahead(pipeline, refreshing=refresh is not None, file_copy=FileCopy,
+                               plain_tables=unchanged_tables(dlt_source), keep_files=keep_files) as ahead:
+                infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
+        except Exception as error:
+            lost = _rows_lost(error)
+            if keep_files or lost is None:
+                raise
+            log.warning("%s: %s; the load is discarded and the source read again with every row in a load file",
+                        pipeline.pipeline_name, lost)
+            if pipeline.has_pending_data:  # lost in the load step; in extract, nothing was kept
+                discard_pending(pipeline)
+            dlt_source = read_again()
+            continue
+        return infos, set_aside, counts, dict(ahead.passed_rows) if ahead is not None else {}
+    raise AssertionError("unreachable: the second try raises or returns")
+
+
+def _rows_lost(error: BaseException | None) -> str | None:
+    """What was lost, when ``error`` (or an error it wraps) says rows in no load file were lost."""
+    while error is not None:
+        if isinstance(error, StreamedRowsLost) or PASSED_ROWS_LOST in str(error):
+            text = str(error)
+            return text[text.find(PASSED_ROWS_LOST):].splitlines()[0] if PASSED_ROWS_LOST in text else text
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _apply_retention(config: ProjectConfig, source: SourceConfig, address: PostgresAddress, pipeline: dlt.Pipeline,

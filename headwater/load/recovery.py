@@ -28,9 +28,10 @@ The windows a kill can leave, and what happens to each here:
   told apart row by row; it is logged and left to the replay (merge tables are still deduplicated
   by key, append tables may then hold duplicates). Arrow batches give one file per table.
 
-- **rows passed through, not committed**: a source passed a table's rows straight into it during extract
-  (headwater.postgres.copy_ahead); they are in no load file, and their transaction died with the run. The
-  package is discarded whole (see below), so its cursor does not move, and this run reads the rows again.
+- **rows in no load file, not committed**: a source passed a table's rows straight into it during extract,
+  or copy ahead sent them to the table's COPY alone (headwater.postgres.copy_ahead); their transaction died
+  with the run. The package is discarded whole (see below), so its cursor does not move, and this run reads
+  the rows again.
 
 The cursor is safe in every window: it commits in the same package as the data, and dlt only
 reads state whose load is recorded in ``_dlt_loads``.
@@ -113,7 +114,7 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
         # Their rows were in no file: loading the package would move the cursor past rows never committed.
         discard_pending(pipeline)
         recovery.abandoned = True
-        log.warning("%s: discarded pending load packages %s: the rows passed through to %s were not committed; "
+        log.warning("%s: discarded pending load packages %s: the rows of %s in no load file were not committed; "
                     "this run reads them again", pipeline.pipeline_name, ", ".join(sorted(unfinished)),
                     ", ".join(sorted({table for tables in unfinished.values() for table in tables})))
         return recovery
@@ -147,8 +148,8 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
 
 
 def _unfinished_pass_throughs(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
-    """Load id -> tables whose rows a source passed straight into them (headwater.postgres.copy_ahead) and whose
-    copy job did not finish: those rows died with the run that passed them, uncommitted."""
+    """Load id -> tables with rows in no load file (passed through or copied ahead alone, headwater.postgres.
+    copy_ahead) whose copy job did not finish: those rows died with the run that sent them, uncommitted."""
     unfinished: dict[str, list[str]] = {}
     storages = (("normalized", pipeline._get_load_storage().normalized_packages),
                 ("extracted", pipeline._get_normalize_storage().extracted_packages))
@@ -157,11 +158,13 @@ def _unfinished_pass_throughs(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
             passed = packages.get_load_package_state(load_id).get(PASSED_THROUGH) or {}
             if not passed or load_id in unfinished:
                 continue
-            finished: set[str] = set()
+            done: dict[str, bool] = {}  # table -> every job of it finished
             if state == "normalized":  # a job marked to move to completed did commit (not one marked failed)
-                finished = {job.table_name for job_state, job in packages.list_all_jobs_with_states(load_id)
-                            if job_state == "completed_jobs"
-                            or (packages.load_pending_transition(load_id, job.file_name()) or ("",))[0] == "completed"}
+                for job_state, job in packages.list_all_jobs_with_states(load_id):
+                    transition = (packages.load_pending_transition(load_id, job.file_name()) or ("",))[0]
+                    finished_job = job_state == "completed_jobs" or transition == "completed"
+                    done[job.table_name] = done.get(job.table_name, True) and finished_job
+            finished = {table for table, every_job in done.items() if every_job}
             if set(passed) - finished:
                 unfinished[load_id] = sorted(set(passed) - finished)
     return unfinished

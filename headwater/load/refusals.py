@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from dlt.common.storages.load_package import ParsedLoadJobFileName
 
 from headwater.common.file_rows import FILE_COLUMN, LINE_COLUMN
-from headwater.postgres.copy_ahead import passed_through
+from headwater.postgres.copy_ahead import passed_through, rows_lost
 from headwater.postgres.refused_rows import Refusal, find_refused_rows
 from headwater.quarantine import records
 from headwater.quarantine.naming import is_quarantine_table
@@ -87,9 +87,8 @@ def set_aside_refused_jobs(pipeline: dlt.Pipeline, loader_file_format: str,
         for state, job in _refused_jobs(packages, load_id):
             if job.file_format != "parquet" or job.table_name.startswith("_dlt"):
                 return None  # a failed SQL job (a merge, say) has no rows to set aside
-            passed = passed_through(pipeline.dataset_name, job.table_name, load_id)
-            if passed is not None and passed.state == "lost":
-                return None  # rows passed through were lost, not refused: the package can only be discarded
+            if rows_lost(pipeline.dataset_name, job.table_name, load_id):
+                return None  # rows in no load file were lost, not refused: the package can only be discarded
             refused.append((load_id, state, job))
     if not refused:
         return None

@@ -1,21 +1,32 @@
 """Copy ahead: a large append table's rows COPY'd into it while extract is still reading the source.
 
 dlt extracts a whole source into a load file, then loads that file. For an append table the two can
-overlap: each batch dlt writes to the load file is also sent, by background threads each over its own
+overlap: the batches dlt would write to the load file are sent, by background threads each over its own
 connection (one per core, as a load file's COPY streams), into binary COPYs into the destination table
 (pgpq, headwater.postgres.binary_copy). The server stores rows while the connector reads and the table
 processor works on the next batches.
 
 **Committed by the load job, never before.** The COPYs' transactions stay open until the table's copy
-job runs (headwater.postgres.loader). The job commits it when the COPY took exactly the rows of its load
-file, and otherwise rolls it back and copies the file as before. So everything else stays as it was:
+job runs (headwater.postgres.loader). The job commits them when they took exactly the rows they were
+given; once committed, the rows carry the load id like any copy job's.
 
-- the load file is still written: it is what the next run loads after a kill, and a kill before the
-  commit leaves nothing of the COPY in the table (the server rolls back a lost connection's transaction);
-- once committed, the rows carry the load id like any copy job's, so a kill between the commit and dlt
-  marking the job done is undone by the same recovery (headwater.load.recovery);
-- the commit is marked like a multi-stream copy's (``PartialCopy``), so a commit whose outcome is unknown
-  (a connection lost while committing) is undone by the job's retry.
+**In no load file.** Once a table's COPY has started, its next batches go to the COPY only: writing them
+to the load file too cost the extract about a third of its time, for a file only a failure would read. The
+load file keeps the batches from before the COPY started (the COPY has those as well; the job then copies
+no file). The rows after them are then in the COPY alone, so they are treated as rows passed through (below):
+
+- the package is marked (``PASSED_THROUGH``), and recovery discards a marked package whose table's job did
+  not finish, cursor included, so the next run reads the rows again (a kill before the commit leaves
+  nothing: the server rolls back a lost connection's transaction; after it, the discard deletes the load id);
+- a COPY that cannot finish, or whose commit fails, fails its job with ``PASSED_ROWS_LOST``: the load then
+  discards the package and reads the source again with every batch in the load file (``keep_files``), so a
+  row the server refuses is set aside from the file as usual (headwater.load.pipeline);
+- a change of the table's columns in the middle of the extract (which the COPY cannot follow) fails the
+  extract the same way (``StreamedRowsLost``), before anything is committed.
+
+``keep_files`` writes every batch to the load file as well; the job then commits the COPY when it took
+exactly the file's rows, and otherwise rolls it back and copies the file (a commit whose outcome is unknown
+is marked like a multi-stream copy's, ``PartialCopy``, and undone by the job's retry).
 
 **Only where nothing else must touch the table first.** Append tables only (merge, scd2 and replace load
 through staging tables), not in a refreshing run (dlt truncates the table before the jobs), not nested
@@ -47,6 +58,7 @@ import queue
 import threading
 from collections.abc import Iterator
 
+import dlt
 import psycopg
 import pyarrow as pa
 from dlt.common.schema import Schema
@@ -84,6 +96,13 @@ _passed: dict[tuple[str, str, str], PassedThrough] = {}
 PASSED_THROUGH = "headwater_passed_through"
 # How a copy job's failure begins when rows passed through were lost: no row of its file is to blame.
 PASSED_ROWS_LOST = "rows passed through lost"
+# Streams whose rows in no load file were rolled back before their job ran, by (dataset, table, load id).
+_lost_streams: dict[tuple[str, str, str], str] = {}
+
+
+class StreamedRowsLost(RuntimeError):
+    """Rows a COPY took alone (in no load file) can no longer be committed: the extract or load must be
+    discarded and the source read again with every batch in the load file."""
 
 
 def enabled() -> bool:
@@ -107,6 +126,9 @@ class AheadStream:
     def __init__(self, connections: list[psycopg.Connection], dataset: str, table: str, target: pa.Schema, caster):
         self.connections, self.dataset, self.table, self.target = connections, dataset, table, target
         self.caster = caster  # the copy job's FileCopy: batches are cast as the job casts its file's
+        self.run: CopyAhead | None = None
+        self.load_id = ""
+        self.alone = 0  # rows sent to the COPY and to no load file
         self.copied: list[int] = []  # rows each COPY took, once it ended
         self.errors: list[BaseException] = []
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_SLICES)
@@ -129,7 +151,7 @@ class AheadStream:
         try:
             with connection.cursor() as cursor:
                 self.copied.append(copy_binary(cursor, self.dataset, self.table, self.target, batches()))
-        except BaseException as error:  # kept for the job; the file's own copy takes over
+        except BaseException as error:  # kept for the job, which copies the file or fails the load
             self.errors.append(error)
             # Keep taking batches until this thread's end is signalled, so the extract never waits on a dead
             # COPY; the server may also refuse the rows only once the end was sent.
@@ -167,6 +189,19 @@ class AheadStream:
     def _close(self) -> None:
         for connection in self.connections:
             connection.close()
+
+    def lose(self, why: str) -> str:
+        """Record that the rows this stream took alone are lost (``why``), so that its job can never copy its
+        load file in their place; the message its job fails with."""
+        message = f"{PASSED_ROWS_LOST}: {why}; {self.alone} of its rows are in no load file"
+        with _waiting_lock:
+            _lost_streams[(self.dataset, self.table, self.load_id)] = message
+        return message
+
+    def committed(self) -> None:
+        """Its job committed it: the mark ``take`` left for a job that would not finish goes."""
+        with _waiting_lock:
+            _lost_streams.pop((self.dataset, self.table, self.load_id), None)
 
 
 class PassedThrough:
@@ -252,21 +287,57 @@ class _Table:
 class CopyAhead:
     """Copy ahead for the extracts of one pipeline run (see the module docstring)."""
 
-    def __init__(self, pipeline, refreshing: bool, file_copy, plain_tables: frozenset[str] = frozenset()):
+    def __init__(self, pipeline, refreshing: bool, file_copy, plain_tables: frozenset[str] = frozenset(),
+                 keep_files: bool = False):
         self.pipeline = pipeline
         self.refreshing = refreshing
+        self.keep_files = keep_files  # every batch goes to the load file too (see the module docstring)
         self.file_copy = file_copy  # the copy job's FileCopy class (headwater.postgres.loader)
         self.plain_tables = plain_tables  # tables whose rows no step, rule or protection changes: may be passed
         self.min_rows = min_rows()
         self._tables: dict[tuple[str, str], _Table] = {}  # (load id, table)
         self._schemas: dict[tuple[str, str], Schema] = {}  # the schema each table's batches were offered with
-        self.passed_rows: dict[str, int] = {}  # table -> rows passed through and committed by its copy job
+        # table -> rows in no load file (passed through, or copied ahead alone), committed by its copy job
+        self.passed_rows: dict[str, int] = {}
         self._passed_lock = threading.Lock()
         # Tables created for a first load: (URL, dataset, table); a run that fails removes them, left empty.
         self._created: list[tuple[str, str, str]] = []
         # Open for the streams of this run's extract (jobs, which close them, run only after the extract).
         self._connections = 0
 
+
+    def take_alone(self, load_id: str, table_name: str, items: list, schema: Schema) -> int | None:
+        """Send the batches dlt is about to write to ``table_name``'s load file to its COPY only; the rows
+        taken, or None when they must go to the load file (no COPY runs, or ``keep_files``). Raises
+        ``StreamedRowsLost`` when the COPY has taken rows alone and cannot take these."""
+        state = self._tables.get((load_id, table_name))
+        if self.keep_files or state is None or state.stream is None or state.off:
+            return None
+        stream = state.stream
+        if stream.errors and stream.alone:  # a COPY that failed cannot take these: no use reading on
+            error = stream.errors[0]
+            self._stop(state, load_id, table_name)
+            raise StreamedRowsLost(f"the COPY into {table_name} failed during extract "
+                                   f"({str(error).splitlines()[0] if str(error) else type(error).__name__})")
+        batches = [batch for item in items for batch in _batches(item) if batch.num_rows]
+        conformed = [_conformed(batch, stream) for batch in batches] if self._still_fits(state, table_name,
+                                                                                         schema) else [None]
+        if any(batch is None for batch in conformed):
+            alone = stream.alone
+            self._stop(state, load_id, table_name)
+            if alone:
+                raise StreamedRowsLost(f"{table_name}: its columns changed during extract after {alone:,} rows "
+                                       f"went to its COPY alone")
+            return None
+        if not stream.alone:  # the package now holds rows in no file: recovery must discard it unless loaded
+            package = dlt.current.load_package_state()
+            package["state"].setdefault(PASSED_THROUGH, {})[table_name] = "copied ahead"
+        rows = 0
+        for batch in conformed:
+            stream.put(batch)
+            rows += batch.num_rows
+        stream.alone += rows
+        return rows
 
     def offer(self, load_id: str, table_name: str, items: list, schema: Schema) -> None:
         """The batches dlt just wrote to ``table_name``'s load file, in the file's columns and types."""
@@ -319,6 +390,9 @@ class CopyAhead:
         connection, url, dataset, types = self._table_ready(client, table_name, destination_types)
         connections = [connection]
         try:
+            if _load_alters(client, table_name):  # the load's ALTER would roll the COPY back: the file loads
+                connections[0].close()
+                return None
             caster = self.file_copy(schema.get_table_columns(table_name), client.capabilities,
                                     f"{dataset}.{table_name}")
             target = caster.target_schema(batch_schema)
@@ -334,6 +408,7 @@ class CopyAhead:
             for connection in connections:
                 connection.close()
             raise
+        stream.run, stream.load_id = self, load_id
         with _waiting_lock:
             _waiting[(dataset, table_name, load_id)] = stream
         self._connections += len(connections)
@@ -346,6 +421,8 @@ class CopyAhead:
         schema = self._schemas.get((load_id, table_name))
         if schema is None or table_name not in self.plain_tables or self._connections >= MAX_CONNECTIONS:
             return None
+        if self.keep_files:
+            return None  # a retry that keeps every row in a load file
         if not self._still_fits(_Table(), table_name, schema):
             return None
         client = self.pipeline._get_destination_clients(schema)[0]
@@ -388,19 +465,24 @@ class CopyAhead:
 
     def _stop(self, state: _Table, load_id: str, table_name: str) -> None:
         state.off, state.held = True, []
-        if state.stream is not None:
-            _drop_waiting(state.stream, load_id)
+        if state.stream is not None and _drop_waiting(state.stream, load_id):
             state.stream.roll_back()
             self._connections -= len(state.stream.connections)
             log.info("copy ahead of %s stopped: its columns changed during extract", table_name)
 
-    def close(self, failed: bool) -> None:
+    def close(self, failed: bool, drop_created: bool = True) -> None:
         """Roll back every stream no copy job took (the run failed before loading them); when the run
-        ``failed``, drop the tables it created for copy ahead that are still empty, as dlt would not have
-        created them: a failed first load leaves no table behind."""
-        for (load_id, _), state in self._tables.items():
+        ``failed`` before its load step (``drop_created``), drop the tables it created for copy ahead that are
+        still empty, as dlt would not have created them: a failed first load leaves no table behind. (Once the
+        load step ran, dlt has recorded its schema as stored, tables included: they stay.)"""
+        untaken = []
+        for (load_id, table), state in self._tables.items():
             if state.stream is not None and _drop_waiting(state.stream, load_id):
                 state.stream.roll_back()
+                untaken += [table] if state.stream.alone else []
+            if state.stream is not None:
+                with _waiting_lock:
+                    _lost_streams.pop((state.stream.dataset, table, load_id), None)
         self._tables.clear()
         self._schemas.clear()
         with _waiting_lock:
@@ -408,11 +490,11 @@ class CopyAhead:
         uncommitted = [rows for rows in mine if rows.state == "waiting"]
         for rows in uncommitted:  # their copy job never ran
             rows.roll_back()
-        if uncommitted and not failed:  # a load that completed without them: never expected, never silent
-            names = ", ".join(sorted({rows.table for rows in uncommitted}))
+        if (uncommitted or untaken) and not failed:  # a load completed without them: never expected, never silent
+            names = ", ".join(sorted({rows.table for rows in uncommitted} | set(untaken)))
             raise RuntimeError(f"rows passed through into {names} were never committed, though the load completed: "
                                f"reload the table with `headwater run --full-refresh SOURCE.TABLE`")
-        if failed:
+        if failed and drop_created:
             for url, dataset, table in self._created:
                 _drop_if_empty(url, dataset, table)
         self._created.clear()
@@ -424,9 +506,26 @@ def _drop_waiting(stream: AheadStream, load_id: str) -> bool:
 
 
 def take(dataset: str, table: str, load_id: str) -> AheadStream | None:
-    """The stream copied ahead for a copy job, if any; the job commits or rolls it back."""
+    """The stream copied ahead for a copy job, if any; the job commits or rolls it back. Raises
+    ``StreamedRowsLost`` when the table's stream took rows alone and was rolled back before the job ran."""
     with _waiting_lock:
-        return _waiting.pop((dataset, table, load_id), None)
+        lost = _lost_streams.get((dataset, table, load_id))
+        if lost is not None:  # its message already says what was lost
+            raise StreamedRowsLost(lost)
+        stream = _waiting.pop((dataset, table, load_id), None)
+        if stream is not None and stream.alone:  # until its job commits it: a retry of the job must not copy
+            _lost_streams[(dataset, table, load_id)] = (  # its file alone (nor another job of the table)
+                f"{PASSED_ROWS_LOST}: the job that took the rows copied into {dataset}.{table} during extract did "
+                f"not finish; {stream.alone} of them are in no load file")
+        return stream
+
+
+def rows_lost(dataset: str, table: str, load_id: str) -> bool:
+    """Whether rows of a copy job's table that are in no load file (passed through, or copied ahead alone)
+    were lost: its failure is then no refusal of its file's rows."""
+    passed = passed_through(dataset, table, load_id)
+    with _waiting_lock:
+        return (dataset, table, load_id) in _lost_streams or (passed is not None and passed.state == "lost")
 
 
 def passed_through(dataset: str, table: str, load_id: str) -> PassedThrough | None:
@@ -451,6 +550,8 @@ def abandon_for_schema_update(dataset: str, table: str) -> None:
     for stream in streams:
         log.info("copy ahead of %s rolled back: the load alters the table", table)
         stream.roll_back()
+        if stream.alone:  # their copy job then fails the load, which reads them again into a load file
+            stream.lose(f"the COPY into {dataset}.{table} was rolled back: the load alters the table")
     for rows in passed:  # their copy job then fails the load: the next run discards it and reads them again
         log.warning("%d rows passed through into %s rolled back: the load alters the table", rows.rows, table)
         rows.roll_back()
@@ -462,45 +563,67 @@ def current() -> CopyAhead | None:
 
 
 @contextlib.contextmanager
-def copying_ahead(pipeline, refreshing: bool, file_copy,
-                  plain_tables: frozenset[str] = frozenset()) -> Iterator[CopyAhead | None]:
+def copying_ahead(pipeline, refreshing: bool, file_copy, plain_tables: frozenset[str] = frozenset(),
+                  keep_files: bool = False) -> Iterator[CopyAhead | None]:
     """Copy ahead during the pipeline runs inside this block (when ``HEADWATER_COPY_AHEAD`` is not off); gives
-    the run's CopyAhead (None when off), whose ``passed_rows`` count rows passed through and committed.
+    the run's CopyAhead (None when off), whose ``passed_rows`` count the rows in no load file it committed.
 
     ``file_copy``: the copy job's FileCopy class, which casts the batches as the job casts its file's.
-    ``plain_tables``: the tables whose rows may be passed through from a source (see the module docstring)."""
+    ``plain_tables``: the tables whose rows may be passed through from a source (see the module docstring).
+    ``keep_files``: every batch goes to the load file too, and no rows are passed through."""
     if not enabled():
         yield None
         return
     use_copy_ahead_hook()
-    run = CopyAhead(pipeline, refreshing, file_copy, plain_tables)
+    run = CopyAhead(pipeline, refreshing, file_copy, plain_tables, keep_files)
     token = _current.set(run)
     try:
         yield run
-    except BaseException:
+    except BaseException as error:
         _current.reset(token)
-        run.close(failed=True)
+        run.close(failed=True, drop_created=_failed_before_load(error))
         raise
     _current.reset(token)
     run.close(failed=False)
 
 
 def _write_item_and_copy_ahead(self: Extractor, table_name: str, resource_name: str, items, columns=None) -> None:
-    _write_item(self, table_name, resource_name, items, columns)
     run = _current.get()
-    if run is not None and isinstance(self, ArrowExtractor):
-        run.offer(self.load_id, table_name, items if isinstance(items, list) else [items], self.schema)
+    if run is None or not isinstance(self, ArrowExtractor):
+        _write_item(self, table_name, resource_name, items, columns)
+        return
+    listed = items if isinstance(items, list) else [items]
+    rows = run.take_alone(self.load_id, table_name, listed, self.schema)
+    if rows is None:
+        _write_item(self, table_name, resource_name, items, columns)
+        run.offer(self.load_id, table_name, listed, self.schema)
+        return
+    # What dlt's own _write_item records besides the file: progress, and that the table received items.
+    self.collector.update(table_name, inc=rows)
+    self.tables_with_items.add(table_name)
 
 
 _write_item = Extractor._write_item
 
 
 def use_copy_ahead_hook() -> None:
-    """dlt's extractor hands what it writes to the load file to the active copy ahead, if any.
+    """dlt's extractor hands what it would write to the load file to the active copy ahead, if any, which
+    may take it alone (``CopyAhead.take_alone``: it is then not written to the file).
 
     The hook sits where dlt writes an Arrow batch to the load file: after dlt normalized its column names,
-    ordered its columns as the table's and added the load id, so the COPY gets exactly the file's rows."""
+    ordered its columns as the table's and added the load id, so the COPY gets exactly the rows the file
+    would hold."""
     Extractor._write_item = _write_item_and_copy_ahead
+
+
+def _failed_before_load(error: BaseException | None) -> bool:
+    """Whether a pipeline run failed in its extract or normalize step, before dlt stored its schema."""
+    while error is not None:
+        step = getattr(error, "step", None)
+        if step is not None:
+            return step in ("extract", "normalize")
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _drop_if_empty(url: str, dataset: str, table: str) -> None:

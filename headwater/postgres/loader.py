@@ -9,7 +9,9 @@
   copies, so memory stays flat however many rows a table loads. Each batch is cast to the table's
   column types on the way (a file written before its column widened holds the narrower type).
 - **Rows copied ahead.** A copy job whose table was COPY'd during extract (headwater.postgres.copy_ahead)
-  commits that COPY when it took exactly the load file's rows; otherwise it rolls it back and copies the file.
+  commits that COPY when it took exactly the rows it was given: the load file's, and the rows sent to it
+  alone (in no file). When it took only the file's rows and fails, the job copies the file instead; when it
+  took rows alone, those cannot be copied again, and the job fails with ``PASSED_ROWS_LOST``.
   Rows a source passed straight into the table (copy_ahead's ``PassedThrough``) are committed after the file's.
 - **Refused rows, or a lost connection.** When Postgres refuses the rows (a value its column cannot
   hold) the job fails terminally with Postgres's reason, and headwater.load.refusals sets the refused
@@ -81,8 +83,13 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         catalog_name, schema_name = self._set_catalog_and_schema()
         copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
         partial = PartialCopy(self._file_path, self.job_id())
-        ahead = copy_ahead.take(schema_name, table, self._load_id)
-        if ahead is None or not self._commit_ahead(ahead, copy, partial):
+        try:
+            ahead = copy_ahead.take(schema_name, table, self._load_id)
+        except copy_ahead.StreamedRowsLost as lost:
+            raise DestinationTerminalException(str(lost)) from None
+        if ahead is not None and ahead.alone:
+            self._commit_alone(ahead, copy)
+        elif ahead is None or not self._commit_ahead(ahead, copy, partial):
             self._copy_file(copy, catalog_name, schema_name, partial)
         passed = copy_ahead.passed_through(schema_name, table, self._load_id)
         if passed is not None and passed.state != "committed":
@@ -119,12 +126,37 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         try:
             ahead.commit()
         except psycopg.Error as error:  # the outcome is unknown: the retry deletes the load id first
+            ahead.roll_back()  # what is left uncommitted, and the connections
             raise DestinationTransientException(
                 f"Postgres failed while committing the rows copied ahead into {copy.where} (the load is kept "
                 f"and tried again): {_first_line(error)}") from None
         partial.clear()
         log.info("%s: %d rows copied during extract, committed by the load job", copy.where, rows)
         return True
+
+    def _commit_alone(self, ahead: copy_ahead.AheadStream, copy: FileCopy) -> None:
+        """Commit the rows copied ahead during extract, some of which went to the COPY alone (in no load file):
+        the file's rows and those. Nothing here copies the file in their place: on any failure the job fails
+        with ``PASSED_ROWS_LOST`` (the stream stays marked lost, so a retry of this job fails too), and the
+        load is discarded and read again (headwater.load.pipeline; after a kill, headwater.load.recovery)."""
+        try:
+            with pq.ParquetFile(self._file_path) as parquet:
+                rows = parquet.metadata.num_rows + ahead.alone
+            copied = ahead.end()
+            if copied != rows:
+                why = _first_line(ahead.errors[0]) if ahead.errors else f"it took {copied} rows of {rows}"
+                raise copy_ahead.StreamedRowsLost(f"the COPY into {copy.where} during extract failed ({why})")
+            ahead.commit()
+        except Exception as error:  # (interrupted instead, the mark take left makes a retry fail the same)
+            ahead.roll_back()  # what is left uncommitted, and the connections
+            why = str(error) if isinstance(error, copy_ahead.StreamedRowsLost) else (
+                f"committing the rows copied into {copy.where} during extract failed ({_first_line(error)})")
+            raise DestinationTerminalException(ahead.lose(why)) from None
+        ahead.committed()
+        if ahead.run is not None:
+            ahead.run.count_passed(ahead.table, ahead.alone)  # dlt counts the file's rows only
+        log.info("%s: %d rows copied during extract (%d in no load file), committed by the load job", copy.where,
+                 rows, ahead.alone)
 
     def _commit_passed(self, passed: copy_ahead.PassedThrough, copy: FileCopy) -> None:
         """Commit the rows a source passed straight into the table during extract (headwater.postgres.copy_ahead),

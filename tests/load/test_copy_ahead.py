@@ -7,6 +7,7 @@ did not carry the rows, by the line the copy job logs when it commits them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -18,9 +19,13 @@ import time
 import pytest
 
 from connectors.sql_database.pass_through import SWITCH_VARIABLE as PASS_THROUGH_VARIABLE
+from headwater.load.pipeline import load_source
+from headwater.plugins.manager import connector_registry
 from headwater.postgres import copy_ahead
+from headwater.postgres.address import PostgresAddress
 from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE, SWITCH_VARIABLE
 from headwater.postgres.copy_streams import STREAMS_VARIABLE
+from headwater.project.config import load_project
 from tests.conftest import REPO, fresh_database, query
 from tests.load.helpers import execute, fingerprint, load, write_project
 
@@ -70,7 +75,9 @@ def test_a_large_append_load_is_copied_during_extract_and_lands_exact(tmp_path, 
     with caplog.at_level(logging.INFO, logger="headwater.postgres"):
         result = load(path, destination_url=database_url, source="src")
     assert [table.rows for table in result.tables] == [20_000]
-    assert copied_ahead(caplog) == ["raw_src.events: 20000 rows copied during extract, committed by the load job"]
+    # The COPY starts once 6000 rows (3 batches) are in the load file; the next 14,000 go to it alone.
+    assert copied_ahead(caplog) == [
+        "raw_src.events: 20000 rows copied during extract (14000 in no load file), committed by the load job"]
     assert_equal_to_source(events_source, database_url)
     assert copy_ahead.waiting_tables("raw_src") == frozenset()
 
@@ -85,7 +92,9 @@ def test_a_large_append_load_is_copied_during_extract_and_lands_exact(tmp_path, 
     add_events(events_source, 23_001, 9000)  # an existing table, copied ahead into
     with caplog.at_level(logging.INFO, logger="headwater.postgres"):
         load(path, destination_url=database_url, source="src")
-    assert copied_ahead(caplog) == ["raw_src.events: 9000 rows copied during extract, committed by the load job"]
+    # (the first chunk starts at the last id loaded, which dlt drops as already seen: 5999 rows in the file)
+    assert copied_ahead(caplog) == [
+        "raw_src.events: 9000 rows copied during extract (3001 in no load file), committed by the load job"]
     assert_equal_to_source(events_source, database_url)
 
 
@@ -108,22 +117,80 @@ def test_the_table_copy_ahead_creates_is_the_one_dlt_creates(tmp_path, events_so
     assert [row[0] for row in tables["on"]] == ["id", "kind", "amount", "seen_at", "tags", "_dlt_load_id"]
 
 
-def test_columns_that_change_during_extract_stop_copy_ahead_and_the_file_is_copied(
-        tmp_path, events_source, database_url, monkeypatch, caplog):
+def loaded_once(tmp_path, events_source: str, database_url: str, monkeypatch):
+    """3000 events loaded; the next loads copy ahead from their first batch of 1000 rows."""
     monkeypatch.setenv(MIN_ROWS_VARIABLE, "1")
     add_events(events_source, 1, 3000)
     path = write_project(tmp_path / "project", TABLES, chunk_size=1000)
     load(path, destination_url=database_url, source="src")
-    # The next load's first chunks have no tags at all (an all-null column), its last one has them: dlt's
-    # schema changes part-way through the extract, which an open COPY must not hold up.
+    return path
+
+
+def load_logged(path, database_url: str, caplog):
+    with caplog.at_level(logging.INFO, logger="headwater"):
+        return load(path, destination_url=database_url, source="src")
+
+
+def test_a_column_added_at_the_source_is_not_copied_ahead_and_the_file_is_copied(
+        tmp_path, events_source, database_url, monkeypatch, caplog):
+    path = loaded_once(tmp_path, events_source, database_url, monkeypatch)
+    # dlt's schema gains the column from the load's first batch (typed, though null until the last one):
+    # the table must be altered, which an open COPY must not hold up.
     execute(events_source, "alter table events add column note text")
     add_events(events_source, 3001, 3000)
     execute(events_source, "update events set note = 'late ' || id where id > 5500")
-    with caplog.at_level(logging.INFO, logger="headwater.postgres"):
-        load(path, destination_url=database_url, source="src")
+    load_logged(path, database_url, caplog)
     assert copied_ahead(caplog) == []
     assert_equal_to_source(events_source, database_url)
     assert query(database_url, "select count(note) from raw_src.events") == [(500,)]
+
+
+def test_a_column_that_appears_after_rows_went_to_the_copy_alone_reads_the_source_again(
+        tmp_path, database_url, monkeypatch, caplog):
+    """Event files gain a field part-way: dlt adds the column during the extract, which the open COPY cannot
+    follow. Rows had gone to it alone, so the extract is dropped and the file read again, every row in the
+    load file; every row lands once."""
+    from connectors.filesystem import blocks
+
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1")
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 16_000)  # about 300 lines per batch
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    lines = [{"id": i, "kind": f"kind-{i % 7}", **({"note": f"late {i}"} if i > 2000 else {})}
+             for i in range(1, 3001)]
+    (landing / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = tmp_path / "project" / "headwater.yaml"
+    path.parent.mkdir()
+    path.write_text(f"sources:\n  drops:\n    connector: filesystem\n    settings:\n      bucket_url: '{landing}'\n"
+                    f"      files: {{events: 'events.jsonl'}}\n    tables:\n      events: {{}}\n")
+    project = load_project(path, connector_registry())
+    with caplog.at_level(logging.INFO, logger="headwater"):
+        result = load_source(project, project.source("drops"), connector_registry().get("filesystem"),
+                             PostgresAddress.from_url(database_url))
+    assert result.ok, result.error
+    warnings = [record.getMessage() for record in caplog.records if "read again" in record.getMessage()]
+    assert len(warnings) == 1 and "its columns changed during extract after" in warnings[0], warnings
+    assert [table.rows for table in result.tables] == [3000]
+    assert query(database_url, "select count(*), count(distinct id), sum(id), count(note) from raw_drops.events") == [
+        (3000, 3000, 3000 * 3001 // 2, 1000)]
+
+
+def test_a_row_refused_after_rows_went_to_the_copy_alone_is_quarantined_and_every_other_row_lands(
+        tmp_path, events_source, database_url, monkeypatch, caplog):
+    path = loaded_once(tmp_path, events_source, database_url, monkeypatch)
+    # The destination's column narrowed by hand, which one row of the next load does not fit: row 5000, in
+    # the second batch, which goes to the COPY alone (in no load file). The COPY fails; the load is read again
+    # with every row in its load file, and the refused row is set aside from the file as any refused row is.
+    execute(database_url, "alter table raw_src.events alter column tags type varchar(6)")
+    add_events(events_source, 3001, 3000)
+    execute(events_source, "update events set tags = 'a-much-longer-tag' where id = 5000")
+    result = load_logged(path, database_url, caplog)
+    assert "read again with every row in a load file" in caplog.text
+    assert [(table.table, table.rows, table.quarantined) for table in result.tables] == [("events", 2999, 1)]
+    assert query(database_url, "select count(*), count(distinct id), sum(id) from raw_src.events") == [
+        (5999, 5999, 6000 * 6001 // 2 - 5000)]
+    assert query(database_url, "select count(*) from raw_src.events__quarantine") == [(1,)]
+    assert copy_ahead.waiting_tables("raw_src") == frozenset()
 
 
 def test_a_batch_wider_than_the_existing_table_is_not_copied_ahead_and_the_column_widens(
