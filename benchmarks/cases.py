@@ -214,11 +214,12 @@ class Benchmark:
         budget = size / self.copy_rate[size] / goal
         outside = result["seconds"] - sum(stages.values())
         return (f"{goal}x of COPY allows {budget:.2f} s for these rows; the load took {result['seconds']:.2f} s: "
-                f"dlt's extract step {stages.get('extract', 0):.2f} s (read, type, enrich, write Parquet), "
-                f"normalize {stages.get('normalize', 0):.2f} s, load step {stages.get('load', 0):.2f} s "
-                f"(Parquet to binary COPY, pgpq or ADBC), and {outside:.2f} s around them (pipeline state, "
-                f"schema, recovery check). dlt runs the steps one after the other, so their times add up; "
-                f"the load step alone is {stages.get('load', 0) / budget:.0%} of the allowance.")
+                f"dlt's extract step {stages.get('extract', 0):.2f} s (read, type, enrich; COPY ahead, or write "
+                f"Parquet), normalize {stages.get('normalize', 0):.2f} s, load step {stages.get('load', 0):.2f} s "
+                f"(the COPYs copy ahead started, ending and committed, or Parquet to binary COPY), and "
+                f"{outside:.2f} s around them (pipeline state, schema, recovery check). dlt runs the steps one "
+                f"after the other, so their times add up; the load step alone is "
+                f"{stages.get('load', 0) / budget:.0%} of the allowance.")
 
     def profile_size(self) -> int:
         return min(self.settings.sizes[0], PROFILE_CAP)

@@ -80,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             "earlier case loaded nor its WAL runs in the middle of it. Raw COPY and every "
             f"full Headwater load ran {repeats} time(s), each from scratch; the table shows the median run.",
             "Raw COPY hands the server a CSV it parses in one pass. Headwater reads the same file on the client "
-            "(Arrow's CSV reader, one block ahead in a second thread), types it, runs the three steps, writes a "
-            "Parquet load file (dlt's extract step), then streams that file to the server as binary COPY encoded "
-            "by pgpq, over one connection per 500,000 rows, up to one per core (dlt's load step). dlt runs the two "
-            "steps one after the other, so their times add up; the "
-            "per-target details below give each step's share. Parquet landing files skip the CSV parse.",
+            "(Arrow's CSV reader, one block ahead in a second thread), types it and runs the three steps (dlt's "
+            "extract step); from 200,000 rows on, copy ahead sends the batches into binary COPYs encoded by pgpq, "
+            "one connection per core, while it reads, and writes the Parquet load file only until then; dlt's load "
+            "step ends and commits those COPYs (a smaller table's load file is streamed to the server after "
+            "extract). The per-target details below give each step's share. Parquet landing files skip the CSV "
+            "parse.",
             "The API case serves flat JSON records (no nested values): the rest_api connector parses each page "
             "once (orjson) and hands dlt Arrow tables of 10,000 records, fetching the next pages in a second "
             "thread, so dlt's extract writes Parquet and its normalize step only moves the file (pages with "
