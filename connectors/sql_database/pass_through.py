@@ -53,6 +53,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql import sqltypes
 
 from connectors.sql_database.sessions import session_statements
+from headwater.common.registry import first_line
 from headwater.postgres import copy_ahead
 
 log = logging.getLogger(__name__)
@@ -356,8 +357,7 @@ def _sql(query) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return first_line(str(error)) or type(error).__name__
 
 
 def _conninfo(url: sa.URL) -> str:

@@ -30,7 +30,7 @@ from headwater.load.table_processor import attach_processors, protection_lookup,
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
 from headwater.plugins.connectors import Connector
 from headwater.postgres.address import PostgresAddress
-from headwater.postgres.copy_ahead import PASSED_ROWS_LOST, StreamedRowsLost, copying_ahead
+from headwater.postgres.copy_ahead import ROWS_LOST, copying_ahead
 from headwater.postgres.load_files import use_copy_ready_writer
 from headwater.postgres.loader import FileCopy, postgres
 from headwater.project.config import ProjectConfig, SourceConfig
@@ -313,32 +313,35 @@ def _run_copying_ahead(pipeline: dlt.Pipeline, dlt_source: DltSource, refresh: s
     column change mid-extract, a commit that failed) are lost to this run's package: it is discarded, as
     recovery would discard it, and the source read again (``read_again``) with every row in a load file,
     where a refused row is set aside as usual."""
-    for keep_files in (False, True):
-        run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
-        try:
-            with copying_ahead(pipeline, refreshing=refresh is not None, file_copy=FileCopy,
-                               plain_tables=unchanged_tables(dlt_source), keep_files=keep_files) as ahead:
-                infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
-        except Exception as error:
-            lost = _rows_lost(error)
-            if keep_files or lost is None:
-                raise
-            log.warning("%s: %s; the load is discarded and the source read again with every row in a load file",
-                        pipeline.pipeline_name, lost)
-            if pipeline.has_pending_data:  # lost in the load step; in extract, nothing was kept
-                discard_pending(pipeline)
-            dlt_source = read_again()
-            continue
-        return infos, set_aside, counts, dict(ahead.passed_rows) if ahead is not None else {}
-    raise AssertionError("unreachable: the second try raises or returns")
+    try:
+        return _run_once(pipeline, dlt_source, refresh, protection, keep_files=False)
+    except Exception as error:
+        lost = _rows_lost(error)
+        if lost is None:
+            raise
+    log.warning("%s: %s; the load is discarded and the source read again with every row in a load file",
+                pipeline.pipeline_name, lost)
+    if pipeline.has_pending_data:  # lost in the load step; in extract, nothing was kept
+        discard_pending(pipeline)
+    return _run_once(pipeline, read_again(), refresh, protection, keep_files=True)
+
+
+def _run_once(pipeline: dlt.Pipeline, dlt_source: DltSource, refresh: str | None, protection, keep_files: bool):
+    run = functools.partial(pipeline.run, dlt_source, loader_file_format=LOADER_FILE_FORMAT, refresh=refresh)
+    with copying_ahead(pipeline, refreshing=refresh is not None, file_copy=FileCopy,
+                       plain_tables=unchanged_tables(dlt_source), keep_files=keep_files) as ahead:
+        infos, set_aside, counts = run_setting_aside(pipeline, LOADER_FILE_FORMAT, run, protection)
+    return infos, set_aside, counts, dict(ahead.passed_rows) if ahead is not None else {}
 
 
 def _rows_lost(error: BaseException | None) -> str | None:
-    """What was lost, when ``error`` (or an error it wraps) says rows in no load file were lost."""
+    """The line of ``error``, or of an error it wraps, that says rows in no load file were lost, if one does
+    (dlt carries a failed job's message as text)."""
     while error is not None:
-        if isinstance(error, StreamedRowsLost) or PASSED_ROWS_LOST in str(error):
-            text = str(error)
-            return text[text.find(PASSED_ROWS_LOST):].splitlines()[0] if PASSED_ROWS_LOST in text else text
+        found = next((line[line.find(marker):] for line in str(error).splitlines() for marker in ROWS_LOST
+                      if marker in line), None)
+        if found is not None:
+            return found
         error = error.__cause__ or error.__context__
     return None
 

@@ -18,7 +18,7 @@ no file). The rows after them are then in the COPY alone, so they are treated as
 - the package is marked (``PASSED_THROUGH``), and recovery discards a marked package whose table's job did
   not finish, cursor included, so the next run reads the rows again (a kill before the commit leaves
   nothing: the server rolls back a lost connection's transaction; after it, the discard deletes the load id);
-- a COPY that cannot finish, or whose commit fails, fails its job with ``PASSED_ROWS_LOST``: the load then
+- a COPY that cannot finish, or whose commit fails, fails its job with ``COPIED_ROWS_LOST``: the load then
   discards the package and reads the source again with every batch in the load file (``keep_files``), so a
   row the server refuses is set aside from the file as usual (headwater.load.pipeline);
 - a change of the table's columns in the middle of the extract (which the COPY cannot follow) fails the
@@ -65,6 +65,7 @@ from dlt.common.schema import Schema
 from dlt.common.schema.utils import get_write_disposition, is_nested_table
 from dlt.extract.extractors import ArrowExtractor, Extractor
 
+from headwater.common.registry import first_line
 from headwater.common.widening import is_text
 from headwater.postgres.binary_copy import copy_binary, encodable
 from headwater.postgres.column_types import JSONB, declared_types, destination_types, quoted
@@ -94,8 +95,11 @@ _waiting_lock = threading.Lock()
 _passed: dict[tuple[str, str, str], PassedThrough] = {}
 # The load package state key under which a package lists its tables' rows passed through: table -> rows.
 PASSED_THROUGH = "headwater_passed_through"
-# How a copy job's failure begins when rows passed through were lost: no row of its file is to blame.
+# How a copy job's failure begins when rows in no load file were lost (passed through, or copied ahead alone):
+# no row of its file is to blame, and the load can only be discarded and read again.
 PASSED_ROWS_LOST = "rows passed through lost"
+COPIED_ROWS_LOST = "rows copied ahead lost"
+ROWS_LOST = (PASSED_ROWS_LOST, COPIED_ROWS_LOST)
 # Streams whose rows in no load file were rolled back before their job ran, by (dataset, table, load id).
 _lost_streams: dict[tuple[str, str, str], str] = {}
 
@@ -123,11 +127,11 @@ class AheadStream:
     """One table's COPY over one or more connections, each in a background thread taking batches from one
     queue as it is ready for the next, their transactions left open for the copy job."""
 
-    def __init__(self, connections: list[psycopg.Connection], dataset: str, table: str, target: pa.Schema, caster):
+    def __init__(self, run: CopyAhead, load_id: str, connections: list[psycopg.Connection], dataset: str, table: str,
+                 target: pa.Schema, caster):
+        self.run, self.load_id = run, load_id
         self.connections, self.dataset, self.table, self.target = connections, dataset, table, target
         self.caster = caster  # the copy job's FileCopy: batches are cast as the job casts its file's
-        self.run: CopyAhead | None = None
-        self.load_id = ""
         self.alone = 0  # rows sent to the COPY and to no load file
         self.copied: list[int] = []  # rows each COPY took, once it ended
         self.errors: list[BaseException] = []
@@ -193,7 +197,7 @@ class AheadStream:
     def lose(self, why: str) -> str:
         """Record that the rows this stream took alone are lost (``why``), so that its job can never copy its
         load file in their place; the message its job fails with."""
-        message = f"{PASSED_ROWS_LOST}: {why}; {self.alone} of its rows are in no load file"
+        message = f"{COPIED_ROWS_LOST}: {why}; {self.alone} of its rows are in no load file"
         with _waiting_lock:
             _lost_streams[(self.dataset, self.table, self.load_id)] = message
         return message
@@ -317,17 +321,17 @@ class CopyAhead:
         if stream.errors and stream.alone:  # a COPY that failed cannot take these: no use reading on
             error = stream.errors[0]
             self._stop(state, load_id, table_name)
-            raise StreamedRowsLost(f"the COPY into {table_name} failed during extract "
-                                   f"({str(error).splitlines()[0] if str(error) else type(error).__name__})")
+            raise StreamedRowsLost(f"{COPIED_ROWS_LOST}: the COPY into {table_name} failed during extract "
+                                   f"({first_line(str(error)) or type(error).__name__})")
+        fits = self._still_fits(state, table_name, schema)
         batches = [batch for item in items for batch in _batches(item) if batch.num_rows]
-        conformed = [_conformed(batch, stream) for batch in batches] if self._still_fits(state, table_name,
-                                                                                         schema) else [None]
-        if any(batch is None for batch in conformed):
+        conformed = [_conformed(batch, stream) for batch in batches] if fits else []
+        if not fits or any(batch is None for batch in conformed):
             alone = stream.alone
             self._stop(state, load_id, table_name)
             if alone:
-                raise StreamedRowsLost(f"{table_name}: its columns changed during extract after {alone:,} rows "
-                                       f"went to its COPY alone")
+                raise StreamedRowsLost(f"{COPIED_ROWS_LOST}: {table_name}: its columns changed during extract "
+                                       f"after {alone:,} rows went to its COPY alone")
             return None
         if not stream.alone:  # the package now holds rows in no file: recovery must discard it unless loaded
             package = dlt.current.load_package_state()
@@ -403,12 +407,11 @@ class CopyAhead:
                 return None
             for _ in range(streams - 1):
                 connections.append(psycopg.connect(url, client_encoding="utf8"))
-            stream = AheadStream(connections, dataset, table_name, target, caster)
+            stream = AheadStream(self, load_id, connections, dataset, table_name, target, caster)
         except BaseException:
             for connection in connections:
                 connection.close()
             raise
-        stream.run, stream.load_id = self, load_id
         with _waiting_lock:
             _waiting[(dataset, table_name, load_id)] = stream
         self._connections += len(connections)
@@ -515,7 +518,7 @@ def take(dataset: str, table: str, load_id: str) -> AheadStream | None:
         stream = _waiting.pop((dataset, table, load_id), None)
         if stream is not None and stream.alone:  # until its job commits it: a retry of the job must not copy
             _lost_streams[(dataset, table, load_id)] = (  # its file alone (nor another job of the table)
-                f"{PASSED_ROWS_LOST}: the job that took the rows copied into {dataset}.{table} during extract did "
+                f"{COPIED_ROWS_LOST}: the job that took the rows copied into {dataset}.{table} during extract did "
                 f"not finish; {stream.alone} of them are in no load file")
         return stream
 
@@ -552,7 +555,7 @@ def abandon_for_schema_update(dataset: str, table: str) -> None:
         stream.roll_back()
         if stream.alone:  # their copy job then fails the load, which reads them again into a load file
             stream.lose(f"the COPY into {dataset}.{table} was rolled back: the load alters the table")
-    for rows in passed:  # their copy job then fails the load: the next run discards it and reads them again
+    for rows in passed:  # their copy job then fails the load, which is discarded and read again
         log.warning("%d rows passed through into %s rolled back: the load alters the table", rows.rows, table)
         rows.roll_back()
 

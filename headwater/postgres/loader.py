@@ -11,7 +11,7 @@
 - **Rows copied ahead.** A copy job whose table was COPY'd during extract (headwater.postgres.copy_ahead)
   commits that COPY when it took exactly the rows it was given: the load file's, and the rows sent to it
   alone (in no file). When it took only the file's rows and fails, the job copies the file instead; when it
-  took rows alone, those cannot be copied again, and the job fails with ``PASSED_ROWS_LOST``.
+  took rows alone, those cannot be copied again, and the job fails with ``COPIED_ROWS_LOST``.
   Rows a source passed straight into the table (copy_ahead's ``PassedThrough``) are committed after the file's.
 - **Refused rows, or a lost connection.** When Postgres refuses the rows (a value its column cannot
   hold) the job fails terminally with Postgres's reason, and headwater.load.refusals sets the refused
@@ -137,7 +137,7 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
     def _commit_alone(self, ahead: copy_ahead.AheadStream, copy: FileCopy) -> None:
         """Commit the rows copied ahead during extract, some of which went to the COPY alone (in no load file):
         the file's rows and those. Nothing here copies the file in their place: on any failure the job fails
-        with ``PASSED_ROWS_LOST`` (the stream stays marked lost, so a retry of this job fails too), and the
+        with ``COPIED_ROWS_LOST`` (the stream stays marked lost, so a retry of this job fails too), and the
         load is discarded and read again (headwater.load.pipeline; after a kill, headwater.load.recovery)."""
         try:
             with pq.ParquetFile(self._file_path) as parquet:
@@ -161,7 +161,8 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
     def _commit_passed(self, passed: copy_ahead.PassedThrough, copy: FileCopy) -> None:
         """Commit the rows a source passed straight into the table during extract (headwater.postgres.copy_ahead),
         after the file's. They are in no file: when they were rolled back or their commit fails, this load can
-        never complete, and the next run discards it and reads them again (headwater.load.recovery)."""
+        never complete: it is discarded and the rows read again (headwater.load.pipeline; after a kill,
+        headwater.load.recovery)."""
         if passed.state == "waiting":
             try:
                 passed.commit()
@@ -265,7 +266,7 @@ BINARY_DATA_REFUSED = "08P01"
 
 def _lost(passed: copy_ahead.PassedThrough, copy: FileCopy, why: str) -> str:
     return (f"{copy_ahead.PASSED_ROWS_LOST}: the {passed.rows} rows passed through into {copy.where} are not in the "
-            f"table ({why}); this load cannot complete, and the next run discards it and reads them again")
+            f"table ({why}); this load cannot complete")
 
 
 def refuses_data(error: Exception) -> bool:
