@@ -102,9 +102,9 @@ def render(report: Report) -> str:
 
 
 def write(report: Report, path: Path) -> None:
-    """The results file anew, keeping the end-to-end section that ``benchmarks.endtoend`` writes into it."""
-    from benchmarks.endtoend.report import own_section
+    """The results file anew, keeping the sections other suites write into it (benchmarks.sections)."""
+    from benchmarks.sections import kept_sections
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = own_section(path.read_text()) if path.exists() else ""
+    kept = kept_sections(path)
     path.write_text(render(report) + ("\n" + kept if kept else ""))

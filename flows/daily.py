@@ -19,12 +19,12 @@ from prefect import flow, get_run_logger
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.artifacts import publish_artifacts
+from flows.source_loads import load_sources
 from flows.tasks import (
     audit_and_publish_task,
     catalog_site_task,
     dbt_rebuild_task,
     lineage_task,
-    load_source_task,
     plan_rebuild_task,
     verify_raw_contracts_task,
 )
@@ -217,9 +217,8 @@ def _daily(project: ProjectConfig, address: PostgresAddress, roles: RunRoles, ru
                          contract_tables=contract_tables(project), roles=roles.note)
     summary.crashed_runs = mark_crashed_runs(roles.loader, run.run_id)
     with running_example(project, advance_days=advance_example):
-        for source in project.sources:
-            if source.enabled:
-                summary.loads.append(load_source_task(project, source, roles.loader, reload))
+        enabled = [source for source in project.sources if source.enabled]
+        summary.loads = load_sources(project, enabled, roles.loader, reload, logger.info)
     loaded = changed_relations(summary.loads)
     try:
         # One build and publish at a time per destination: a second run waits, then builds what is behind.

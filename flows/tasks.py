@@ -28,7 +28,7 @@ def progress_lines() -> Callable[[str], None]:
 
 
 # Every task reads or writes the database: results are never cached between runs.
-@task(name="load-source", cache_policy=NO_CACHE)
+@task(name="load-source", task_run_name="load-{source.name}", cache_policy=NO_CACHE)
 def load_source_task(
     project: ProjectConfig, source: SourceConfig, address: PostgresAddress, reload: Reload | None = None
 ) -> SourceLoad:

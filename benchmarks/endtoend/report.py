@@ -7,7 +7,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-START, END = "<!-- endtoend:start -->", "<!-- endtoend:end -->"
+from benchmarks.sections import markers, replace_section
+
+START, END = markers("endtoend")
 # Headwater's whole command against raw COPY of the same rows, per workload (issue 16).
 COPY_GOALS = {"parquet": 0.9, "csv": 0.8, "postgres": 0.8, "mariadb": 0.8}
 PEERS = ("ingestr", "Sling", "Singer")
@@ -174,17 +176,6 @@ def render(section: Section) -> str:
     return "\n".join(lines) + "\n"
 
 
-def own_section(text: str) -> str:
-    """The end-to-end section of a results file, markers included ("" when there is none)."""
-    if START in text and END in text:
-        return text[text.index(START):text.index(END) + len(END)] + "\n"
-    return ""
-
-
 def write(section: Section, path: Path) -> None:
     """Replace the section in ``path`` (or add it at the end), leaving the rest of the file as it is."""
-    text = path.read_text() if path.exists() else ""
-    old = own_section(text)
-    new = render(section)
-    text = text.replace(old, new) if old else (text.rstrip("\n") + "\n\n" + new if text else new)
-    path.write_text(text)
+    replace_section(path, "endtoend", render(section))

@@ -58,6 +58,18 @@ class Variables:
         self._blocks: dict[str, str] = {}  # read once, held only in memory
         self._reading = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """What travels to another process (a Dask worker): no secret read here, neither the secrets file's
+        values nor Secret blocks. The other process reads its own environment, secrets file and blocks."""
+        return {"secrets_file": self.secrets_file, "builtins": dict(self._builtins)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.secrets_file = state["secrets_file"]
+        self._builtins = state["builtins"]
+        self._file = read_env_file(self.secrets_file)
+        self._blocks = {}
+        self._reading = threading.Lock()
+
     def provide(self, name: str, value: str) -> None:
         """Make a value available to references for this run only (it is never written anywhere)."""
         self._builtins[name] = value

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from queue import Empty, Full, Queue
 from typing import Iterator, TypeVar
 
+from dlt.common.configuration.container import Container
+
 T = TypeVar("T")
 _POLL_SECONDS = 0.1
 
@@ -48,7 +50,10 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             if close is not None:  # a generator's own cleanup (open files) runs in the thread that ran it
                 close()
 
-    thread = threading.Thread(target=produce, name="headwater-read-ahead", daemon=True)
+    # dlt keeps a pipeline's context (its state, the incremental cursors a resource reads) per thread; a
+    # thread named with dlt's pool prefix shares the caller's, whichever thread the load runs in.
+    thread = threading.Thread(target=produce, name=f"{Container.thread_pool_prefix()}headwater-read-ahead",
+                              daemon=True)
     thread.start()
     try:
         while True:

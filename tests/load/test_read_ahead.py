@@ -18,7 +18,28 @@ def test_items_arrive_in_order_and_are_produced_in_another_thread():
             yield number
 
     assert list(read_ahead(numbers(), depth=3)) == list(range(100))
-    assert producers == {"headwater-read-ahead"}
+    [producer] = producers
+    assert producer.endswith("headwater-read-ahead") and producer != threading.current_thread().name
+
+
+def test_the_producer_sees_the_pipeline_of_the_thread_that_loads(tmp_path):
+    """A load may run in any thread (sources load side by side); its resources read dlt's pipeline context."""
+    import dlt
+
+    seen = []
+
+    def load_in_a_worker_thread():
+        dlt.pipeline("read_ahead_context", pipelines_dir=str(tmp_path))  # the thread's active pipeline
+
+        def names():
+            yield dlt.current.pipeline().pipeline_name
+
+        seen.extend(read_ahead(names()))
+
+    worker = threading.Thread(target=load_in_a_worker_thread)
+    worker.start()
+    worker.join()
+    assert seen == ["read_ahead_context"]
 
 
 def test_an_error_while_producing_is_raised_in_the_caller_after_the_items_before_it():

@@ -392,3 +392,27 @@ def test_a_key_that_overrides_a_merged_one_is_not_a_duplicate(tmp_path):
     assert document.data["sources"]["db"] == {"connector": "sql_database",
                                               "settings": {"credentials": "sqlite:///b.db"}}
     assert document.line_of(("sources", "db", "settings")) == 5
+
+
+def test_run_settings_bound_parallel_sources_and_choose_where_loads_run(tmp_path):
+    sources = "sources:\n  files:\n    connector: filesystem\n    settings: {bucket_url: /tmp, files: {a: 'a/*'}}\n"
+    default = load(write_config(tmp_path, sources))
+    assert default.run.max_parallel_sources == 0 and default.run.parallel_sources >= 1
+    assert (default.run.task_runner, default.run.dask_address) == ("threads", None)
+
+    chosen = load(write_config(tmp_path, sources + "run: {max_parallel_sources: 3, task_runner: dask, "
+                                                   "dask_address: 'tcp://scheduler:8786'}\n"))
+    assert (chosen.run.parallel_sources, chosen.run.task_runner, chosen.run.dask_address) == \
+        (3, "dask", "tcp://scheduler:8786")
+
+
+def test_broken_run_settings_are_named_with_what_to_write(tmp_path):
+    path = write_config(tmp_path, "sources:\n  files:\n    connector: filesystem\n"
+                                  "    settings: {bucket_url: /tmp, files: {a: 'a/*'}}\n"
+                                  "run:\n  max_parallel_sources: 0\n  task_runner: ray\n  dask_address: scheduler\n")
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    message = str(raised.value)
+    assert f"{path}:6: run.max_parallel_sources: must be a whole number of at least 1 (got 0)" in message
+    assert f"{path}:7: run.task_runner: unknown task runner 'ray'; allowed: threads, dask" in message
+    assert "run.dask_address: must be a scheduler address such as tcp://scheduler:8786 (got 'scheduler')" in message

@@ -1,0 +1,193 @@
+"""Scale-out figures: a run's sources loaded 1, 2 and 4 at a time, and what an incremental run costs as the table grows.
+
+    python -m benchmarks.scale_out                   # 4 sources x 500,000 rows; incremental on 1M and 10M rows
+    python -m benchmarks.scale_out --quick           # tiny sizes, in well under a minute
+    python -m benchmarks.scale_out --out FILE        # the results file (default benchmarks/results.md)
+
+Every figure is a whole `python -m flows.daily` on the project's Prefect server (started once, as after
+`headwater up`), from spawn to exit, into a fresh destination database; each load is checked row for row
+against the source by count and checksum afterwards.
+
+**Parallel sources.** Four PostgreSQL tables of the same rows, one source each, loaded with
+`run.max_parallel_sources` 1, 2 and 4: the same 4 x N rows each time.
+
+**Incremental cost.** One source table of 1M rows and one of 10M, each loaded once; then the same number
+of new rows is added to each and one incremental run times taking them. The two times should be alike:
+an incremental run reads from its cursor on, not the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import yaml
+
+from benchmarks.databases import POSTGRES_SERVER, checkpoint, create_postgres_database, drop_postgres_database
+from benchmarks.machine import describe
+from benchmarks.sections import marked, replace_section
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results.md"
+SOURCE_SECRET = "BENCH_SOURCE_URL"
+COLUMNS = "id, kind, amount, note, updated_at"
+TABLE_DDL = ("create table {name} (id bigint primary key, kind text, amount numeric(12, 2), note text, "
+             "updated_at timestamptz not null)")
+ROWS_SQL = ("insert into {name} select i, 'kind-' || (i % 17), (i % 100000) / 100.0, md5(i::text), "
+            "timestamptz '2024-01-01' + i * interval '1 second' from generate_series({first}, {last}) i")
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def execute(url: str, sql: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql)
+
+
+def fingerprint(url: str, relation: str) -> tuple:
+    with psycopg.connect(url) as connection:
+        return connection.execute(f"select count(*), md5(string_agg(({COLUMNS})::text, ',' order by id)) "
+                                  f"from {relation}").fetchone()
+
+
+def write_project(folder: Path, tables: list[str], parallel: int) -> None:
+    sources = {f"s_{table}": {"connector": "sql_database",
+                              "settings": {"credentials": f"${{{SOURCE_SECRET}}}", "table_names": [table]},
+                              "tables": {table: {"cursor": "updated_at"}}} for table in tables}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "headwater.yaml").write_text(yaml.safe_dump(
+        {"project": "scale", "sources": sources, "run": {"max_parallel_sources": parallel}}, sort_keys=False))
+
+
+def run_flow(project: Path, env: dict) -> float:
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "flows.daily"], cwd=project, env=env, capture_output=True,
+                         text=True, timeout=3600)
+    seconds = time.perf_counter() - started
+    if run.returncode != 0:
+        raise RuntimeError(f"flows.daily exited {run.returncode}: {(run.stderr or run.stdout)[-3000:]}")
+    return seconds
+
+
+def flow_env(source_url: str, target_url: str) -> dict:
+    env = {name: value for name, value in os.environ.items() if name != "HEADWATER_CONFIG"}
+    env.update({SOURCE_SECRET: source_url, "HEADWATER_DATABASE_URL": target_url,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))})
+    return env
+
+
+def parallel_sources(work: Path, source_url: str, rows: int, counts: list[int]) -> list[dict]:
+    tables = [f"events_{index}" for index in range(1, 5)]
+    for table in tables:
+        execute(source_url, TABLE_DDL.format(name=table) + ";" + ROWS_SQL.format(name=table, first=1, last=rows))
+    execute(source_url, "vacuum analyze")
+    results = []
+    for parallel in counts:
+        project = work / "parallel"
+        write_project(project, tables, parallel)
+        target = create_postgres_database("scale")
+        try:
+            checkpoint()
+            seconds = run_flow(project, flow_env(source_url, target))
+            for table in tables:
+                assert fingerprint(target, f"raw_s_{table}.{table}") == fingerprint(source_url, table), table
+        finally:
+            drop_postgres_database(target)
+        results.append({"parallel": parallel, "rows": rows * len(tables), "seconds": seconds})
+        say(f"  {parallel} at a time: {seconds:.2f} s, {rows * len(tables) / seconds:,.0f} rows/s")
+    return results
+
+
+def incremental_cost(work: Path, source_url: str, sizes: list[int], new_rows: int) -> list[dict]:
+    results = []
+    for size in sizes:
+        table = f"grown_{size}"
+        execute(source_url, TABLE_DDL.format(name=table) + ";" + ROWS_SQL.format(name=table, first=1, last=size))
+        execute(source_url, f"vacuum analyze {table}")
+        project = work / f"incremental_{size}"
+        write_project(project, [table], 1)
+        target = create_postgres_database("scale")
+        try:
+            env = flow_env(source_url, target)
+            first = run_flow(project, env)
+            execute(source_url, ROWS_SQL.format(name=table, first=size + 1, last=size + new_rows))
+            checkpoint()
+            seconds = run_flow(project, env)
+            assert fingerprint(target, f"raw_s_{table}.{table}") == fingerprint(source_url, table), table
+        finally:
+            drop_postgres_database(target)
+        results.append({"table_rows": size, "new_rows": new_rows, "first_load": first, "seconds": seconds})
+        say(f"  {size:,}-row table: first load {first:.1f} s; {new_rows:,} new rows in {seconds:.2f} s")
+    return results
+
+
+def render(parallel: list[dict], incremental: list[dict], per_source: int) -> str:
+    one = parallel[0]["seconds"]
+    lines = ["## Scale out: parallel sources, incremental cost as the table grows", "",
+             "`python -m benchmarks.scale_out`; each figure one whole `python -m flows.daily` on the project's "
+             "Prefect server, spawn to exit, into a fresh database, every table checked against its source "
+             "(count and checksum of every column).", "",
+             f"### Four PostgreSQL sources of {per_source:,} rows each, `run.max_parallel_sources`", "",
+             "| at a time | seconds | rows/s | vs one at a time |", "|---|---|---|---|"]
+    for result in parallel:
+        lines.append(f"| {result['parallel']} | {result['seconds']:.2f} | "
+                     f"{result['rows'] / result['seconds']:,.0f} | {one / result['seconds']:.2f}x |")
+    lines += ["", "### An incremental run as the table grows (the same new rows)", "",
+              "| table rows | new rows | first load, s | incremental run, s |", "|---|---|---|---|"]
+    for result in incremental:
+        lines.append(f"| {result['table_rows']:,} | {result['new_rows']:,} | {result['first_load']:.1f} | "
+                     f"{result['seconds']:.2f} |")
+    small, large = incremental[0], incremental[-1]
+    lines += ["", f"An incremental run on the {large['table_rows'] // small['table_rows']}x larger table took "
+                  f"{large['seconds'] / small['seconds']:.2f}x the time.", "", "Machine:", ""]
+    lines += [f"- {name}: {value}" for name, value in describe(POSTGRES_SERVER).items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale_out", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500_000, help="rows per source table (default 500,000)")
+    parser.add_argument("--sizes", default="1000000,10000000", help="table sizes of the incremental case")
+    parser.add_argument("--new-rows", type=int, default=10_000, help="rows added before the timed incremental run")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes; printed only, unless --out is given")
+    parser.add_argument("--out", type=Path,
+                        help="results file whose scale-out section is replaced (default benchmarks/results.md)")
+    args = parser.parse_args(argv)
+    rows, sizes, new_rows = args.rows, [int(size) for size in args.sizes.split(",")], args.new_rows
+    if args.quick:
+        rows, sizes, new_rows = 2_000, [2_000, 20_000], 100
+    from headwater.local import stack
+
+    source_url = create_postgres_database("scale_src")
+    with tempfile.TemporaryDirectory(prefix="headwater-scale-") as scratch:
+        work = Path(scratch)
+        state = work / "parallel" / ".headwater"
+        try:
+            say("Parallel sources")
+            state.mkdir(parents=True)
+            # One Prefect server for every run, as after `headwater up`; each run's project folder is told of it.
+            os.environ["PREFECT_API_URL"] = stack.ensure_prefect_server(state)
+            parallel = parallel_sources(work, source_url, rows, [1, 2, 4])
+            say("Incremental cost")
+            incremental = incremental_cost(work, source_url, sizes, new_rows)
+        finally:
+            stack.down(state)
+            drop_postgres_database(source_url)
+    markdown = render(parallel, incremental, rows)
+    print(markdown)
+    out = args.out or (None if args.quick else RESULTS)
+    if out is not None:
+        replace_section(out, "scale_out", marked("scale_out", markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""benchmarks.scale_out --quick: the parallel-sources and incremental-cost tables, every load verified (no speed
+asserted), written into its own section of a results file without touching the rest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.sections import markers
+from tests.benchmarks.markdown import table_after
+from tests.conftest import REPO
+from tests.servers import postgres_server_url
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_scale_out_writes_its_section_and_keeps_the_rest(tmp_path):
+    results = tmp_path / "results.md"
+    results.write_text("# Benchmarks\n\nkept as it is\n")
+    env = {**os.environ, "HEADWATER_BENCH_POSTGRES": postgres_server_url()}
+    env.pop("PREFECT_API_URL", None)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.scale_out", "--quick", "--out", str(results)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    text = results.read_text()
+    start, end = markers("scale_out")
+    assert text.startswith("# Benchmarks\n\nkept as it is\n") and start in text and text.rstrip().endswith(end)
+    parallel = table_after(text, "### Four PostgreSQL sources", "### An incremental run")
+    assert list(parallel) == ["1", "2", "4"]
+    assert all(float(cells[0]) > 0 and int(cells[1].replace(",", "")) > 0 for cells in parallel.values())
+    incremental = table_after(text, "### An incremental run", "Machine:")
+    assert list(incremental) == ["2,000", "20,000"]
+    assert all(cells[0] == "100" for cells in incremental.values())
