@@ -61,6 +61,11 @@ def add_parser(subparsers) -> None:
         help="then run a process worker for the work pool in the foreground until Ctrl-C or SIGTERM: "
         "it runs the scheduled runs",
     )
+    deploy.add_argument(
+        "--per-source", action="store_true",
+        help="register one deployment per enabled source (load-SOURCE) and a `build` deployment instead of "
+        "prefect.yaml's, with the destination's global concurrency limit (the deploy: block of headwater.yaml)",
+    )
     deploy.set_defaults(run=run_deploy)
 
 
@@ -82,10 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from headwater.common.runtime import project_root, state_dir
+    from headwater.common.runtime import config_path, project_root, state_dir
     from headwater.deployments.deploy import deploy
 
-    return deploy(project_root(), state_dir(), run=args.run_once, worker=args.worker)
+    return deploy(project_root(), state_dir(), config_path(), run=args.run_once, worker=args.worker,
+                  per_source=args.per_source)
 
 
 def run_recover(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""`headwater deploy` step by step, each step said as it happens: the server, the work pools, the deployments
-registered (a table with their ids), then optionally one run followed to its final state, and a worker."""
+"""`headwater deploy` step by step, each step said as it happens: the server, the work pools, the destination's
+concurrency limit (per-source deployments), the deployments registered (a table with their ids), then optionally
+one run followed to its final state, and a worker."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.deployments.destination_limit import ensure_destination_limit
+from headwater.deployments.per_source import DeployPlan, deploy_plan
 from headwater.deployments.prefect_file import DeploymentSpec, PrefectFileError, read_prefect_file
 from headwater.deployments.register import (
     DeployError,
@@ -33,6 +36,8 @@ from headwater.deployments.runs import (
 from headwater.deployments.server import PrefectServer, find_or_start_server, safe_url, ui_url
 from headwater.local.embedded_postgres import LocalPostgresError
 from headwater.local.stack import StackError
+from headwater.plugins.manager import connector_registry
+from headwater.project.config import ConfigError, load_project
 
 TAIL_LINES = 25
 
@@ -41,17 +46,21 @@ class UsageError(ValueError):
     """The options do not fit prefect.yaml or the work pool."""
 
 
-def deploy(root: Path, state_dir: Path, *, run: str | None = None, worker: bool = False) -> int:
-    """Register the deployments of root/prefect.yaml; `run` ("" for the only one, or a name) then runs one once,
-    `worker` then serves its pool in the foreground. Returns the exit code: 1 after saying what went wrong."""
+def deploy(root: Path, state_dir: Path, config: Path, *, run: str | None = None, worker: bool = False,
+           per_source: bool = False) -> int:
+    """Register the deployments of root/prefect.yaml, or with `per_source` (or `deploy.per_source` in the config)
+    one per source and a build deployment; `run` ("" for the only one, or a name) then runs one once, `worker`
+    then serves its pool in the foreground. Returns the exit code: 1 after saying what went wrong."""
     out = Console()
     err = Console(stderr=True)
     try:
-        specs = read_prefect_file(root)
-        chosen = _chosen_deployment(specs, run) if run is not None else None
-        pool = _worker_pool(specs, chosen) if (worker or chosen) else None
-        return _deploy(out, err, root, state_dir, specs, chosen, pool, worker)
-    except (PrefectFileError, UsageError, DeployError, StackError, LocalPostgresError, RunNotStarted) as error:
+        read_prefect_file(root)  # its problems first: the per-source deployments take its defaults too
+        plan = deploy_plan(root, load_project(config, connector_registry()), per_source)
+        chosen = _chosen_deployment(plan, run) if run is not None else None
+        pool = _worker_pool(plan, chosen) if (worker or chosen) else None
+        return _deploy(out, err, root, state_dir, plan, chosen, pool, worker)
+    except (PrefectFileError, UsageError, DeployError, StackError, LocalPostgresError, RunNotStarted,
+            ConfigError) as error:
         err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         err.print("Interrupted.")
@@ -64,30 +73,32 @@ def deploy(root: Path, state_dir: Path, *, run: str | None = None, worker: bool 
     return 1
 
 
-def _chosen_deployment(specs: list[DeploymentSpec], wanted: str) -> DeploymentSpec:
+def _chosen_deployment(plan: DeployPlan, wanted: str) -> DeploymentSpec:
+    specs = plan.specs
     if wanted:
         for spec in specs:
             if spec.name == wanted:
                 return spec
-        raise UsageError(f"--run {wanted}: prefect.yaml has no deployment of that name; it has "
+        raise UsageError(f"--run {wanted}: {plan.prefect_file} has no deployment of that name; it has "
                          f"{', '.join(spec.name for spec in specs)}.")
     if len(specs) > 1:
-        raise UsageError(f"--run: prefect.yaml defines {len(specs)} deployments; name one: "
+        raise UsageError(f"--run: {plan.prefect_file} defines {len(specs)} deployments; name one: "
                          + " or ".join(f"--run {spec.name}" for spec in specs) + ".")
     return specs[0]
 
 
-def _worker_pool(specs: list[DeploymentSpec], chosen: DeploymentSpec | None) -> str:
-    """The one pool a started worker serves: the chosen deployment's, or the only pool of prefect.yaml."""
-    pools = list(dict.fromkeys(spec.work_pool for spec in ([chosen] if chosen else specs)))
+def _worker_pool(plan: DeployPlan, chosen: DeploymentSpec | None) -> str:
+    """The one pool a started worker serves: the chosen deployment's, or the only pool of the prefect file."""
+    pools = list(dict.fromkeys(spec.work_pool for spec in ([chosen] if chosen else plan.specs)))
     if len(pools) > 1:
-        raise UsageError(f"--worker: prefect.yaml uses the work pools {', '.join(pools)}; a worker serves one. "
+        raise UsageError(f"--worker: {plan.prefect_file} uses the work pools {', '.join(pools)}; a worker serves one. "
                          "Start one per pool with `prefect worker start --pool NAME`.")
     return pools[0]
 
 
-def _deploy(out: Console, err: Console, root: Path, state_dir: Path, specs: list[DeploymentSpec],
+def _deploy(out: Console, err: Console, root: Path, state_dir: Path, plan: DeployPlan,
             chosen: DeploymentSpec | None, pool: str | None, with_worker: bool) -> int:
+    specs = plan.specs
     with err.status("Looking for the Prefect server…") as spinner:
         server = find_or_start_server(state_dir, progress=spinner.update)
     ui = ui_url(server)
@@ -104,10 +115,17 @@ def _deploy(out: Console, err: Console, root: Path, state_dir: Path, specs: list
     if pool is not None:
         _check_servable(next(status for status in pools if status.name == pool))
 
-    with err.status("Registering the deployments of prefect.yaml (prefect deploy --all)…"):
-        register_deployments(server, root)
+    if plan.destination_limit is not None:
+        out.print(ensure_destination_limit(server, *plan.destination_limit).describe(), soft_wrap=True)
+
+    with err.status(f"Registering the deployments of {plan.prefect_file} (prefect deploy --all)…"):
+        register_deployments(server, root, plan.prefect_file)
         registered = read_registered(server, specs)
     out.print(_deployments_table(registered, ui))
+    if plan.destination_limit is not None:
+        out.print("The deployments of prefect.yaml were left as they are on the server: pause a daily deployment "
+                  "registered before (`prefect deployment pause 'daily/daily'`) so sources do not load twice.",
+                  soft_wrap=True)
 
     target = registered[specs.index(chosen)] if chosen else None
     if target is None and not with_worker:
@@ -198,7 +216,9 @@ def _print_next_steps(out: Console, server: PrefectServer, registered: list[Regi
                       pools: list[PoolStatus]) -> None:
     prefix = "" if server.origin == "PREFECT_API_URL" else f"PREFECT_API_URL={server.safe_api_url} "
     name = "'" + registered[0].full_name.replace("'", "'\\''") + "'"  # quoted for the shell
-    out.print("Run it once:  headwater deploy --run", soft_wrap=True)
+    # With several deployments --run needs a name: the first one's, as Prefect's command below.
+    which = "" if len(registered) == 1 else f" {registered[0].full_name.partition('/')[2]}"
+    out.print(f"Run it once:  headwater deploy --run{which}", soft_wrap=True)
     out.print(f"         or:  {prefix}prefect deployment run {name}   (a worker must be running)", soft_wrap=True)
     if not any(status.workers_online for status in pools):
         out.print("No worker is online: runs (scheduled ones too) wait until one starts. "

@@ -3,7 +3,7 @@ entrypoint and work pool. Prefect's own `prefect deploy` reads the rest."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,14 @@ class DeploymentSpec:
     name: str
     entrypoint: str  # path/to/file.py:flow_function
     work_pool: str
+    # As written (YAML anchors resolved): what the per-source deployments take over from daily's.
+    work_queue: str | None = field(default=None, compare=False)
+    schedules: tuple = field(default=(), compare=False)
 
 
-def read_prefect_file(root: Path) -> list[DeploymentSpec]:
-    """The deployments of root/prefect.yaml, in file order."""
-    path = root / PREFECT_FILE
+def read_prefect_file(root: Path, name: str = PREFECT_FILE) -> list[DeploymentSpec]:
+    """The deployments of root/prefect.yaml (or another file of root), in file order."""
+    path = root / name
     if not path.is_file():
         raise PrefectFileError(f"{path}: not found. `headwater deploy` registers the deployments this file "
                                "defines; run it from the project folder (the one holding headwater.yaml).")
@@ -61,7 +64,9 @@ def _spec(document: YamlDocument, index: int, item: Any) -> DeploymentSpec:
     pool = item.get("work_pool")
     pool_name = _text(document, pool.get("name") if isinstance(pool, dict) else None, (*where, "work_pool", "name"),
                       "the work pool its runs wait in, e.g. `work_pool: {name: headwater}`")
-    return DeploymentSpec(name=name, entrypoint=entrypoint, work_pool=pool_name)
+    schedules = item.get("schedules")
+    return DeploymentSpec(name=name, entrypoint=entrypoint, work_pool=pool_name, work_queue=pool.get("work_queue_name"),
+                          schedules=tuple(schedules) if isinstance(schedules, list) else ())
 
 
 def _text(document: YamlDocument, value: Any, key_path: KeyPath, what: str) -> str:

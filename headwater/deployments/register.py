@@ -63,12 +63,12 @@ def ensure_work_pools(server: PrefectServer, names: list[str]) -> list[PoolStatu
     return statuses
 
 
-def register_deployments(server: PrefectServer, root: Path) -> None:
-    """`prefect deploy --all` in the project folder: Prefect reads prefect.yaml and imports each flow.
+def register_deployments(server: PrefectServer, root: Path, prefect_file: str = PREFECT_FILE) -> None:
+    """`prefect deploy --all` in the project folder: Prefect reads the prefect file and imports each flow.
 
     With no `pull:` section, Prefect records this folder as the one the worker runs the flows in.
     """
-    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", PREFECT_FILE]
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", prefect_file]
     result = subprocess.run(command, cwd=root, env=child_environ({API_URL_ENV: server.api_url}),
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_SECONDS)
     if result.returncode != 0:
@@ -77,7 +77,7 @@ def register_deployments(server: PrefectServer, root: Path) -> None:
 
 
 def read_registered(server: PrefectServer, specs: list[DeploymentSpec]) -> list[RegisteredDeployment]:
-    """The deployments prefect.yaml defines, as the server now has them."""
+    """The deployments the prefect file defines, as the server now has them."""
     with prefect_client(server) as client:
         found = client.read_deployments(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[spec.name for spec in specs]))

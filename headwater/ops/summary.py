@@ -45,6 +45,7 @@ class RunSummary:
     site_error: str | None = None  # the catalog site could not be written
     crashed_runs: list = field(default_factory=list)  # ops.crashed_runs.CrashedRun: earlier runs found dead
     build_skipped: str | None = None  # why dbt and publish did not run (another run held the marts)
+    marts_left: str | None = None  # a run that builds no marts by design says where they build (flows.source/build)
     roles: str | None = None  # with `grants:`: the roles the steps ran as, or why they ran as the URL's user
     reader_grants: str | None = None  # with `grants:`: what the reader role may read of the published marts
     reader_grants_error: str | None = None  # the reader's mart grants could not be set
@@ -267,6 +268,8 @@ def _print_rebuild_and_publish(summary: RunSummary, console: Console) -> None:
                           "unchanged.", highlight=False)
     if summary.publish is not None and summary.publish.published:
         console.print(f"Published {', '.join(summary.publish.published)}", highlight=False)
+    if summary.marts_left:
+        console.print(escape(summary.marts_left), highlight=False, soft_wrap=True)
 
 
 def _what_changed(summary: RunSummary, schema: str, table: str) -> str:

@@ -23,6 +23,7 @@ from headwater.plugins.manager import step_registry
 from headwater.processing import validate_plan
 from headwater.project.alerting import parse_alerts
 from headwater.project.deletes import parse_deletes
+from headwater.project.deploy_settings import DeploySettings, parse_deploy_settings
 from headwater.project.freshness import FreshnessSLA, parse_freshness
 from headwater.project.grants import GrantsConfig, parse_grants
 from headwater.project.quarantine_settings import QuarantineSettings, parse_quarantine_settings
@@ -32,7 +33,7 @@ from headwater.project.setting_types import check_setting
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 TOP_LEVEL_KEYS = {"project", "example", "sources", "transform", "quality", "alerts", "catalog", "run", "grants",
-                  "quarantine"}
+                  "quarantine", "deploy"}
 SOURCE_KEYS = {"connector", "settings", "tables", "enabled", "freshness", "naming", "quarantine"}
 # dlt naming conventions a source may choose: how source names become table and column names.
 NAMING_CONVENTIONS = {
@@ -120,6 +121,7 @@ class ProjectConfig:
     run: RunSettings = field(default_factory=RunSettings)  # the `run:` block: waiting for busy sources
     grants: GrantsConfig | None = None  # the `grants:` block: least-privilege roles; None: runs as the URL's user
     quarantine: QuarantineSettings = field(default_factory=QuarantineSettings)  # the project's `quarantine:` block
+    deploy: DeploySettings = field(default_factory=DeploySettings)  # the `deploy:` block: per-source deployments
 
     @property
     def root(self) -> Path:
@@ -242,6 +244,9 @@ def _parse(
         run=parse_run_settings(data.get("run"), problems),
         grants=parse_grants("grants" in data, data.get("grants"), problems),
         quarantine=parse_quarantine_settings(data.get("quarantine"), ("quarantine",), problems),
+        # Names as written: a source with problems of its own is still one the deploy block may name.
+        deploy=parse_deploy_settings(data.get("deploy"), [str(name) for name in raw_sources or {}]
+                                     if isinstance(raw_sources, dict) else [], problems),
     )
 
 

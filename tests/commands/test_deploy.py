@@ -68,3 +68,18 @@ def test_a_deployment_without_a_work_pool_is_reported_with_its_line(shop_project
     assert capsys.readouterr().err.replace("\n", " ").strip() == (
         f"error: {prefect_file}:{line}: deployments[0].work_pool.name: missing; give the work pool its runs "
         "wait in, e.g. `work_pool: {name: headwater}`.")
+
+
+def test_per_source_deployments_replace_prefect_yaml_s_for_run_and_worker(shop_project, monkeypatch, capsys):
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: the options are checked first
+    assert main(["deploy", "--per-source", "--run", "daily"]) == 1
+    assert capsys.readouterr().err.replace("\n", " ") == (
+        "error: --run daily: .headwater/prefect-per-source.yaml has no deployment of that name; it has "
+        "load-shop_files, load-shop_db, load-shop_api, build. ")
+
+    config = shop_project / "headwater.yaml"
+    config.write_text(config.read_text() + "deploy: {per_source: true, pools: {shop_db: databases}}\n")
+    assert main(["deploy", "--worker"]) == 1
+    assert capsys.readouterr().err.replace("\n", " ") == (
+        "error: --worker: .headwater/prefect-per-source.yaml uses the work pools headwater, databases; a worker "
+        "serves one. Start one per pool with `prefect worker start --pool NAME`. ")
