@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -46,28 +47,32 @@ def _bounded(runner: TaskRunner, limit: int, sources: list[SourceConfig],
              parameters: Callable[[SourceConfig], dict]) -> list[SourceLoad]:
     """Submit a load whenever fewer than ``limit`` run, so a cluster bigger than the bound gets no more."""
     waiting = list(enumerate(sources))
-    running: dict[PrefectFuture, tuple[int, SourceConfig]] = {}
+    running: dict[PrefectFuture, tuple[int, SourceConfig, float]] = {}
     loads: dict[int, SourceLoad] = {}
     while waiting or running:
         while waiting and len(running) < limit:
             index, source = waiting.pop(0)
-            running[runner.submit(load_source_task, parameters=parameters(source))] = (index, source)
+            submitted = time.perf_counter()
+            running[runner.submit(load_source_task, parameters=parameters(source))] = (index, source, submitted)
         finished = next(as_completed(list(running)))
-        index, source = running.pop(finished)
-        loads[index] = _outcome(finished, source)
+        index, source, submitted = running.pop(finished)
+        loads[index] = _outcome(finished, source, time.perf_counter() - submitted)
     return [loads[index] for index in range(len(sources))]
 
 
-def _outcome(future: PrefectFuture, source: SourceConfig) -> SourceLoad:
+def _outcome(future: PrefectFuture, source: SourceConfig, seconds: float) -> SourceLoad:
     """The load's result; a task that ended without one (its Dask worker died twice) becomes a failed load.
 
     load_source turns every error of a load into SourceLoad.error, so an exception here comes from where
     the task ran, not from the source; the load's package, if any, waits for the next run.
     """
-    outcome = future.result(raise_on_failure=False)
+    try:
+        outcome = future.result(raise_on_failure=False)
+    except Exception as error:  # Dask raises its own (KilledWorker) instead of returning a failed state
+        outcome = error
     if isinstance(outcome, SourceLoad):
         return outcome
-    return SourceLoad(source=source.name, dataset=source.dataset, seconds=0.0,
+    return SourceLoad(source=source.name, dataset=source.dataset, seconds=seconds,
                       error=f"the load did not finish where it ran ({type(outcome).__name__}: {outcome}); "
                             f"the next run finishes or discards what it left")
 
