@@ -145,7 +145,7 @@ def dask_cluster(request):
     distributed = pytest.importorskip("distributed")
     allowed = getattr(request, "param", 3)
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                      silence_logs=logging.WARNING) as cluster, distributed.Client(cluster) as client:
         yield cluster, client
 
