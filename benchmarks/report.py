@@ -102,9 +102,12 @@ def render(report: Report) -> str:
 
 
 def write(report: Report, path: Path) -> None:
-    """The results file anew, keeping the end-to-end section that ``benchmarks.endtoend`` writes into it."""
+    """The results file anew, keeping the sections that ``benchmarks.endtoend`` and
+    ``benchmarks.parallel_full_load`` write into it."""
+    from benchmarks import parallel_full_load
     from benchmarks.endtoend.report import own_section
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = own_section(path.read_text()) if path.exists() else ""
+    text = path.read_text() if path.exists() else ""
+    kept = "\n".join(section for section in (own_section(text), parallel_full_load.own_section(text)) if section)
     path.write_text(render(report) + ("\n" + kept if kept else ""))

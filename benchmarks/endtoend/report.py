@@ -176,15 +176,24 @@ def render(section: Section) -> str:
 
 def own_section(text: str) -> str:
     """The end-to-end section of a results file, markers included ("" when there is none)."""
-    if START in text and END in text:
-        return text[text.index(START):text.index(END) + len(END)] + "\n"
+    return marked_section(text, START, END)
+
+
+def marked_section(text: str, start: str, end: str) -> str:
+    """The part of ``text`` from the ``start`` marker to the ``end`` marker, both included ("" when absent)."""
+    if start in text and end in text:
+        return text[text.index(start):text.index(end) + len(end)] + "\n"
     return ""
 
 
 def write(section: Section, path: Path) -> None:
-    """Replace the section in ``path`` (or add it at the end), leaving the rest of the file as it is."""
+    replace_section(path, render(section), START, END)
+
+
+def replace_section(path: Path, new: str, start: str, end: str) -> None:
+    """Replace the section between ``start`` and ``end`` in ``path`` by ``new`` (or add it at the end), leaving
+    the rest of the file as it is."""
     text = path.read_text() if path.exists() else ""
-    old = own_section(text)
-    new = render(section)
+    old = marked_section(text, start, end)
     text = text.replace(old, new) if old else (text.rstrip("\n") + "\n\n" + new if text else new)
     path.write_text(text)

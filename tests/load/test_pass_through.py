@@ -112,7 +112,7 @@ def test_passed_rows_whose_commit_fails_are_read_again_in_the_same_run(tmp_path,
     commit = PassedThrough.commit
 
     def commit_after_the_server_ends_the_session(self):  # as a restart or an idle-session timeout would
-        pid = self.connection.info.backend_pid
+        pid = self.connections[0].info.backend_pid
         execute(database_url, "select pg_terminate_backend(%s)", pid)
         commit(self)
 
