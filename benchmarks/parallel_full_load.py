@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ import psycopg
 
 from benchmarks.data import POSTGRES_DDL
 from benchmarks.databases import POSTGRES_SERVER, checkpoint, create_postgres_database, drop_postgres_database
+from benchmarks.endtoend.cpu import database_seconds, settled_database_seconds
 from benchmarks.endtoend.report import marked_section, replace_section
 from benchmarks.machine import describe
 
@@ -85,9 +87,16 @@ def raw_pipe(source_url: str, destination_url: str) -> dict:
     out = f"COPY ({SELECT_ALL}) TO STDOUT (FORMAT binary)"
     pipe = (f"set -o pipefail; psql -X -q -v ON_ERROR_STOP=1 -d '{source_url}' -c '{out}' | "
             f"psql -X -q -v ON_ERROR_STOP=1 -d '{destination_url}' -c 'COPY events FROM STDIN (FORMAT binary)'")
+    before = _children_cpu()
     started = time.perf_counter()
     subprocess.run(["bash", "-c", pipe], check=True)
-    return {"seconds": time.perf_counter() - started, "table": "events", "streams": 1}
+    return {"seconds": time.perf_counter() - started, "client_cpu": _children_cpu() - before, "table": "events",
+            "streams": 1}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def headwater(source_url: str, destination_url: str, settings: dict[str, str], folder: Path) -> dict:
@@ -121,14 +130,15 @@ def load_once(config: str, destination_url: str) -> None:
     registry = connector_registry()
     project = load_project(Path(config), registry)
     configured = project.source("db")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), os.times()
     loaded = load_source(project, configured, registry.get(configured.connector),
                          PostgresAddress.from_url(destination_url))
-    seconds = time.perf_counter() - started
+    seconds, ended = time.perf_counter() - started, os.times()
     if not loaded.ok:
         raise SystemExit(f"the load failed: {loaded.error}")
     streams = [int(found.group(1)) for found in map(PLAN.search, messages) if found]
-    print(json.dumps({"seconds": seconds, "streams": streams[0] if streams else 0}))
+    client_cpu = ended.user + ended.system - cpu.user - cpu.system  # its threads included
+    print(json.dumps({"seconds": seconds, "client_cpu": client_cpu, "streams": streams[0] if streams else 0}))
 
 
 def check(url: str, table: str) -> tuple:
@@ -153,12 +163,15 @@ def measure(rows: int, rounds: int) -> dict[str, list[dict]]:
                         checkpoint()
                         settings = CONTENDERS[name]
                         folder = Path(scratch) / f"round-{round_}-contender-{names.index(name)}"
+                        database_cpu = database_seconds()
                         run = (raw_pipe(source_url, destination_url) if settings is None else
                                headwater(source_url, destination_url, settings, folder))
+                        run["database_cpu"] = settled_database_seconds() - database_cpu
                         run["verified"] = check(destination_url, run["table"]) == expected
                         runs[name].append(run)
-                        print(f"{name}: {run['seconds']:.2f} s, {run['streams']} stream(s), "
-                              f"verified {run['verified']}", flush=True)
+                        print(f"{name}: {run['seconds']:.2f} s, CPU s {run['client_cpu']:.2f} + "
+                              f"{run['database_cpu']:.2f}, {run['streams']} stream(s), verified {run['verified']}",
+                              flush=True)
                     finally:
                         drop_postgres_database(destination_url)
     finally:
@@ -166,23 +179,35 @@ def measure(rows: int, rounds: int) -> dict[str, list[dict]]:
     return runs
 
 
-def render(rows: int, rounds: int, runs: dict[str, list[dict]], machine: dict[str, str]) -> str:
-    medians = {name: statistics.median(run["seconds"] for run in found) for name, found in runs.items()}
+def render(rows: int, rounds: int, runs: dict[str, list[dict]], machine: dict[str, str], load_at_end: str) -> str:
+    def median(found: list[dict], key: str) -> float:
+        return statistics.median(run[key] for run in found)
+
+    medians = {name: median(found, "seconds") for name, found in runs.items()}
     pipe = medians[next(iter(CONTENDERS))]
     lines = [START, f"## Parallel full load: one PostgreSQL table, {rows:,} rows", "",
-             f"Command: `python -m benchmarks.parallel_full_load --rows {rows}` (median of {rounds} round(s))", "",
-             "A first load of one table of the benchmark's 10 columns, source database on the same server. "
-             "Ratio to the raw pipe is the pipe's seconds over the contender's (above 1: faster than the pipe). "
-             "Headwater's seconds are `load_source`'s, after its imports; the pipe's are its wall time. Streams: "
-             "the COPY streams the table was passed through in. See `benchmarks/parallel_full_load.py`.", "",
-             "| contender | seconds | rows/s | ratio to raw pipe | streams | verified |",
-             "|---|---:|---:|---:|---:|---|"]
+             f"Command: `python -m benchmarks.parallel_full_load --rows {rows} --rounds {rounds}` (median of "
+             f"{rounds} round(s), in rotated order)", "",
+             "A first load of one table of the benchmark's 10 columns, source and destination databases on the same "
+             "server. Ratio to the raw pipe is the pipe's seconds over the contender's (above 1: faster than the "
+             "pipe). Headwater's seconds are `load_source`'s, after its imports; the pipe's are its wall time. CPU "
+             "s (medians): the client's (Headwater's process with its threads; bash and both psql for the pipe) "
+             "and the PostgreSQL server's, whose count includes anything else the shared server ran meanwhile. "
+             "Streams: the COPY streams the table was passed through in. See `benchmarks/parallel_full_load.py`.",
+             "",
+             "| contender | median s | runs s | rows/s | ratio to raw pipe | CPU s: client + database | streams | "
+             "verified |",
+             "|---|---:|---|---:|---:|---:|---:|---|"]
     for name, found in runs.items():
         verified = sum(run["verified"] for run in found)
-        lines.append(f"| {name} | {medians[name]:.2f} | {rows / medians[name]:,.0f} | {pipe / medians[name]:.2f} | "
-                     f"{found[0]['streams']} | {'yes' if verified == len(found) else 'no'} ({verified}/{len(found)}) |")
-    lines += ["", "Machine: " + "; ".join(f"{key} {machine[key]}" for key in ("Date", "CPU", "Cores", "RAM",
-                                                                            "PostgreSQL")), END]
+        each = ", ".join(f"{run['seconds']:.2f}" for run in found)
+        lines.append(f"| {name} | {medians[name]:.2f} | {each} | {rows / medians[name]:,.0f} | "
+                     f"{pipe / medians[name]:.2f} | {median(found, 'client_cpu'):.2f} + "
+                     f"{median(found, 'database_cpu'):.2f} | {found[0]['streams']} | "
+                     f"{'yes' if verified == len(found) else 'no'} ({verified}/{len(found)}) |")
+    lines += ["", "Machine: " + "; ".join(f"{key} {machine[key]}" for key in (
+        "Date", "CPU", "Cores", "RAM", "PostgreSQL", "Load average at start (1, 5, 15 min)"))
+        + f"; load average at end {load_at_end}", END]
     return "\n".join(lines) + "\n"
 
 
@@ -198,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     machine = describe(f"{POSTGRES_SERVER}/postgres")
     runs = measure(args.rows, args.rounds)
-    replace_section(args.out, render(args.rows, args.rounds, runs, machine), START, END)
+    load_at_end = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    replace_section(args.out, render(args.rows, args.rounds, runs, machine, load_at_end), START, END)
     print(f"results: {args.out}")
     return 0 if all(run["verified"] for found in runs.values() for run in found) else 1
 

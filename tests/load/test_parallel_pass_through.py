@@ -23,7 +23,7 @@ from connectors.sql_database.parallel_ranges import STREAMS_VARIABLE
 from connectors.sql_database.pass_through import SWITCH_VARIABLE
 from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
 from tests.conftest import REPO, query
-from tests.load.helpers import execute, load, write_project
+from tests.load.helpers import execute, load, load_losing_a_passed_commit, write_project
 
 SPLIT = re.compile(r"passed through to the destination in (\d+) streams by (pages|cursor values) .* "
                    r"\(rows per stream: ([\d, ]+)\)")
@@ -170,13 +170,33 @@ def test_a_load_during_source_writes_lands_its_snapshot_and_the_next_run_the_res
     assert landed == versions == expected  # no version twice, none missing
 
 
+def mixed_source(tmp_path, source_url: str, rows: int):
+    """A source table events of ``rows`` rows of every passed type; the path of a project loading it."""
+    execute(source_url, f"create table events ({MIXED_COLUMNS})")
+    execute(source_url, f"insert into events select {MIXED_VALUES} from generate_series(1, {rows}) i")
+    return write_project(tmp_path / "project", {"src": "events: {cursor: version, write_disposition: append}"},
+                         chunk_size=50000)
+
+
+def test_streams_whose_second_commit_fails_are_read_again_in_the_same_run_without_the_first_ones_rows(
+        tmp_path, source_url, database_url, monkeypatch, caplog):
+    path = mixed_source(tmp_path, source_url, 100000)
+    with caplog.at_level(logging.INFO):
+        result = load_losing_a_passed_commit(path, database_url, monkeypatch, stream=1)
+    assert result.error is None, result.error
+    assert split_of(caplog)[0] == 2
+    # The first stream had committed: the discard deleted its rows before the source was read again.
+    assert "rows passed through lost" in caplog.text
+    assert "the load is discarded and the source read again with every row in a load file" in caplog.text
+    assert {load.table: load.rows for load in result.tables} == {"events": 100000}
+    assert checksum(database_url, "raw_src.events", LANDED_ROW) == checksum(source_url, "events", SOURCE_ROW)
+    assert query(database_url, "select count(distinct _dlt_load_id) from raw_src.events") == [(1,)]
+
+
 @pytest.mark.parametrize("kill_point", ["passed_streaming", "passed_committing"])
 def test_a_first_load_killed_while_its_streams_copy_or_commit_is_exact_after_the_next_run(
         kill_point, tmp_path, source_url, database_url, caplog):
-    execute(source_url, f"create table events ({MIXED_COLUMNS})")
-    execute(source_url, f"insert into events select {MIXED_VALUES} from generate_series(1, 100000) i")
-    path = write_project(tmp_path / "project", {"src": "events: {cursor: version, write_disposition: append}"},
-                         chunk_size=50000)
+    path = mixed_source(tmp_path, source_url, 100000)
     child = subprocess.run([sys.executable, "-m", "tests.load.crash_child", str(path), database_url, "src",
                             kill_point], cwd=REPO, capture_output=True, text=True, timeout=180)
     assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
