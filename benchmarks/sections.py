@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SUITES = ("endtoend", "scale_out")
+SUITES = ("endtoend", "parallel-full-load", "scale_out")
 
 
 def markers(suite: str) -> tuple[str, str]:

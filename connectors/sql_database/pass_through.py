@@ -25,6 +25,11 @@ the driver cannot hold, or holds otherwise than a cast (a decimal NaN, an infini
 9999), in the window: such a window is read as Arrow whole, where that value fails or is quarantined as it
 always was. Anything else is read as Arrow; so is everything when ``HEADWATER_PASS_THROUGH=off``.
 
+**Several streams for a large window** (connectors.sql_database.parallel_ranges): the middle is split into
+ranges (pages of the table, or of an integer cursor), each read by its own source connection in the pass's
+snapshot (exported by the connection that read the window, imported by the others) and written by its own
+destination COPY; all are committed by the table's copy job, or all rolled back.
+
 **Exact under kills.** The COPY into the destination stays open until the table's copy job commits it; a
 package whose passed rows were not committed is discarded by the next run and its rows read again
 (headwater.load.recovery), found by the table list this module writes into the package's state. A pass that
@@ -38,11 +43,13 @@ import logging
 import os
 import re
 import select
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dlt
 import psycopg
+import psycopg.sql
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -52,6 +59,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql import sqltypes
 
+from connectors.sql_database import parallel_ranges
 from connectors.sql_database.sessions import session_statements
 from headwater.common.registry import first_line
 from headwater.postgres import copy_ahead
@@ -72,12 +80,17 @@ PASSED_TYPES: tuple[tuple[type, tuple[str, ...]], ...] = (
     (sqltypes.DateTime, _TIMESTAMPS),
     (sqltypes.Text, _TEXTS),
     (sqltypes.VARCHAR, _TEXTS),
+    # json's text, cast to jsonb on the source, is what the Arrow path's text gives the jsonb column; a value
+    # jsonb refuses (a \u0000 escape) fails the source's COPY, and the window is read as Arrow instead
+    (sqltypes.JSON, ("jsonb",)),
 )
 SWITCH_VARIABLE = "HEADWATER_PASS_THROUGH"  # off: every table read as Arrow
 # The column dlt gives every row: the load that wrote it.
 LOAD_ID_COLUMN = "_dlt_load_id"
 # Compiles the SQL sent through psycopg without parameters: no driver's placeholder escaping.
 _PLAIN_POSTGRES = PGDialect(paramstyle="named")
+# The load package state key under which a package records how each passed table was split into streams.
+PLANS = "headwater_pass_through_plans"
 # Bytes gathered from the source's COPY messages (one per row) before each write to the destination.
 CHUNK_BYTES = 256 * 1024
 
@@ -132,6 +145,7 @@ class _PassThrough:
         self.loader, self.run = loader, run
         self.cursor = loader.table.c[loader.cursor_column.name]
         self.last_value = loader.last_value
+        self.window_rows = 0  # rows above the last value, read with the window
 
     def rows(self) -> Iterator[Any]:
         source, end = self._open_window()
@@ -144,8 +158,9 @@ class _PassThrough:
             for item in self._read_edges(source, end):
                 seen_end = seen_end or _reaches(item, self.loader.cursor_column.name, end)
                 yield item
-            target = self._target() if seen_end else None
-            passed = self._pass(source, target, end) if target is not None else None
+            plan = self._plan(source, end) if seen_end else None
+            target = self._target(plan.streams) if plan is not None else None
+            passed = self._pass(source, target, end, plan) if target is not None else None
         finally:
             source.close()  # read only: nothing to commit; closed before any read as Arrow, which takes a while
         if passed is None:  # the middle as Arrow, read again
@@ -161,12 +176,9 @@ class _PassThrough:
             log.info("sql_database: table %s is read as Arrow: %s", self.loader.table.name, _first_line(error))
             return None, None
         try:
-            source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            source.read_only = True
-            source.execute("SET LOCAL TIME ZONE 'UTC'")  # a zoneless timestamp cast to timestamptz is taken as UTC
-            for statement in session_statements("postgresql"):
-                source.execute(statement)
+            _begin_read(source)
             end, middle, odd = self._window(source)
+            self.window_rows = middle
         except Exception as error:  # nothing read yet: the Arrow path reads the table, or says what is wrong
             source.close()
             log.info("sql_database: table %s is read as Arrow: %s", self.loader.table.name, _first_line(error))
@@ -222,43 +234,95 @@ class _PassThrough:
                                   column >= sa.literal_column("'10000-01-01'")))
         return odd
 
-    def _target(self) -> copy_ahead.PassThroughTarget | None:
+    def _plan(self, source: psycopg.Connection, end: Any) -> parallel_ranges.RangePlan | None:
+        """The ranges of the window's middle that streams read side by side (one when it is small); None when
+        the source could not tell (its snapshot is then lost: the middle is read as Arrow)."""
+        table = self.loader.table
+        relation = f"{_quote(table.schema)}.{_quote(table.name)}" if table.schema else _quote(table.name)
+        try:
+            return parallel_ranges.plan_ranges(source, relation, table, self.cursor, self._middle(end),
+                                               self.window_rows, _sql)
+        except psycopg.Error as error:
+            log.info("sql_database: table %s is read as Arrow: its ranges could not be read (%s)", table.name,
+                     _first_line(error))
+            return None
+
+    def _target(self, streams: int) -> copy_ahead.PassThroughTarget | None:
         load_id = dlt.current.load_package_state()["load_id"]
         schema_name = dlt.current.source_schema().naming.normalize_table_identifier(self.loader.table.name)
         try:
-            return self.run.pass_through(load_id, schema_name)
+            return self.run.pass_through(load_id, schema_name, streams)
         except psycopg.Error as error:
             log.info("sql_database: table %s is read as Arrow: the destination is not ready (%s)",
                      self.loader.table.name, error)
             return None
 
-    def _pass(self, source: psycopg.Connection, target: copy_ahead.PassThroughTarget, end: Any) -> int | None:
-        """COPY the middle of the window from the source into ``target``; the rows, or None when it was rolled
-        back (and the middle must be read as Arrow)."""
+    def _pass(self, source: psycopg.Connection, target: copy_ahead.PassThroughTarget, end: Any,
+              plan: parallel_ranges.RangePlan) -> int | None:
+        """COPY the middle of the window from the source into ``target``, a stream per range of ``plan`` (as many
+        as ``target`` has connections), each stream's source in ``source``'s snapshot; the rows, or None when
+        it was rolled back (and the middle must be read as Arrow)."""
+        plan = plan.with_streams(target.streams)
+        readers: list[psycopg.Connection] = []
         try:
             copy = self._copy_statement(target, end)
             if copy is None:
                 target.abandon()
                 return None
-            columns, statement = copy
-            collector = dlt.current.pipeline().collector  # the run's progress: rows read so far, per table
-            rows = target.copy(columns, _copy_out(source, statement, lambda read: collector.update(target.table, read)))
+            columns, statement_of = copy
+            if plan.streams > 1:  # every stream reads the rows of the coordinator's snapshot, and no other
+                readers = self._readers(parallel_ranges.export_snapshot(source), plan.streams - 1)
+                plan = plan.with_streams(1 + len(readers))
+                target.keep(plan.streams)
+            progress = _Progress(dlt.current.pipeline().collector, target.table)
+            streams = [_copy_out(reader, statement_of(condition), progress.update)
+                       for reader, condition in zip([source, *readers], plan.conditions(self.cursor), strict=True)]
+            rows = target.copy(columns, streams)
         except (psycopg.Error, _SourceCopyFailed) as error:  # rolled back: the middle is read as Arrow instead
             log.warning("sql_database: passing %s through failed, it is read as Arrow instead: %s",
                         self.loader.table.name, _first_line(error))
+            target.abandon()
             return None
         except BaseException:
-            target.abandon()  # (once: a failed COPY already gave its connection up)
+            target.abandon()  # (once: a failed COPY already gave its connections up)
             raise
+        finally:
+            for reader in readers:
+                reader.close()
         package = dlt.current.load_package_state()
-        package["state"].setdefault(copy_ahead.PASSED_THROUGH, {})[target.table] = rows
+        package["state"].setdefault(copy_ahead.PASSED_THROUGH, {})[target.table] = sum(rows)
+        package["state"].setdefault(PLANS, {})[target.table] = {"plan": plan.describe(), "rows": rows}
         commit_load_package_state()
-        log.info("sql_database: table %s: %d rows passed through to the destination", self.loader.table.name, rows)
-        return rows
+        log.info("sql_database: table %s: %d rows passed through to the destination in %s (rows per stream: %s)",
+                 self.loader.table.name, sum(rows), plan.describe(), ", ".join(map(str, rows)))
+        return sum(rows)
 
-    def _copy_statement(self, target: copy_ahead.PassThroughTarget, end: Any) -> tuple[list[str], str] | None:
-        """The destination's columns and the source's COPY statement that fills them; None when a column's
-        destination type would not take the values unchanged."""
+    def _readers(self, snapshot: str, wanted: int) -> list[psycopg.Connection]:
+        """Up to ``wanted`` source connections reading in the exported ``snapshot``: as many as the source lets
+        open (at its connection limit, the streams opened so far read the window)."""
+        readers: list[psycopg.Connection] = []
+        try:
+            for _ in range(wanted):
+                try:
+                    reader = psycopg.connect(_conninfo(self.loader.engine.url), autocommit=False,
+                                             client_encoding="utf8")
+                except psycopg.OperationalError as error:
+                    log.info("sql_database: table %s is passed in %d stream(s): no more source connections (%s)",
+                             self.loader.table.name, 1 + len(readers), _first_line(error))
+                    break
+                readers.append(reader)
+                _begin_read(reader, snapshot)
+        except BaseException:
+            for reader in readers:
+                reader.close()
+            raise
+        return readers
+
+    def _copy_statement(self, target: copy_ahead.PassThroughTarget, end: Any
+                        ) -> tuple[list[str], Callable[[Any], str]] | None:
+        """The destination's columns, and the source's COPY statement that fills them with the window's middle
+        narrowed by a condition (None: all of it); None when a column's destination type would not take the
+        values unchanged."""
         columns, selected = [], []
         for name in (column.name for column in self.loader.make_query().selected_columns):
             destination = target.column_name(name)
@@ -279,11 +343,39 @@ class _PassThrough:
         columns.append(LOAD_ID_COLUMN)
         selected.append(sa.literal_column(f"CAST('{target.load_id}' AS {target.types[LOAD_ID_COLUMN][1]})"))
         query = sa.select(*selected).select_from(self.loader.table).where(self._middle(end))
-        return columns, f"COPY ({_sql(query)}) TO STDOUT (FORMAT BINARY)"
+
+        def statement_of(condition) -> str:
+            return f"COPY ({_sql(query if condition is None else query.where(condition))}) TO STDOUT (FORMAT BINARY)"
+
+        return columns, statement_of
 
 
 class _SourceCopyFailed(Exception):
     pass
+
+
+class _Progress:
+    """The run's progress (rows read so far, per table), told by streams from their own threads."""
+
+    def __init__(self, collector, table: str):
+        self.collector, self.table = collector, table
+        self._lock = threading.Lock()
+
+    def update(self, rows: int) -> None:
+        with self._lock:
+            self.collector.update(self.table, rows)
+
+
+def _begin_read(source: psycopg.Connection, snapshot: str | None = None) -> None:
+    """Open a read-only REPEATABLE READ transaction on ``source`` as every pass reads: in ``snapshot`` (exported by
+    another connection) when given."""
+    source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    source.read_only = True
+    if snapshot is not None:  # must be the transaction's first statement
+        source.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
+    source.execute("SET LOCAL TIME ZONE 'UTC'")  # a zoneless timestamp cast to timestamptz is taken as UTC
+    for statement in session_statements("postgresql"):
+        source.execute(statement)
 
 
 def _copy_out(source: psycopg.Connection, statement: str, progress: Callable[[int], None]) -> Iterator[bytes]:

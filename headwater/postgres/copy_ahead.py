@@ -40,8 +40,9 @@ extracted ``MIN_ROWS`` rows: a smaller load file is copied in about the time it 
 
 **Passed through from another PostgreSQL.** A source connector may also hand a table's rows over as the
 source server sends them (connectors.sql_database.pass_through): ``CopyAhead.pass_through`` gives it a
-``PassThroughTarget``, a binary COPY into the table whose transaction is left open like a stream's, and the
-table's copy job commits it after its load file's rows (``PassedThrough``). Those rows are in no load file,
+``PassThroughTarget``, one binary COPY into the table per stream the source reads side by side, their
+transactions left open like a stream's, and the table's copy job commits them after its load file's rows
+(``PassedThrough``). Those rows are in no load file,
 so a run that ends before the job commits them cannot load its package later: the connector marks the
 package (``PASSED_THROUGH``), and recovery discards such a package whole, cursor included, so the next run
 reads the rows again (headwater.load.recovery). Only tables no step, rule or protection changes are passed
@@ -56,7 +57,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import dlt
 import psycopg
@@ -114,11 +115,17 @@ def enabled() -> bool:
 
 
 def min_rows() -> int:
-    configured = os.environ.get(MIN_ROWS_VARIABLE, "").strip()
+    return whole_number_setting(MIN_ROWS_VARIABLE, MIN_ROWS, "rows")
+
+
+def whole_number_setting(variable: str, default: int, what: str) -> int:
+    """The environment ``variable``'s whole number (of ``what``), ``default`` when unset; a ValueError saying
+    what to set otherwise."""
+    configured = os.environ.get(variable, "").strip()
     if not configured:
-        return MIN_ROWS
+        return default
     if not configured.isdigit():
-        raise ValueError(f"{MIN_ROWS_VARIABLE} must be a whole number of rows, got {configured!r}; "
+        raise ValueError(f"{variable} must be a whole number of {what}, got {configured!r}; "
                          f"set it to a number or unset it")
     return int(configured)
 
@@ -209,72 +216,120 @@ class AheadStream:
 
 
 class PassedThrough:
-    """Rows a source passed straight into a table during extract, their COPY's transaction left open for the
-    table's copy job, which commits them after its load file's rows. ``state``: waiting, committed, or lost
-    (rolled back or failed to commit: the package can then never load, see the module docstring)."""
+    """Rows a source passed straight into a table during extract, over one COPY or several side by side, their
+    transactions left open for the table's copy job, which commits them after its load file's rows. ``state``:
+    waiting, committed, or lost (rolled back, or a commit failed: the package can then never load, see the
+    module docstring; a lost package is discarded whole, load id deleted, so streams committed before another
+    failed leave nothing behind)."""
 
-    def __init__(self, run: CopyAhead, connection: psycopg.Connection, dataset: str, table: str, rows: int):
-        self.run, self.connection, self.dataset, self.table, self.rows = run, connection, dataset, table, rows
+    def __init__(self, run: CopyAhead, connections: list[psycopg.Connection], dataset: str, table: str, rows: int):
+        self.run, self.connections, self.dataset, self.table, self.rows = run, connections, dataset, table, rows
         self.state = "waiting"
 
     def commit(self) -> None:
-        self.state = "lost"  # until the commit is known to be through
+        self.state = "lost"  # until every commit is known to be through
         try:
-            self.connection.commit()
+            for connection in self.connections:
+                connection.commit()
         finally:
-            self.connection.close()
+            for connection in self.connections:  # one closed before its commit rolls back
+                connection.close()
         self.state = "committed"
         self.run.count_passed(self.table, self.rows)
 
     def roll_back(self) -> None:
         if self.state == "waiting":
             self.state = "lost"
-            with contextlib.suppress(psycopg.Error):
-                self.connection.rollback()
-            self.connection.close()
+            for connection in self.connections:
+                with contextlib.suppress(psycopg.Error):
+                    connection.rollback()
+                connection.close()
 
 
 class PassThroughTarget:
-    """A table ready to take a source's binary COPY: its columns' types (``types``: name -> (as declared, without
-    the modifier)) and how a source column is named in it (``column_name``). ``copy`` sends the rows; nothing is
-    committed until the copy job runs."""
+    """A table ready to take a source's binary COPY over one or more connections (``connections``, one per stream):
+    its columns' types (``types``: name -> (as declared, without the modifier)) and how a source column is named
+    in it (``column_name``). ``copy`` sends the rows; nothing is committed until the copy job runs."""
 
-    def __init__(self, run: CopyAhead, connection: psycopg.Connection, dataset: str, table: str, load_id: str,
-                 types: dict[str, tuple[str, str]], naming):
-        self.run, self.connection, self.dataset, self.table, self.load_id = run, connection, dataset, table, load_id
-        self.types = types
+    def __init__(self, run: CopyAhead, connections: list[psycopg.Connection], dataset: str, table: str,
+                 load_id: str, types: dict[str, tuple[str, str]], naming):
+        self.run, self.connections, self.dataset, self.table = run, connections, dataset, table
+        self.load_id, self.types = load_id, types
         self._naming = naming
+
+    @property
+    def streams(self) -> int:
+        return len(self.connections)
 
     def column_name(self, source_column: str) -> str:
         return self._naming.normalize_identifier(source_column)
 
-    def copy(self, columns: list[str], chunks) -> int:
-        """COPY the binary ``chunks`` (a whole binary COPY stream, header to trailer) into ``columns``; the rows
-        taken, left for the copy job to commit. On failure the COPY is rolled back and the error raised."""
+    def copy(self, columns: list[str], streams: list[Iterable[bytes]]) -> list[int]:
+        """COPY each of ``streams`` (a whole binary COPY stream, header to trailer, one per connection) into
+        ``columns``, side by side; the rows each took, left for the copy job to commit. When one fails, the
+        others stop at their next chunk, every COPY is rolled back and the first error raised."""
+        if len(streams) != len(self.connections):
+            raise ValueError(f"{self.dataset}.{self.table}: {len(streams)} COPY streams for "
+                             f"{len(self.connections)} connections")
         statement = (f"COPY {quoted(self.dataset)}.{quoted(self.table)} ({', '.join(map(quoted, columns))}) "
                      f"FROM STDIN WITH (FORMAT BINARY)")
+        rows: list[int] = [0] * len(streams)
+        errors: list[BaseException] = []
+
+        def copy_one(number: int, chunks: Iterable[bytes]) -> None:
+            try:
+                with self.connections[number].cursor() as cursor:
+                    with cursor.copy(statement) as copy:
+                        for chunk in chunks:
+                            if errors:  # another stream failed: all are rolled back, no use sending more
+                                raise _StreamStopped(f"{self.dataset}.{self.table}: another COPY stream failed")
+                            copy.write(chunk)
+                    rows[number] = cursor.rowcount
+            except BaseException as error:  # raised in the calling thread below
+                errors.append(error)
+
         try:
-            with self.connection.cursor() as cursor:
-                with cursor.copy(statement) as copy:
-                    for chunk in chunks:
-                        copy.write(chunk)
-                rows = cursor.rowcount
+            if len(streams) == 1:
+                copy_one(0, streams[0])
+            else:
+                threads = [threading.Thread(target=copy_one, args=(number, chunks), daemon=True,
+                                            name=f"pass-through {self.dataset}.{self.table} {number + 1}")
+                           for number, chunks in enumerate(streams)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
         except BaseException:
             self.abandon()
             raise
+        if errors:
+            self.abandon()
+            raise next((error for error in errors if not isinstance(error, _StreamStopped)), errors[0])
         with _waiting_lock:
             _passed[(self.dataset, self.table, self.load_id)] = PassedThrough(
-                self.run, self.connection, self.dataset, self.table, rows)
+                self.run, self.connections, self.dataset, self.table, sum(rows))
         return rows
 
+    def keep(self, streams: int) -> None:
+        """Give up the connections beyond the first ``streams`` (nothing was sent on them yet)."""
+        spare, self.connections = self.connections[streams:], self.connections[:streams]
+        for connection in spare:
+            connection.close()
+        self.run.release(len(spare))
+
     def abandon(self) -> None:
-        """Roll the COPY back and give its connection up; once, however often it is called."""
-        if self.connection.closed:
+        """Roll the COPYs back and give their connections up; once, however often it is called."""
+        if all(connection.closed for connection in self.connections):
             return
-        with contextlib.suppress(psycopg.Error):
-            self.connection.rollback()
-        self.connection.close()
-        self.run.release(1)
+        for connection in self.connections:
+            with contextlib.suppress(psycopg.Error):
+                connection.rollback()
+            connection.close()
+        self.run.release(len(self.connections))
+
+
+class _StreamStopped(Exception):
+    """A COPY stream stopped because another of the same table failed (that one's error is what is raised)."""
 
 
 class _Table:
@@ -417,8 +472,9 @@ class CopyAhead:
         self._connections += len(connections)
         return stream
 
-    def pass_through(self, load_id: str, table_name: str) -> PassThroughTarget | None:
-        """The table ready for a source's rows passed as the source sends them, or None when they must come as
+    def pass_through(self, load_id: str, table_name: str, streams: int = 1) -> PassThroughTarget | None:
+        """The table ready for a source's rows passed as the source sends them, over up to ``streams``
+        connections (fewer when the run's MAX_CONNECTIONS would be passed), or None when they must come as
         batches: the table is not plain, not appended to in this run, has had no batch offered yet (its
         columns are not known), its columns differ from dlt's schema, or no connection is left."""
         schema = self._schemas.get((load_id, table_name))
@@ -429,16 +485,20 @@ class CopyAhead:
         if not self._still_fits(_Table(), table_name, schema):
             return None
         client = self.pipeline._get_destination_clients(schema)[0]
-        connection, _, dataset, types = self._table_ready(client, table_name, declared_types)
+        connection, url, dataset, types = self._table_ready(client, table_name, declared_types)
+        connections = [connection]
         try:
             if not set(schema.get_table_columns(table_name)) <= set(types) or _load_alters(client, table_name):
                 connection.close()  # the load's ALTER would wait for this COPY: the rows come as batches
                 return None
+            for _ in range(min(streams, MAX_CONNECTIONS - self._connections) - 1):
+                connections.append(psycopg.connect(url, client_encoding="utf8"))
         except BaseException:
-            connection.close()
+            for opened in connections:
+                opened.close()
             raise
-        self._connections += 1
-        return PassThroughTarget(self, connection, dataset, table_name, load_id, types, schema.naming)
+        self._connections += len(connections)
+        return PassThroughTarget(self, connections, dataset, table_name, load_id, types, schema.naming)
 
     def _table_ready(self, client, table_name: str, types_of) -> tuple[psycopg.Connection, str, str, dict]:
         """A connection to the destination, its URL, the dataset, and ``table_name``'s column types there as

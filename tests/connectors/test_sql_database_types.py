@@ -195,7 +195,7 @@ def test_sqlite_types_land_exactly(database_url, tmp_path, monkeypatch, caplog):
 # The PostgreSQL columns whose types are passed through (any other makes a table read as Arrow).
 PASSABLE = ("smallint", "integer", "bigint", "real", "double precision", "numeric(10, 2)", "numeric(38, 0)",
             "numeric(20, 15)", "numeric(40, 20)", "numeric(100, 50)", "numeric", "boolean", "date", "timestamp",
-            "timestamp with time zone", "text", "varchar(8)")
+            "timestamp with time zone", "text", "varchar(8)", "json", "jsonb")
 PASSED = "rows passed through from the source, committed by the load job"
 
 

@@ -12,6 +12,10 @@ The kill points wrap dlt internals here, in the test process, so the product car
   load_after_commit:T  table T's copy job committed, before dlt marks the job completed
   load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
                        before the job file moved to completed (dlt completes it without re-running)
+  passed_streaming     rows passed through from the source over several COPY streams: killed while the
+                       streams copy (each has sent a few chunks), nothing committed
+  passed_committing    the same, once every stream copied: the first stream's commit made, killed before
+                       the second's
   ahead_committing     the rows copied ahead during extract over 2 COPY streams: the first stream's
                        commit made, killed before the second's
   streams_committing:T table T's copy job runs in 2 COPY streams (headwater.postgres.copy_streams): the
@@ -107,6 +111,8 @@ def arm(kill_point: str) -> None:
             die()
 
         AheadStream.commit = commit_first_then_die
+    elif kill_point.startswith("passed_"):
+        arm_passed(kill_point)
     elif kill_point.startswith("streams_"):
         arm_streams(*kill_point.split(":", 1))
     elif kill_point.startswith("set_aside_"):
@@ -123,6 +129,29 @@ def arm(kill_point: str) -> None:
         _JobSearch.rewrite = rewrite_and_die
     else:
         raise SystemExit(f"unknown kill point {kill_point!r}")
+
+
+def arm_passed(kill_point: str) -> None:
+    """Rows passed through over several streams (connectors.sql_database.pass_through) killed while they copy, or
+    between their commits."""
+    from headwater.postgres.copy_ahead import PassedThrough, PassThroughTarget
+
+    if kill_point == "passed_streaming":
+        copy = PassThroughTarget.copy
+
+        def dying(chunks):
+            for number, chunk in enumerate(chunks):
+                if number == 3:
+                    die()
+                yield chunk
+
+        PassThroughTarget.copy = lambda self, columns, streams: copy(self, columns, [dying(s) for s in streams])
+    else:
+        def commit_first_then_die(self):
+            self.connections[0].commit()
+            die()
+
+        PassedThrough.commit = commit_first_then_die
 
 
 def arm_streams(how: str, table: str) -> None:

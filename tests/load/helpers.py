@@ -66,6 +66,23 @@ def load(path: Path, destination_url: str, source: str, reload: Reload | None = 
     return result
 
 
+def load_losing_a_passed_commit(path: Path, database_url: str, monkeypatch, stream: int = 0) -> SourceLoad:
+    """Load source ``src`` of ``path`` with the server ending the session of pass-through stream ``stream`` just
+    before the copy job commits the rows passed through (as a restart or an idle-session timeout would)."""
+    from headwater.postgres.copy_ahead import PassedThrough
+
+    commit = PassedThrough.commit
+
+    def commit_after_the_server_ends_the_session(self):
+        execute(database_url, "select pg_terminate_backend(%s)", self.connections[stream].info.backend_pid)
+        commit(self)
+
+    monkeypatch.setattr(PassedThrough, "commit", commit_after_the_server_ends_the_session)
+    project = read(path)
+    config = project.source("src")
+    return load_source(project, config, registry().get(config.connector), PostgresAddress.from_url(database_url))
+
+
 def fingerprint(url: str, relation: str, columns: str, key: str) -> tuple[int, int, str]:
     """(rows, distinct keys, md5 of the rows in key order): equal on both sides means equal data."""
     with psycopg.connect(url) as connection:

@@ -15,11 +15,9 @@ import logging
 import pytest
 
 from connectors.sql_database.pass_through import SWITCH_VARIABLE
-from headwater.load.pipeline import load_source
-from headwater.postgres.address import PostgresAddress
 from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE, PassedThrough
 from tests.conftest import query
-from tests.load.helpers import execute, fingerprint, load, read, registry, write_project
+from tests.load.helpers import execute, fingerprint, load, load_losing_a_passed_commit, write_project
 
 PASSED = "rows passed through from the source, committed by the load job"
 @pytest.fixture(autouse=True)
@@ -110,18 +108,8 @@ def test_passed_rows_whose_commit_fails_are_read_again_in_the_same_run(tmp_path,
     path = loaded_once(tmp_path, source_url, database_url, "id int, name text", "'name-' || i")
     execute(source_url, "insert into events select i, 'name-' || i from generate_series(501, 1000) i")
     commit = PassedThrough.commit
-
-    def commit_after_the_server_ends_the_session(self):  # as a restart or an idle-session timeout would
-        pid = self.connection.info.backend_pid
-        execute(database_url, "select pg_terminate_backend(%s)", pid)
-        commit(self)
-
-    monkeypatch.setattr(PassedThrough, "commit", commit_after_the_server_ends_the_session)
-    project = read(path)
-    config = project.source("src")
     with caplog.at_level(logging.INFO):
-        result = load_source(project, config, registry().get(config.connector),
-                             PostgresAddress.from_url(database_url))
+        result = load_losing_a_passed_commit(path, database_url, monkeypatch)
     # The package whose passed rows were lost is discarded and the source read again, every row in a load file.
     assert result.error is None, result.error
     assert "rows passed through lost" in caplog.text
