@@ -44,7 +44,7 @@ from headwater.ops.audit import begin_run, end_run
 from headwater.ops.crashed_runs import mark_crashed_runs, run_alive
 from headwater.ops.freshness import evaluate_freshness
 from headwater.ops.history import RunInfo
-from headwater.ops.pending import pending_relations, remember_pending
+from headwater.ops.pending import pending_marks, remember_pending
 from headwater.ops.pending import settle as settle_pending
 from headwater.ops.summary import RunSummary, print_site, print_summary
 from headwater.plugins.manager import connector_registry
@@ -158,7 +158,8 @@ def build_and_publish(project: ProjectConfig, roles: RunRoles, summary: RunSumma
     the lineage (None without a dbt project or when it could not be built)."""
     # Only what changed is checked and rebuilt (with what earlier runs could not publish);
     # a source failing its raw contract feeds nothing.
-    changed = sorted(set(loaded) | set(pending_relations(roles.loader)))
+    marks = pending_marks(roles.loader)
+    changed = sorted(set(loaded) | set(marks))
     address = roles.transformer  # reads raw_*, builds and publishes the marts
     if project.quality_dir is not None:
         summary.contracts = verify_raw_contracts_task(project, address, changed, full_build)
@@ -172,7 +173,7 @@ def build_and_publish(project: ProjectConfig, roles: RunRoles, summary: RunSumma
         # What reaches the published marts now: PII exposure warns or fails (catalog.pii_exposure).
         lineage = check_pii(project, address, summary, logger)
         set_reader_grants(project, roles, summary, lineage, logger)
-    settle_pending(roles.loader, changed, summary, run_id)
+    settle_pending(roles.loader, changed, summary, run_id, marks)
     return lineage
 
 

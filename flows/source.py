@@ -81,6 +81,8 @@ def marts_left(summary: RunSummary, loaded: list) -> str:
     rows = f"{count:,} row{'' if count == 1 else 's'}"
     if not all(load.ok for load in summary.loads):
         return "The load failed: nothing it read is left for the marts to build."
+    if any(load.skipped for load in summary.loads):
+        return "Skipped: another run was loading this source; that run leaves what it loads for the build."
     if not loaded:
         return f"Loaded {rows}; no table changed, so nothing is left for the marts to build."
     tables = ", ".join(f"{schema}.{table}" for schema, table in loaded)

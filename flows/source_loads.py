@@ -23,7 +23,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.tasks import load_source_task
-from headwater.load.pipeline import SourceLoad
+from headwater.load.pipeline import SourceLoad, prepare_loads
 from headwater.load.reload import Reload
 from headwater.postgres.address import PostgresAddress
 from headwater.project.config import ProjectConfig, SourceConfig
@@ -35,8 +35,9 @@ def load_sources(project: ProjectConfig, sources: list[SourceConfig], address: P
     """Load ``sources``, in parallel when the run settings allow it; one SourceLoad each, in their order."""
     settings = project.run
     limit = min(settings.parallel_sources, len(sources))
-    if settings.task_runner == "threads" and limit <= 1:
+    if not sources or settings.task_runner == "threads" and limit <= 1:
         return [load_source_task(project, source, address, reload) for source in sources]
+    prepare_loads()  # process-wide settings, set once before any load thread reads the environment
     log(_describe(settings, limit, len(sources)))
     with _task_runner(settings, limit) as runner:
         return _bounded(runner, limit, sources, lambda source: {
@@ -61,10 +62,11 @@ def _bounded(runner: TaskRunner, limit: int, sources: list[SourceConfig],
 
 
 def _outcome(future: PrefectFuture, source: SourceConfig, seconds: float) -> SourceLoad:
-    """The load's result; a task that ended without one (its Dask worker died twice) becomes a failed load.
+    """The load's result; a task that ended without one becomes a failed load saying why.
 
     load_source turns every error of a load into SourceLoad.error, so an exception here comes from where
-    the task ran, not from the source; the load's package, if any, waits for the next run.
+    the task ran: its Dask workers died as many times as the scheduler allows (KilledWorker; the load's
+    package, if any, waits for the next run), or the task could not start there (a missing plugin, say).
     """
     try:
         outcome = future.result(raise_on_failure=False)
@@ -72,9 +74,11 @@ def _outcome(future: PrefectFuture, source: SourceConfig, seconds: float) -> Sou
         outcome = error
     if isinstance(outcome, SourceLoad):
         return outcome
-    return SourceLoad(source=source.name, dataset=source.dataset, seconds=seconds,
-                      error=f"the load did not finish where it ran ({type(outcome).__name__}: {outcome}); "
-                            f"the next run finishes or discards what it left")
+    error = f"{type(outcome).__name__}: {outcome}"
+    if type(outcome).__name__ == "KilledWorker":
+        error = (f"the load did not finish where it ran: its Dask workers died ({error}); the next run "
+                 f"finishes or discards what it left")
+    return SourceLoad(source=source.name, dataset=source.dataset, seconds=seconds, error=error)
 
 
 @contextmanager

@@ -59,8 +59,9 @@ class Variables:
         self._reading = threading.Lock()
 
     def __getstate__(self) -> dict:
-        """What travels to another process (a Dask worker): no secret read here, neither the secrets file's
-        values nor Secret blocks. The other process reads its own environment, secrets file and blocks."""
+        """What travels to another process (a Dask worker): the built-ins and the values the run provided, but
+        nothing read from the secrets file or Secret blocks: the other process reads its own environment,
+        secrets file and blocks."""
         return {"secrets_file": self.secrets_file, "builtins": dict(self._builtins)}
 
     def __setstate__(self, state: dict) -> None:

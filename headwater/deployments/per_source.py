@@ -4,7 +4,9 @@ as a prefect.yaml of their own (.headwater/prefect-per-source.yaml, rewritten on
 
 Work pools and schedules come from the `deploy:` block of headwater.yaml; what it leaves unset comes from the
 daily deployment of prefect.yaml (its pool, work queue and schedules), so both deploy to the same place by
-default. The build deployment runs hourly unless `deploy.build.schedule` says otherwise.
+default. Every deployment also takes daily's job variables (an image, an environment) and the build, push and
+pull steps of prefect.yaml and of daily, so they run wherever daily runs. The build deployment runs hourly unless
+`deploy.build.schedule` says otherwise.
 """
 
 from __future__ import annotations
@@ -46,9 +48,14 @@ def write_per_source_file(root: Path, project: ProjectConfig) -> list[Deployment
     entries.append(_entry(BUILD_DEPLOYMENT, BUILD_ENTRYPOINT,
                           "Build and publish the marts fed by what the per-source loads left pending.",
                           settings.build_pool or daily.work_pool, daily, [_cron(settings.build_schedule)], {}))
+    shared, steps = _carried_over(root)
+    for entry in entries:
+        entry.update(steps)
+        if shared:
+            entry["work_pool"]["job_variables"] = dict(shared)
     path = root / PER_SOURCE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"name": project.name, "deployments": entries}
+    document = {"name": project.name, **_top_level_steps(root), "deployments": entries}
     path.write_text(HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
     return read_prefect_file(root, PER_SOURCE_FILE)
 
@@ -57,6 +64,30 @@ def _daily_spec(root: Path) -> DeploymentSpec:
     """prefect.yaml's daily deployment (by its entrypoint), else its first one: the defaults of the others."""
     specs = read_prefect_file(root)
     return next((spec for spec in specs if spec.entrypoint == DAILY_ENTRYPOINT), specs[0])
+
+
+# What a deployment needs to run where daily runs: its image or environment (the pool's job variables) and the
+# steps that build, push and fetch the code (docs/scaling.md: Docker and Kubernetes work pools).
+STEP_SECTIONS = ("build", "push", "pull")
+
+
+def _raw_prefect_file(root: Path) -> dict:
+    return yaml.safe_load((root / PREFECT_FILE).read_text()) or {}
+
+
+def _top_level_steps(root: Path) -> dict:
+    document = _raw_prefect_file(root)
+    return {section: document[section] for section in STEP_SECTIONS if document.get(section)}
+
+
+def _carried_over(root: Path) -> tuple[dict, dict]:
+    """The daily deployment's work pool job variables and its own build, push and pull steps, for every
+    per-source deployment."""
+    entries = _raw_prefect_file(root).get("deployments") or []
+    daily = next((entry for entry in entries if entry.get("entrypoint") == DAILY_ENTRYPOINT), entries[0] if entries
+                 else {})
+    job_variables = (daily.get("work_pool") or {}).get("job_variables") or {}
+    return job_variables, {section: daily[section] for section in STEP_SECTIONS if daily.get(section)}
 
 
 def _entry(name: str, entrypoint: str, description: str, pool: str, daily: DeploymentSpec, schedules: list,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from headwater.common.interpolation import SECRETS_FILE
@@ -13,6 +15,19 @@ from headwater.example.simulator import Shop
 from headwater.project.config import ProjectConfig
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _one_at_a_time(state_dir: Path) -> Iterator[None]:
+    """Per-source deployments start their loads together, each in a process of its own: the first creates
+    the shop (and its API token) while the others wait, then find it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "example.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def project_shop(project: ProjectConfig) -> Shop:
@@ -31,9 +46,10 @@ def running_example(project: ProjectConfig, advance_days: int = 0) -> Iterator[D
         yield None
         return
     shop = project_shop(project)
-    changes = shop.init()
-    if advance_days > 0:
-        changes = changes.then(shop.advance(advance_days))
+    with _one_at_a_time(project.state_dir):
+        changes = shop.init()
+        if advance_days > 0:
+            changes = changes.then(shop.advance(advance_days))
     logger.info("Example shop at day %s", shop.day)
     token = shop.api_token
     with serve_api(shop.state_dir, token=token) as base_url:

@@ -171,16 +171,22 @@ def pipelines_dir(state_dir: Path, address: PostgresAddress) -> Path:
     return state_dir / "pipelines" / key
 
 
+def prepare_loads() -> None:
+    """Process-wide settings every load relies on. Idempotent; called before loads start side by side, since
+    the environment is not safe to write while other threads' connections read it."""
+    for name, value in DLT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
+    use_copy_ready_writer()  # load files are read once, by the COPY that follows (headwater.postgres.load_files)
+
+
 def open_pipeline(config: ProjectConfig, source: SourceConfig, address: PostgresAddress,
                   progress: Callable[[str], None] | None = None) -> dlt.Pipeline:
     """The dlt pipeline of one source: `headwater_<source>` loading into `raw_<source>`.
 
     ``progress`` is told how far a long load has got (headwater.load.progress), every few seconds.
     """
-    for name, value in DLT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    logging.getLogger("dlt").addFilter(_ARROW_HINT_NOISE)  # adding the same filter twice is a no-op
-    use_copy_ready_writer()  # load files are read once, by the COPY that follows (headwater.postgres.load_files)
+    prepare_loads()
     return dlt.pipeline(
         pipeline_name=pipeline_name(source.name),
         destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY,

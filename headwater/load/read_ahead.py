@@ -7,6 +7,7 @@ leaving it idle. At most ``depth`` items wait in between, so memory stays bounde
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from queue import Empty, Full, Queue
@@ -50,10 +51,7 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             if close is not None:  # a generator's own cleanup (open files) runs in the thread that ran it
                 close()
 
-    # dlt keeps a pipeline's context (its state, the incremental cursors a resource reads) per thread; a
-    # thread named with dlt's pool prefix shares the caller's, whichever thread the load runs in.
-    thread = threading.Thread(target=produce, name=f"{Container.thread_pool_prefix()}headwater-read-ahead",
-                              daemon=True)
+    thread = threading.Thread(target=produce, name=f"{_context_prefix()}headwater-read-ahead", daemon=True)
     thread.start()
     try:
         while True:
@@ -67,6 +65,15 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         stopped.set()
         _drain(queue)
         thread.join()
+
+
+def _context_prefix() -> str:
+    """dlt keeps a pipeline's context (its state, the incremental cursors a resource reads) per thread, and a
+    thread named with its pool prefix shares the context of the thread the prefix names. The caller's own
+    prefix when it is itself in a dlt pool (a resource dlt runs in parallel), else one naming the caller."""
+    caller = threading.current_thread().name
+    pooled = re.match(r"dlt-pool-\d+-", caller)
+    return pooled.group(0) if pooled else Container.thread_pool_prefix()
 
 
 def _drain(queue: Queue) -> None:

@@ -200,6 +200,13 @@ MIGRATIONS: tuple[str, ...] = (
         for each statement execute function headwater_ops.audit_log_append_only();
     revoke update, delete, truncate on headwater_ops.audit_log from public
     """,
+    """
+    -- Each pending mark numbered anew whenever a load marks its table again: a build forgets only the marks it
+    -- read, so rows a load committed while the build ran stay pending (headwater.ops.pending).
+    create sequence headwater_ops.pending_marks;
+    alter table headwater_ops.pending_rebuilds
+        add column mark bigint not null default nextval('headwater_ops.pending_marks')
+    """,
 )
 
 

@@ -5,6 +5,10 @@ back (a failed raw contract) or withholds its marts (a failed dbt node or audit)
 in raw but not in the marts; without a memory the next run, with no new rows, would rebuild
 nothing and the marts would stay behind. Such tables stay in `headwater_ops.pending_rebuilds`
 until a run rebuilds and publishes what they feed.
+
+A load may mark a table while a build is under way (per-source deployments load while the `build`
+deployment builds). Each mark has a number, renewed when a load marks the table again; a build forgets
+only the marks it read, so the rows of a load that committed meanwhile wait for the next build.
 """
 
 from __future__ import annotations
@@ -23,10 +27,15 @@ TABLE = f"{SCHEMA}.pending_rebuilds"
 
 def pending_relations(address: "PostgresAddress") -> list[Relation]:
     """Raw relations an earlier run loaded but did not get into published marts."""
+    return sorted(pending_marks(address))
+
+
+def pending_marks(address: "PostgresAddress") -> dict[Relation, int]:
+    """The pending relations with the number of their mark, for ``settle`` to forget exactly these marks."""
     with address.connect() as connection:
         ensure_schema(connection)
-        rows = connection.execute(f"select schema_name, table_name from {TABLE} order by 1, 2").fetchall()
-    return [(schema, table) for schema, table in rows]
+        rows = connection.execute(f"select schema_name, table_name, mark from {TABLE}").fetchall()
+    return {(schema, table): mark for schema, table, mark in rows}
 
 
 def still_pending(changed: list[Relation], summary: "RunSummary") -> list[Relation]:
@@ -40,14 +49,17 @@ def still_pending(changed: list[Relation], summary: "RunSummary") -> list[Relati
     return [relation for relation in changed if relation[0] in held_back]
 
 
-def settle(address: "PostgresAddress", changed: list[Relation], summary: "RunSummary", run_id: str) -> None:
-    """Remember what is still pending after this run and forget what was published."""
+def settle(address: "PostgresAddress", changed: list[Relation], summary: "RunSummary", run_id: str,
+           marks: dict[Relation, int]) -> None:
+    """Remember what is still pending after this run and forget the marks it read (``marks``) of what was
+    published; a table marked again since it read them stays pending."""
     pending = still_pending(changed, summary)
     with address.connect() as connection:
         ensure_schema(connection)
-        for schema, table in changed:
+        for (schema, table), mark in marks.items():
             if (schema, table) not in pending:
-                connection.execute(f"delete from {TABLE} where schema_name = %s and table_name = %s", (schema, table))
+                connection.execute(f"delete from {TABLE} where schema_name = %s and table_name = %s and mark = %s",
+                                   (schema, table, mark))
     remember_pending(address, pending, run_id)
 
 
@@ -58,6 +70,6 @@ def remember_pending(address: "PostgresAddress", relations: list[Relation], run_
         for schema, table in relations:
             connection.execute(
                 f"insert into {TABLE} (schema_name, table_name, since_run) values (%s, %s, %s) "
-                "on conflict (schema_name, table_name) do nothing",
+                f"on conflict (schema_name, table_name) do update set mark = nextval('{SCHEMA}.pending_marks')",
                 (schema, table, run_id),
             )

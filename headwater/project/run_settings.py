@@ -2,7 +2,7 @@
 
     run:
       lock_wait: 10m             # wait for a source (or the marts) another run is working on; 0: never wait
-      max_parallel_sources: 4    # sources loaded at once; default: the machine's core count; 1: one at a time
+      max_parallel_sources: 4    # sources loaded at once; default: one per core, at most 4; 1: one at a time
       task_runner: dask          # where loads run: threads (default) or Dask (pip install 'headwater[dask]')
       dask_address: tcp://scheduler:8786   # an existing Dask scheduler; without it a run starts a local cluster
 
@@ -24,9 +24,14 @@ TASK_RUNNERS = ("threads", "dask")
 DEFAULT_LOCK_WAIT_SECONDS = 600.0
 
 
+# Each load opens its own connections to the destination (its lock, dlt's loader, up to 4 COPY streams and 4
+# copied ahead): four at once stay well under PostgreSQL's default max_connections of 100.
+DEFAULT_PARALLEL_CAP = 4
+
+
 def default_parallel_sources() -> int:
-    """One source per core: a load keeps about one core busy between its reader and its COPY."""
-    return max(1, os.cpu_count() or 1)
+    """One source per core, at most four: a load keeps about one core busy between its reader and its COPY."""
+    return max(1, min(os.cpu_count() or 1, DEFAULT_PARALLEL_CAP))
 
 
 @dataclass(frozen=True)

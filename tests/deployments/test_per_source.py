@@ -65,3 +65,19 @@ def test_the_destination_limit_is_created_once_and_updated_in_place(prefect_api)
     assert ensure_destination_limit(server, name, 1).describe() == (
         f"Global concurrency limit {name}: 1 slot (updated from 3 slots); each per-source load holds one while it "
         "writes")
+
+
+def test_per_source_deployments_run_where_daily_runs_its_image_environment_and_steps(shop_project):
+    prefect_yaml = shop_project / PREFECT_FILE
+    document = yaml.safe_load(prefect_yaml.read_text())
+    document["pull"] = [{"prefect.deployments.steps.set_working_directory": {"directory": "/project"}}]
+    document["deployments"][0]["work_pool"]["job_variables"] = {"image": "registry/shop:1.4",
+                                                                "env": {"HEADWATER_CONFIG": "/project/headwater.yaml"}}
+    prefect_yaml.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    deploy_plan(shop_project, project_with(shop_project, ""), per_source=True)
+
+    written = yaml.safe_load((shop_project / PER_SOURCE_FILE).read_text())
+    assert written["pull"] == document["pull"]
+    assert [d["work_pool"]["job_variables"] for d in written["deployments"]] == \
+        [document["deployments"][0]["work_pool"]["job_variables"]] * 4

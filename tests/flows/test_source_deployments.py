@@ -93,9 +93,8 @@ def test_each_source_loads_on_its_pool_then_the_build_deployment_publishes_the_m
     monkeypatch.setenv("HEADWATER_DATABASE_URL", database_url)
     monkeypatch.setenv("COLUMNS", "200")
     project = load_project(config, connector_registry())
-    # The shop is created once here: the loads start together and each would otherwise create it on first use.
+    # The loads start together and the first creates the shop; the others wait for it (its example lock).
     shop = project_shop(project)
-    shop.init()
 
     logs = {pool: tmp_path / f"worker-{pool}.log" for pool in (files_pool, db_pool)}
     workers = {pool: start_worker(shop_project, pool, log) for pool, log in logs.items()}  # they start meanwhile

@@ -42,6 +42,31 @@ def test_the_producer_sees_the_pipeline_of_the_thread_that_loads(tmp_path):
     assert seen == ["read_ahead_context"]
 
 
+def test_the_producer_started_in_a_dlt_pool_thread_sees_the_pipeline_that_pool_serves(tmp_path):
+    """dlt runs a parallelized resource in its own pool threads, named after the thread of the pipeline."""
+    import dlt
+    from dlt.common.configuration.container import Container
+
+    seen = []
+
+    def names():
+        yield dlt.current.pipeline().pipeline_name
+
+    def in_the_pool():
+        seen.extend(read_ahead(names()))
+
+    def load_in_a_worker_thread():
+        dlt.pipeline("read_ahead_pool", pipelines_dir=str(tmp_path))
+        pool_thread = threading.Thread(target=in_the_pool, name=f"{Container.thread_pool_prefix()}extract_0")
+        pool_thread.start()
+        pool_thread.join()
+
+    worker = threading.Thread(target=load_in_a_worker_thread)
+    worker.start()
+    worker.join()
+    assert seen == ["read_ahead_pool"]
+
+
 def test_an_error_while_producing_is_raised_in_the_caller_after_the_items_before_it():
     def failing():
         yield 1
@@ -74,4 +99,4 @@ def test_a_caller_that_stops_early_stops_the_producer_and_runs_its_cleanup():
     ahead.close()
     assert cleaned.is_set()
     assert len(produced) <= 5 + 2 + 1  # never more than depth items (and the one in hand) ahead
-    assert not [thread for thread in threading.enumerate() if thread.name == "headwater-read-ahead"]
+    assert not [thread for thread in threading.enumerate() if thread.name.endswith("headwater-read-ahead")]

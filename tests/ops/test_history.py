@@ -76,3 +76,23 @@ def test_daily_run_is_recorded(shop_project, database_url, prefect_api, monkeypa
                                     "from headwater_ops.freshness where run_id = %s", run_id)
     assert [row[:5] for row in freshness] == [("shop_db", "products", "cursor:updated_at", "warn", True)]
     assert freshness[0][5] > 3600
+
+
+def test_a_table_marked_again_while_a_build_runs_stays_pending_for_the_next_build(database_url):
+    """A per-source load commits rows and marks its table while the build deployment is building from the marks it
+    read: the build forgets only those, so the new rows are built next time instead of being forgotten."""
+    from headwater.marts.rebuild import RebuildPlan
+    from headwater.ops.pending import pending_marks, pending_relations, remember_pending, settle
+    from headwater.ops.summary import RunSummary
+
+    address = PostgresAddress.from_url(database_url)
+    remember_pending(address, [("raw_api", "payments"), ("raw_db", "customers")], "load-1")
+    read = pending_marks(address)  # the build starts from these
+    remember_pending(address, [("raw_api", "payments")], "load-2")  # a load committed during the build
+    built = RunSummary(rebuild=RebuildPlan(changed=sorted(read)))
+    settle(address, sorted(read), built, "build-1", read)
+
+    assert pending_relations(address) == [("raw_api", "payments")]
+    assert query(database_url, "select since_run from headwater_ops.pending_rebuilds") == [("load-1",)]
+    settle(address, [("raw_api", "payments")], built, "build-2", pending_marks(address))
+    assert pending_relations(address) == []
