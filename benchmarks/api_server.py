@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -36,6 +37,7 @@ def render_pages(records: int) -> list[bytes]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real API would allow
     pages: list[bytes] = []
+    latency: float = 0.0  # seconds before each page is answered
 
     def do_GET(self):  # noqa: N802 - the name http.server calls
         url = urlparse(self.path)
@@ -44,6 +46,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         cursor = parse_qs(url.query).get("cursor", ["0"])[0]
         body = self.pages[int(cursor)]
+        if self.latency:
+            time.sleep(self.latency)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -55,10 +59,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ApiServer:
-    """``with ApiServer(records) as server:`` serves ``server.url + '/events'`` on 127.0.0.1 until exit."""
+    """``with ApiServer(records) as server:`` serves ``server.url + '/events'`` on 127.0.0.1 until exit; with
+    ``latency``, each page after that many seconds, as a remote API answers."""
 
-    def __init__(self, records: int):
-        handler = type("Handler", (_Handler,), {"pages": render_pages(records)})
+    def __init__(self, records: int, latency: float = 0.0):
+        handler = type("Handler", (_Handler,), {"pages": render_pages(records), "latency": latency})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

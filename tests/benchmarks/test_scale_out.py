@@ -29,9 +29,10 @@ def test_quick_scale_out_writes_its_section_and_keeps_the_rest(tmp_path):
     text = results.read_text()
     start, end = markers("scale_out")
     assert text.startswith("# Benchmarks\n\nkept as it is\n") and start in text and text.rstrip().endswith(end)
-    parallel = table_after(text, "### Four PostgreSQL sources", "### An incremental run")
-    assert list(parallel) == ["1", "2", "4"]
-    assert all(float(cells[0]) > 0 and int(cells[1].replace(",", "")) > 0 for cells in parallel.values())
+    for heading in ("### Four PostgreSQL sources", "### Four API sources"):
+        parallel = table_after(text, heading, "### An incremental run")
+        assert list(parallel) == ["1", "2", "4"], heading
+        assert all(float(cells[0]) > 0 and int(cells[1].replace(",", "")) > 0 for cells in parallel.values())
     section = text.split("### An incremental run", 1)[1].split("Machine:", 1)[0]
     rows = [line.strip("|").split("|") for line in section.splitlines()
             if line.startswith("| ") and "table rows" not in line]
