@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from headwater import __version__
+from headwater.postgres.copy_streams import OPEN_LOADS_TABLE
 
 if TYPE_CHECKING:
     from headwater.load.deletes import DeleteResult
@@ -200,6 +201,8 @@ MIGRATIONS: tuple[str, ...] = (
         for each statement execute function headwater_ops.audit_log_append_only();
     revoke update, delete, truncate on headwater_ops.audit_log from public
     """,
+    # headwater_ops.open_loads: a copy job creates it too when a load runs before any run record.
+    OPEN_LOADS_TABLE,
 )
 
 

@@ -12,6 +12,8 @@ The kill points wrap dlt internals here, in the test process, so the product car
   load_after_commit:T  table T's copy job committed, before dlt marks the job completed
   load_after_marker:T  table T's copy job committed and dlt wrote its pending-transition marker,
                        before the job file moved to completed (dlt completes it without re-running)
+  load_recording       every job of the package committed (the merge into the final tables too), killed
+                       before the load is recorded in _dlt_loads
   ahead_committing     the rows copied ahead during extract over 2 COPY streams: the first stream's
                        commit made, killed before the second's
   streams_committing:T table T's copy job runs in 2 COPY streams (headwater.postgres.copy_streams): the
@@ -99,6 +101,17 @@ def arm(kill_point: str) -> None:
                 die()
 
         PackageStorage.save_pending_transition = save_then_die
+    elif kill_point == "load_recording":
+        from headwater.postgres.loader import StreamingPostgresClient
+
+        complete_load = StreamingPostgresClient.complete_load
+
+        def die_before_recording(self, load_id):
+            if not self.sql_client.is_staging_dataset_active:
+                die()
+            complete_load(self, load_id)
+
+        StreamingPostgresClient.complete_load = die_before_recording
     elif kill_point == "ahead_committing":
         from headwater.postgres.copy_ahead import AheadStream
 
