@@ -33,6 +33,9 @@ The windows a kill can leave, and what happens to each here:
   with the run. The package is discarded whole (see below), so its cursor does not move, and this run reads
   the rows again.
 
+- **a package pending here, overtaken**: a run without this folder loaded the source since (its load is
+  newer in ``_dlt_loads`` than the package), reading the package's rows again from the cursor in the
+  destination. The package is discarded (below), not loaded: that would add its rows a second time.
 - **any window, and the next run does not have the working folder** (it runs on another machine, or
   the disk did not survive): nothing is pending here, and the crashed load's package is gone with the
   folder. Each copy job recorded its load id and table in ``headwater_ops.open_loads`` in the transaction
@@ -137,6 +140,14 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
         recovery.abandoned = True
     if not pipeline.has_pending_data:  # (a package flagged to be discarded does not count as pending)
         return recovery
+    overtaken = _overtaken(pipeline)
+    if overtaken and not abandon_pending:
+        # A run without this folder loaded since, from the cursor in the destination: it read these rows again.
+        discard_pending(pipeline)
+        recovery.abandoned = True
+        log.warning("%s: discarded pending load packages %s: a later load (%s) recorded by a run elsewhere read "
+                    "their rows again", pipeline.pipeline_name, ", ".join(overtaken[0]), overtaken[1])
+        return recovery
     unfinished = _unfinished_pass_throughs(pipeline)
     if unfinished and not abandon_pending:
         # Their rows were in no file: loading the package would move the cursor past rows never committed.
@@ -173,6 +184,22 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
     log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
                 ", ".join(recovery.load_ids))
     return recovery
+
+
+def _overtaken(pipeline: dlt.Pipeline) -> tuple[list[str], str] | None:
+    """(the pending packages here, the newest load recorded in ``_dlt_loads``) when that load is newer than one of
+    them: only a run without this folder loads before a package pending here has loaded (a run with it loads the
+    package first), so it restored the cursor from the destination and read the package's rows again. None
+    otherwise. (Load ids are the times they were created: clocks of machines more than a run apart would hide it.)"""
+    pending = sorted(_local_load_ids(pipeline), key=float)
+    with pipeline.sql_client() as client:
+        if not _columns(client, client.dataset_name, "_dlt_loads"):
+            return None
+        newest = client.execute_sql(f"SELECT max(load_id::numeric)::text FROM "
+                                    f"{client.make_qualified_table_name('_dlt_loads')}")[0][0]
+    if newest is None or not pending or float(newest) <= float(pending[0]):
+        return None
+    return pending, newest
 
 
 def _unfinished_pass_throughs(pipeline: dlt.Pipeline) -> dict[str, list[str]]:

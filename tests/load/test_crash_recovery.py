@@ -142,6 +142,27 @@ def test_a_killed_load_is_made_exact_by_a_run_without_its_working_folder(kill_po
     assert_destination_equals_source(source_url, database_url)
 
 
+@pytest.mark.parametrize("kill_point", ["load_after_commit:events", "normalize"])
+def test_a_package_left_on_a_machine_that_another_one_loaded_past_is_discarded(kill_point, tmp_path, source_url,
+                                                                               database_url, monkeypatch, caplog):
+    # killed on machine A; machine B (no folder) loads; A, its folder still holding the package, loads again
+    path = killed_load(tmp_path, source_url, database_url, monkeypatch, kill_point, "1")
+    folder = pipelines_dir(read(path).state_dir, PostgresAddress.from_url(database_url)) / "headwater_src"
+    kept = folder.with_name("machine_a")
+    folder.rename(kept)
+    add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+    shutil.rmtree(folder)
+    kept.rename(folder)
+    add_data(source_url, 5501, 300, 20, tick=4)
+    with caplog.at_level(logging.INFO):
+        loaded = load(path, destination_url=database_url, source="src")
+    assert "read their rows again" in "\n".join(record.getMessage() for record in caplog.records)
+    assert {table.table: table.rows for table in loaded.tables}["events"] == 300
+    assert_destination_equals_source(source_url, database_url)
+
+
 @pytest.mark.parametrize("kill_point", ["streams_committing:events", "ahead_committing"])
 def test_a_load_killed_between_two_commits_is_made_exact_by_a_run_without_its_working_folder(
         kill_point, tmp_path, source_url, database_url, monkeypatch):
