@@ -32,7 +32,9 @@ destination COPY; all are committed by the table's copy job, or all rolled back.
 
 **Exact under kills.** The COPY into the destination stays open until the table's copy job commits it; a
 package whose passed rows were not committed is discarded by the next run and its rows read again
-(headwater.load.recovery), found by the table list this module writes into the package's state. A pass that
+(headwater.load.recovery), found by the table list this module writes into the package's state; a next run
+without that package (another machine) finds the load in headwater_ops.open_loads, which the copy job writes
+with the rows it commits, deletes what it committed, and reads the rows again. A pass that
 fails (a value the destination refuses, a lost connection) is rolled back and the middle is read as Arrow,
 where a refused row goes to the quarantine with its reason.
 """

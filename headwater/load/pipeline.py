@@ -21,7 +21,7 @@ from headwater.common.file_rows import files_read
 from headwater.common.interpolation import SecretBlockError
 from headwater.load.deletes import DeleteResult, detect_deletes
 from headwater.load.progress import LoadProgress
-from headwater.load.recovery import discard_pending, recover
+from headwater.load.recovery import discard_pending, recover, settle_open_loads
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
 from headwater.load.source_lock import LockNotAcquired, source_lock
@@ -301,6 +301,7 @@ def _load_locked(
                                    pipeline.default_schema.naming)
             for table_load in result.tables:
                 table_load.deletes = found.get(table_load.table)
+        settle_open_loads(pipeline)  # the loads just recorded, and any discarded, leave headwater_ops.open_loads
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
     if result.error is None:

@@ -33,6 +33,23 @@ The windows a kill can leave, and what happens to each here:
   with the run. The package is discarded whole (see below), so its cursor does not move, and this run reads
   the rows again.
 
+- **a package pending here, overtaken**: a run without this folder loaded the source since (its load is
+  newer in ``_dlt_loads`` than the package), reading the package's rows again from the cursor in the
+  destination. The package is discarded (below), not loaded: that would add its rows a second time.
+- **any window, and the next run does not have the working folder** (it runs on another machine, or
+  the disk did not survive): nothing is pending here, and the crashed load's package is gone with the
+  folder. Each copy job recorded its load id and table in ``headwater_ops.open_loads`` in the transaction
+  that committed its rows (headwater.postgres.copy_streams.OpenLoad), so whatever rows the crashed load
+  committed are named there. A load found there that is neither recorded in ``_dlt_loads`` nor pending in
+  this working folder is undone (``settle_open_loads``): its rows are deleted from each table it names
+  (nested rows with their parent rows, or when their parent row is not in the table), with its entries,
+  in one transaction; dlt restores the cursor from the destination, where it never moved for that load,
+  so this run reads those rows again. Merge, scd2 and replace tables are named too (their staging table;
+  a merge that had already run into the final table took the rows by key, and taking them again changes
+  nothing). A load pending in this working folder is left to the windows above: its rows are its own.
+  Entries of loads recorded in ``_dlt_loads`` are deleted here and after each load, so the table is
+  empty between runs.
+
 The cursor is safe in every window: it commits in the same package as the data, and dlt only
 reads state whose load is recorded in ``_dlt_loads``.
 
@@ -71,6 +88,7 @@ import pyarrow.parquet as pq
 
 from headwater.load.refusals import delete_children, failure_of, run_setting_aside
 from headwater.postgres.copy_ahead import PASSED_THROUGH
+from headwater.postgres.copy_streams import OPEN_LOADS
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +110,8 @@ class Recovery:
     # (load id, qualified table, rows deleted) for each table cleaned before its job was replayed.
     cleaned: list[tuple[str, str, int]] = field(default_factory=list)
     abandoned_jobs: list[str] = field(default_factory=list)  # job files of refreshed tables dropped from packages
+    # (load id, qualified table, rows deleted): rows of loads left unfinished by a run whose package is not here
+    orphaned: list[tuple[str, str, int]] = field(default_factory=list)
     set_aside: list = field(default_factory=list)  # headwater.load.refusals.SetAside: refused rows now in quarantine
 
 
@@ -101,13 +121,32 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
 
     ``abandon_tables``: tables about to be refreshed; their jobs are dropped from the pending packages.
     ``protection``: table -> how its quarantine records keep personal data out, for rows Postgres refuses.
+
+    Then the rows of loads that no pending package here holds and that never completed are deleted
+    (``settle_open_loads``): a run on another machine, or on a disk that did not survive, left them.
     """
+    here = _local_load_ids(pipeline)
+    recovery = _recover_local(pipeline, loader_file_format, abandon_pending, abandon_tables, protection)
+    recovery.orphaned = [removed for removed in settle_open_loads(pipeline, discarded=here) if removed[0] not in here]
+    return recovery
+
+
+def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bool,
+                   abandon_tables: frozenset[str], protection: Callable | None) -> Recovery:
     recovery = Recovery()
     recovery.stuck_packages = _repair_stuck_normalize(pipeline)
     if _discard_requested(pipeline):  # a discard was interrupted: finish it, then load as usual
         _finish_discard(pipeline)
         recovery.abandoned = True
     if not pipeline.has_pending_data:  # (a package flagged to be discarded does not count as pending)
+        return recovery
+    overtaken = _overtaken(pipeline)
+    if overtaken and not abandon_pending:
+        # A run without this folder loaded since, from the cursor in the destination: it read these rows again.
+        discard_pending(pipeline)
+        recovery.abandoned = True
+        log.warning("%s: discarded pending load packages %s: a later load (%s) recorded by a run elsewhere read "
+                    "their rows again", pipeline.pipeline_name, ", ".join(overtaken[0]), overtaken[1])
         return recovery
     unfinished = _unfinished_pass_throughs(pipeline)
     if unfinished and not abandon_pending:
@@ -145,6 +184,22 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
     log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
                 ", ".join(recovery.load_ids))
     return recovery
+
+
+def _overtaken(pipeline: dlt.Pipeline) -> tuple[list[str], str] | None:
+    """(the pending packages here, the newest load recorded in ``_dlt_loads``) when that load is newer than one of
+    them: only a run without this folder loads before a package pending here has loaded (a run with it loads the
+    package first), so it restored the cursor from the destination and read the package's rows again. None
+    otherwise. (Load ids are the times they were created: clocks of machines more than a run apart would hide it.)"""
+    pending = sorted(_local_load_ids(pipeline), key=float)
+    with pipeline.sql_client() as client:
+        if not _columns(client, client.dataset_name, "_dlt_loads"):
+            return None
+        newest = client.execute_sql(f"SELECT max(load_id::numeric)::text FROM "
+                                    f"{client.make_qualified_table_name('_dlt_loads')}")[0][0]
+    if newest is None or not pending or float(newest) <= float(pending[0]):
+        return None
+    return pending, newest
 
 
 def _unfinished_pass_throughs(pipeline: dlt.Pipeline) -> dict[str, list[str]]:
@@ -431,3 +486,82 @@ def _job_rows(packages, load_id: str, state: str, job) -> int | None:
 
 def _add(total: int | None, rows: int | None) -> int | None:
     return None if total is None or rows is None else total + rows
+
+
+def _local_load_ids(pipeline: dlt.Pipeline) -> set[str]:
+    return set(pipeline.list_normalized_load_packages()) | set(pipeline.list_extracted_load_packages())
+
+
+def settle_open_loads(pipeline: dlt.Pipeline, discarded: set[str] | None = None) -> list[tuple[str, str, int]]:
+    """Empty ``headwater_ops.open_loads`` of the pipeline's dataset (and its staging dataset): the entries of
+    loads recorded in ``_dlt_loads`` go, and so do the rows of every other load there that is not pending in
+    this working folder, from each table it committed rows to, in one transaction. Those loads were left
+    unfinished by a run whose package is not here (another machine, or a working folder that did not survive);
+    their cursor never committed, so this run reads their rows again. Call it holding the source's lock.
+
+    ``discarded``: loads this process had here and discarded (their rows in append tables are gone already; the
+    rest, in staging tables, goes now), said quietly; None: every such load is this process's (after a run).
+
+    Returns (load id, qualified table, rows deleted) per table that held rows of such a load."""
+    local = _local_load_ids(pipeline)
+    with pipeline.sql_client() as client:
+        if client.execute_sql("SELECT to_regclass(%s)", OPEN_LOADS)[0][0] is None:
+            return []  # no copy job ever ran against this database
+        dataset = client.dataset_name
+        with client.with_staging_dataset():
+            staging = client.dataset_name
+        with client.begin_transaction():
+            if _columns(client, dataset, "_dlt_loads"):
+                client.execute_sql(f"DELETE FROM {OPEN_LOADS} o WHERE o.dataset IN (%s, %s) AND o.load_id IN "
+                                   f"(SELECT load_id FROM {client.make_qualified_table_name('_dlt_loads')})",
+                                   dataset, staging)
+            entries = client.execute_sql(f"SELECT load_id, dataset, table_name, parent_table FROM {OPEN_LOADS} "
+                                         f"WHERE dataset IN (%s, %s) ORDER BY load_id", dataset, staging) or []
+            orphans = [entry for entry in entries if entry[0] not in local]
+            removed = []
+            for load_id in sorted({entry[0] for entry in orphans}):
+                tables = [entry[1:] for entry in orphans if entry[0] == load_id]
+                removed += _remove_open_load(client, load_id, tables)
+                client.execute_sql(f"DELETE FROM {OPEN_LOADS} WHERE dataset IN (%s, %s) AND load_id = %s",
+                                   dataset, staging, load_id)
+    for load_id, table, count in removed:
+        if discarded is None or load_id in discarded:
+            log.info("%s: removed %d rows of discarded load %s from %s", pipeline.pipeline_name, count, load_id,
+                     table)
+            continue
+        log.warning("%s: removed %d rows of load %s that a run elsewhere left unfinished in %s (its load package "
+                    "is not in this working folder); they are read again", pipeline.pipeline_name, count, load_id,
+                    table)
+    return removed
+
+
+def _remove_open_load(client, load_id: str, tables: list[tuple[str, str, str | None]]) -> list[tuple[str, str, int]]:
+    """Delete the rows ``load_id`` committed into ``tables`` ((schema, table, parent table) each), in the caller's
+    transaction. Nested tables carry no load id: their rows go with their parent's, and so do those whose parent
+    row is not in the table at all (a nested table's job may commit before its parent's)."""
+    removed, ids = [], {}
+    for schema, table, parent in sorted(tables, key=lambda entry: (entry[2] is not None, entry[1].count("__"))):
+        columns = _columns(client, schema, table)
+        qualified = f"{client.escape_column_name(schema)}.{client.escape_column_name(table)}"
+        returning = "_dlt_id" if "_dlt_id" in columns else "NULL"
+        if parent is None and "_dlt_load_id" in columns:
+            deleted = client.execute_sql(f"DELETE FROM {qualified} WHERE _dlt_load_id = %s RETURNING {returning}",
+                                         load_id) or []
+        elif parent is not None and "_dlt_parent_id" in columns and _columns(client, schema, parent):
+            above = f"{client.escape_column_name(schema)}.{client.escape_column_name(parent)}"
+            deleted = client.execute_sql(
+                f"DELETE FROM {qualified} n WHERE n._dlt_parent_id = ANY(%s) OR NOT EXISTS "
+                f"(SELECT 1 FROM {above} p WHERE p._dlt_id = n._dlt_parent_id) RETURNING {returning}",
+                list(ids.get(parent, ()))) or []
+        else:
+            continue  # the table is gone (dropped since), or holds no row that can be told apart
+        ids[table] = {row[0] for row in deleted if row[0] is not None}
+        if deleted:
+            removed.append((load_id, qualified, len(deleted)))
+    return removed
+
+
+def _columns(client, schema: str, table: str) -> set[str]:
+    rows = client.execute_sql("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND "
+                              "table_name = %s", schema, table) or []
+    return {row[0] for row in rows}

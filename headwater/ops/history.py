@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from headwater import __version__
+from headwater.postgres.copy_streams import OPEN_LOADS_TABLE
 
 if TYPE_CHECKING:
     from headwater.load.deletes import DeleteResult
@@ -207,6 +208,8 @@ MIGRATIONS: tuple[str, ...] = (
     alter table headwater_ops.pending_rebuilds
         add column mark bigint not null default nextval('headwater_ops.pending_marks')
     """,
+    # headwater_ops.open_loads: a copy job creates it too when a load runs before any run record.
+    OPEN_LOADS_TABLE,
 )
 
 

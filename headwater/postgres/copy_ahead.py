@@ -8,7 +8,8 @@ processor works on the next batches.
 
 **Committed by the load job, never before.** The COPYs' transactions stay open until the table's copy
 job runs (headwater.postgres.loader). The job commits them when they took exactly the rows they were
-given; once committed, the rows carry the load id like any copy job's.
+given; once committed, the rows carry the load id like any copy job's, and the first connection's transaction
+records it in headwater_ops.open_loads (headwater.postgres.copy_streams.OpenLoad).
 
 **In no load file.** Once a table's COPY has started, its next batches go to the COPY only: writing them
 to the load file too cost the extract about a third of its time, for a file only a failure would read. The
@@ -184,8 +185,13 @@ class AheadStream:
                 thread.join()
         return None if self.errors else sum(self.copied)
 
+    def record(self, opened) -> None:
+        """Record the load id in the first connection's transaction, committed first (copy_streams.OpenLoad)."""
+        opened.record(self.connections[0])
+
     def commit(self) -> None:
-        """Commit every connection's COPY, one after the other (the caller marks the copy as partial first)."""
+        """Commit every connection's COPY, one after the other (the caller marks the copy as partial and records
+        the load id first)."""
         for connection in self.connections:
             connection.commit()
         self._close()
@@ -225,6 +231,10 @@ class PassedThrough:
     def __init__(self, run: CopyAhead, connections: list[psycopg.Connection], dataset: str, table: str, rows: int):
         self.run, self.connections, self.dataset, self.table, self.rows = run, connections, dataset, table, rows
         self.state = "waiting"
+
+    def record(self, opened) -> None:
+        """Record the load id in the COPY's transaction (copy_streams.OpenLoad), before ``commit``."""
+        opened.record(self.connection)
 
     def commit(self) -> None:
         self.state = "lost"  # until every commit is known to be through

@@ -17,6 +17,14 @@ job next (dlt retrying it in the same run, or the next run after a kill) deletes
 the table first. That is exact because a table has one copy job per load package: every row of that
 load id in that table comes from this job. (A kill between the commits is also what
 headwater.load.recovery cleans up for any unfinished copy job.)
+
+**Recorded in the destination.** Those markers live in the load package, on the machine that ran the
+load. So that a run on another machine (a fresh worker, a pod without the disk) can also tell which rows
+of an unfinished load are in a table, every commit of rows by a copy job inserts a row into
+``headwater_ops.open_loads`` (``OpenLoad``: load id, schema, table) in the same transaction as the rows,
+before the first commit when there are several: the table is never ahead of it. Rows of a load whose
+``_dlt_loads`` record was written are deleted from it by the next load (headwater.load.recovery), which
+also deletes the rows of any load there that is neither recorded nor pending in its own working folder.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,6 +44,55 @@ ROWS_PER_STREAM = 500_000
 MAX_STREAMS = 4
 # The load package's folder for markers of copies committed in part (dlt ignores folders it does not know).
 PARTIAL_FOLDER = "headwater_partial_copies"
+
+
+# Which load ids have committed rows into which tables (``OpenLoad``). The same statement is step 8 of
+# headwater.ops.history's migrations: never edit it, add a step there.
+OPEN_LOADS = "headwater_ops.open_loads"
+OPEN_LOADS_TABLE = """
+    -- Load ids whose copy jobs committed rows into a table, written in the same transaction as the rows
+    -- (headwater.postgres.copy_streams.OpenLoad); deleted once the load is recorded in _dlt_loads, or once a
+    -- later load removed the rows of a load that never completed (headwater.load.recovery).
+    create table if not exists headwater_ops.open_loads (
+        dataset text not null,               -- the schema the rows went into (a staging schema included)
+        table_name text not null,
+        load_id text not null,
+        parent_table text,                   -- nested tables: the table their _dlt_parent_id points to
+        committed_at timestamptz not null default now(),
+        primary key (dataset, load_id, table_name)
+    )
+    """
+
+
+@dataclass(frozen=True)
+class OpenLoad:
+    """A copy job's table and load id, recorded in ``headwater_ops.open_loads`` by the transaction that commits
+    its rows (see the module docstring)."""
+
+    dataset: str
+    table: str
+    load_id: str
+    parent: str | None = None  # a nested table's parent table
+
+    def record(self, connection) -> None:
+        """Insert the row in ``connection``'s open transaction (a psycopg or an ADBC connection); the table is
+        created first when it does not exist yet (a load before any run record)."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"select to_regclass('{OPEN_LOADS}') is not null")
+            if not cursor.fetchone()[0]:
+                cursor.execute("select 1 from pg_advisory_xact_lock(hashtext('headwater_ops'))")
+                cursor.execute("select to_regnamespace('headwater_ops') is not null")
+                if not cursor.fetchone()[0]:
+                    cursor.execute("create schema if not exists headwater_ops")
+                cursor.execute(OPEN_LOADS_TABLE)
+            values = ", ".join(_literal(value) for value in (self.dataset, self.table, self.load_id, self.parent))
+            cursor.execute(f"insert into {OPEN_LOADS} (dataset, table_name, load_id, parent_table) "
+                           f"values ({values}) on conflict do nothing")
+
+
+def _literal(value: str | None) -> str:
+    """A SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1): both drivers run it as is."""
+    return "null" if value is None else "'" + value.replace("'", "''") + "'"
 
 
 def copy_streams(rows: int, cores_per_stream: int = 2) -> int:
@@ -72,8 +130,10 @@ class PartialCopy:
 
 
 def copy_in_streams(connect: Callable[[], object], streams: int, batches: pa.RecordBatchReader,
-                    copy: Callable[[object, pa.RecordBatchReader], object], partial: PartialCopy) -> None:
-    """Copy ``batches`` over ``streams`` connections from ``connect``, then commit them all.
+                    copy: Callable[[object, pa.RecordBatchReader], object], partial: PartialCopy,
+                    opened: OpenLoad) -> None:
+    """Copy ``batches`` over ``streams`` connections from ``connect``, then commit them all, the first one
+    recording ``opened``.
 
     ``copy(cursor, reader)`` copies one stream's share; the first error of any stream stops the others
     and is raised here, with nothing committed.
@@ -101,6 +161,7 @@ def copy_in_streams(connect: Callable[[], object], streams: int, batches: pa.Rec
             thread.join()
         if errors:
             raise errors[0]
+        opened.record(connections[0])  # committed first: no stream's rows are in the table without it
         partial.write()
         for connection in connections:
             connection.commit()

@@ -13,6 +13,9 @@
   alone (in no file). When it took only the file's rows and fails, the job copies the file instead; when it
   took rows alone, those cannot be copied again, and the job fails with ``COPIED_ROWS_LOST``.
   Rows a source passed straight into the table (copy_ahead's ``PassedThrough``) are committed after the file's.
+- **Recorded with the rows.** Every transaction that commits a job's rows also records the job's load id
+  and table in ``headwater_ops.open_loads`` (headwater.postgres.copy_streams.OpenLoad), so a run on another
+  machine can remove them if the load never completes (headwater.load.recovery).
 - **Refused rows, or a lost connection.** When Postgres refuses the rows (a value its column cannot
   hold) the job fails terminally with Postgres's reason, and headwater.load.refusals sets the refused
   rows aside; when the connection or the server fails instead, the job fails as transient and is
@@ -56,7 +59,7 @@ from headwater.postgres.column_types import (
     with_exact_types,
     with_jsonb_columns,
 )
-from headwater.postgres.copy_streams import PartialCopy, copy_in_streams, copy_streams
+from headwater.postgres.copy_streams import OpenLoad, PartialCopy, copy_in_streams, copy_streams
 from headwater.postgres.key_indexes import sync_key_indexes, wanted_index
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         catalog_name, schema_name = self._set_catalog_and_schema()
         copy = FileCopy(columns, self._job_client.capabilities, f"{schema_name}.{table}")
         partial = PartialCopy(self._file_path, self.job_id())
+        self._opened = OpenLoad(schema_name, table, self._load_id, (self._load_table or {}).get("parent"))
         try:
             ahead = copy_ahead.take(schema_name, table, self._load_id)
         except copy_ahead.StreamedRowsLost as lost:
@@ -124,6 +128,7 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
             return False
         partial.write()  # from here until the commit is known to be through, the rows may be in the table
         try:
+            ahead.record(self._opened)
             ahead.commit()
         except psycopg.Error as error:  # the outcome is unknown: the retry deletes the load id first
             ahead.roll_back()  # what is left uncommitted, and the connections
@@ -146,6 +151,7 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
             if copied != rows:
                 why = _first_line(ahead.errors[0]) if ahead.errors else f"it took {copied} rows of {rows}"
                 raise copy_ahead.StreamedRowsLost(f"the COPY into {copy.where} during extract failed ({why})")
+            ahead.record(self._opened)
             ahead.commit()
         except Exception as error:  # (interrupted instead, the mark take left makes a retry fail the same)
             ahead.roll_back()  # what is left uncommitted, and the connections
@@ -165,8 +171,10 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
         headwater.load.recovery)."""
         if passed.state == "waiting":
             try:
+                passed.record(self._opened)
                 passed.commit()
             except psycopg.Error as error:
+                passed.roll_back()  # when recording failed: nothing was committed
                 raise DestinationTerminalException(_lost(passed, copy, f"their commit failed: {_first_line(error)}")
                                                    ) from None
             log.info("%s: %d rows passed through from the source, committed by the load job", copy.where,
@@ -242,11 +250,13 @@ class StreamingParquetCopyJob(PostgresParquetCopyJob):
               connect=None) -> None:
         connect = connect or self._connect
         if streams == 1:
-            with connect() as connection, connection.cursor() as cursor:
-                copy_batches(cursor, batches)
+            with connect() as connection:
+                with connection.cursor() as cursor:
+                    copy_batches(cursor, batches)
+                self._opened.record(connection)
                 connection.commit()
         else:
-            copy_in_streams(connect, streams, batches, copy_batches, partial)
+            copy_in_streams(connect, streams, batches, copy_batches, partial, self._opened)
 
     def _delete_partial_copy(self, schema_name: str) -> None:
         """Delete this job's load id from its table: the rows of streams an interrupted try committed."""

@@ -16,6 +16,8 @@ The kill points wrap dlt internals here, in the test process, so the product car
                        streams copy (each has sent a few chunks), nothing committed
   passed_committing    the same, once every stream copied: the first stream's commit made, killed before
                        the second's
+  load_recording       every job of the package committed (the merge into the final tables too), killed
+                       before the load is recorded in _dlt_loads
   ahead_committing     the rows copied ahead during extract over 2 COPY streams: the first stream's
                        commit made, killed before the second's
   streams_committing:T table T's copy job runs in 2 COPY streams (headwater.postgres.copy_streams): the
@@ -103,6 +105,17 @@ def arm(kill_point: str) -> None:
                 die()
 
         PackageStorage.save_pending_transition = save_then_die
+    elif kill_point == "load_recording":
+        from headwater.postgres.loader import StreamingPostgresClient
+
+        complete_load = StreamingPostgresClient.complete_load
+
+        def die_before_recording(self, load_id):
+            if not self.sql_client.is_staging_dataset_active:
+                die()
+            complete_load(self, load_id)
+
+        StreamingPostgresClient.complete_load = die_before_recording
     elif kill_point == "ahead_committing":
         from headwater.postgres.copy_ahead import AheadStream
 

@@ -8,22 +8,30 @@ passed through from the source (connectors.sql_database.pass_through), in no loa
 Each kill lands in a subprocess (tests/load/crash_child.py). The next run must load what the
 crashed one left, extract what changed since, and end with the same rows as the source: counts,
 keys, an md5 of the ordered rows, and no duplicates, for an append and a merge table.
+
+The same again when the next run starts without the crashed run's working folder (a fresh worker, a pod
+whose disk is gone): the rows its copy jobs committed are found in headwater_ops.open_loads and removed
+before the source is read again from the cursor dlt restores from the destination. After every run that
+loaded, headwater_ops.open_loads is empty.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from connectors.sql_database.pass_through import SWITCH_VARIABLE as PASS_THROUGH_VARIABLE
+from headwater.load.pipeline import pipelines_dir
+from headwater.postgres.address import PostgresAddress
 from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
 from headwater.postgres.copy_streams import STREAMS_VARIABLE
 from tests.conftest import REPO, query
-from tests.load.helpers import execute, fingerprint, load, write_project
+from tests.load.helpers import execute, fingerprint, load, read, write_project
 
 TABLES = {"src": """
     events: {cursor: id, write_disposition: append}
@@ -51,6 +59,28 @@ def assert_destination_equals_source(source_url: str, destination_url: str) -> N
         loaded = fingerprint(destination_url, f"raw_src.{table}", columns, key)
         assert loaded == source, table
         assert loaded[0] == loaded[1], f"{table} has duplicate keys"
+    assert query(destination_url, "select * from headwater_ops.open_loads") == []  # every load recorded
+
+
+def open_loads(database_url: str) -> list[tuple]:
+    """(table, rows of that load id in it) per entry of headwater_ops.open_loads."""
+    entries = query(database_url, "select dataset, table_name, load_id from headwater_ops.open_loads order by 1, 2")
+    return [(f"{dataset}.{table}", query(database_url, f"select count(*) from {dataset}.{table} "
+                                                       f"where _dlt_load_id = '{load_id}'")[0][0])
+            for dataset, table, load_id in entries]
+
+
+def orphans(database_url: str) -> int:
+    """Events rows of no recorded load."""
+    return query(database_url, "select count(*) from raw_src.events e where not exists "
+                               "(select 1 from raw_src._dlt_loads l where l.load_id = e._dlt_load_id)")[0][0]
+
+
+def delete_working_folder(path, database_url: str) -> None:
+    """What a run on a fresh machine finds: no working folder for the source."""
+    folder = pipelines_dir(read(path).state_dir, PostgresAddress.from_url(database_url)) / "headwater_src"
+    assert folder.is_dir()
+    shutil.rmtree(folder)
 
 
 @pytest.mark.parametrize("kill_point", [
@@ -60,25 +90,18 @@ def assert_destination_equals_source(source_url: str, destination_url: str) -> N
 @pytest.mark.parametrize("streams", ["1", "2", "ahead", "passed"])
 def test_a_killed_load_is_completed_by_the_next_run(kill_point, streams, tmp_path, source_url, database_url,
                                                     monkeypatch, caplog):
-    # copy jobs in one COPY stream, or in 2; events copied ahead from its first batch on; or events passed
-    # through from the source (all but the rows at the edges of its cursor's window)
-    monkeypatch.setenv(STREAMS_VARIABLE, streams if streams in ("1", "2") else "1")
-    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1" if streams in ("ahead", "passed") else "1000000")
-    monkeypatch.setenv(PASS_THROUGH_VARIABLE, "on" if streams == "passed" else "off")
-    path = first_load(tmp_path, source_url, database_url)
-    child = run_child(path, database_url, kill_point)
-    assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+    path = killed_load(tmp_path, source_url, database_url, monkeypatch, kill_point, streams)
     if kill_point == "load_after_commit:events":  # the committed job's rows belong to no finished load yet
-        orphans = query(database_url, "select count(*) from raw_src.events e where not exists "
-                                      "(select 1 from raw_src._dlt_loads l where l.load_id = e._dlt_load_id)")
-        assert orphans == [(2000,)]
+        assert orphans(database_url) == 2000
+        assert ("raw_src.events", 2000) in open_loads(database_url)  # recorded with them
 
     add_data(source_url, 5001, 500, 30, tick=3)
     with caplog.at_level(logging.INFO):
         load(path, destination_url=database_url, source="src")
     assert_destination_equals_source(source_url, database_url)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "left unfinished" not in logged  # the working folder had the package: recovery finished it as before
     if streams in ("ahead", "passed"):
-        logged = "\n".join(record.getMessage() for record in caplog.records)
         # Events' second batch is in no load file (passed through, or copied ahead alone). Killed before the
         # events job finished, the crashed run's rows in no file were never committed (or their job not marked
         # done): its package is discarded. Killed in extract, nothing was pending; killed after the events job's
@@ -89,6 +112,74 @@ def test_a_killed_load_is_completed_by_the_next_run(kill_point, streams, tmp_pat
         assert ("rows passed through from the source, committed by the load job" if streams == "passed" else
                 "rows copied during extract") in logged
     load(path, destination_url=database_url, source="src")  # and the run after is a normal one
+    assert_destination_equals_source(source_url, database_url)
+
+
+@pytest.mark.parametrize("kill_point", [
+    "load_after_commit:events", "load_after_commit:accounts", "load_after_marker:events", "load_before_commit",
+    "load_recording", "normalize_committed",
+])
+@pytest.mark.parametrize("streams", ["1", "2", "ahead", "passed"])
+def test_a_killed_load_is_made_exact_by_a_run_without_its_working_folder(kill_point, streams, tmp_path, source_url,
+                                                                         database_url, monkeypatch, caplog):
+    path = killed_load(tmp_path, source_url, database_url, monkeypatch, kill_point, streams)
+    left = orphans(database_url)
+    if kill_point in ("load_after_commit:events", "load_after_marker:events", "load_recording"):
+        assert left == 2000  # the crashed load's events are in the table, its load not recorded
+    assert ("raw_src.events", left) in open_loads(database_url) or left == 0  # every one of them recorded
+    delete_working_folder(path, database_url)
+
+    add_data(source_url, 5001, 500, 30, tick=3)
+    with caplog.at_level(logging.INFO):
+        loaded = load(path, destination_url=database_url, source="src")
+    # dlt restored the cursor from the destination, where the crashed load never moved it: its 2000 events are
+    # read again, with the 500 new ones
+    assert {table.table: table.rows for table in loaded.tables}["events"] == 2500
+    assert_destination_equals_source(source_url, database_url)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert (f"removed {left} rows of load" in logged) == bool(left), logged[-3000:]
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+
+
+@pytest.mark.parametrize("kill_point", ["load_after_commit:events", "normalize"])
+def test_a_package_left_on_a_machine_that_another_one_loaded_past_is_discarded(kill_point, tmp_path, source_url,
+                                                                               database_url, monkeypatch, caplog):
+    # killed on machine A; machine B (no folder) loads; A, its folder still holding the package, loads again
+    path = killed_load(tmp_path, source_url, database_url, monkeypatch, kill_point, "1")
+    folder = pipelines_dir(read(path).state_dir, PostgresAddress.from_url(database_url)) / "headwater_src"
+    kept = folder.with_name("machine_a")
+    folder.rename(kept)
+    add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+    shutil.rmtree(folder)
+    kept.rename(folder)
+    add_data(source_url, 5501, 300, 20, tick=4)
+    with caplog.at_level(logging.INFO):
+        loaded = load(path, destination_url=database_url, source="src")
+    assert "read their rows again" in "\n".join(record.getMessage() for record in caplog.records)
+    assert {table.table: table.rows for table in loaded.tables}["events"] == 300
+    assert_destination_equals_source(source_url, database_url)
+
+
+@pytest.mark.parametrize("kill_point", ["streams_committing:events", "ahead_committing"])
+def test_a_load_killed_between_two_commits_is_made_exact_by_a_run_without_its_working_folder(
+        kill_point, tmp_path, source_url, database_url, monkeypatch):
+    monkeypatch.setenv(STREAMS_VARIABLE, "2")
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1" if kill_point == "ahead_committing" else "1000000")
+    path = first_load(tmp_path, source_url, database_url)
+    child = run_child(path, database_url, kill_point)
+    assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+    left = orphans(database_url)
+    assert 0 < left <= 2000 if kill_point.startswith("streams") else left <= 2000  # the first stream's rows
+    assert ("raw_src.events", left) in open_loads(database_url) or left == 0
+    delete_working_folder(path, database_url)
+
+    add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+    load(path, destination_url=database_url, source="src")
     assert_destination_equals_source(source_url, database_url)
 
 
@@ -140,6 +231,19 @@ def test_a_copy_stream_that_loses_its_connection_while_committing_is_copied_agai
     add_data(source_url, 5001, 500, 30, tick=3)
     load(path, destination_url=database_url, source="src")
     assert_destination_equals_source(source_url, database_url)
+
+
+def killed_load(tmp_path, source_url: str, database_url: str, monkeypatch, kill_point: str, streams: str):
+    """The first load, then the next one killed at ``kill_point``: copy jobs in one COPY stream, or in 2 (``streams``
+    "1", "2"); events copied ahead from its first batch on ("ahead"); or events passed through from the source
+    ("passed": all but the rows at the edges of its cursor's window)."""
+    monkeypatch.setenv(STREAMS_VARIABLE, streams if streams in ("1", "2") else "1")
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1" if streams in ("ahead", "passed") else "1000000")
+    monkeypatch.setenv(PASS_THROUGH_VARIABLE, "on" if streams == "passed" else "off")
+    path = first_load(tmp_path, source_url, database_url)
+    child = run_child(path, database_url, kill_point)
+    assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+    return path
 
 
 def first_load(tmp_path, source_url: str, database_url: str):
