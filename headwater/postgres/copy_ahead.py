@@ -233,8 +233,9 @@ class PassedThrough:
         self.state = "waiting"
 
     def record(self, opened) -> None:
-        """Record the load id in the COPY's transaction (copy_streams.OpenLoad), before ``commit``."""
-        opened.record(self.connection)
+        """Record the load id in the first COPY's transaction (copy_streams.OpenLoad), before ``commit``: it commits
+        first, so no stream's rows are in the table without it."""
+        opened.record(self.connections[0])
 
     def commit(self) -> None:
         self.state = "lost"  # until every commit is known to be through
