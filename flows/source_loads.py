@@ -109,7 +109,10 @@ def _dask_runner(settings: RunSettings, limit: int) -> TaskRunner:
 
 
 def _describe(settings: RunSettings, limit: int, count: int) -> str:
-    where = {"threads": "in this process",
-             "dask": f"on the Dask cluster at {settings.dask_address}" if settings.dask_address
-             else f"on a local Dask cluster of {limit} worker processes"}[settings.task_runner]
+    if settings.task_runner == "threads":
+        where = "in this process"
+    elif settings.dask_address:
+        where = f"on the Dask cluster at {settings.dask_address}"
+    else:
+        where = f"on a local Dask cluster of {limit} worker processes"
     return f"Loading {count} sources, up to {limit} at once, {where} (run.max_parallel_sources)"

@@ -48,14 +48,16 @@ def write_per_source_file(root: Path, project: ProjectConfig) -> list[Deployment
     entries.append(_entry(BUILD_DEPLOYMENT, BUILD_ENTRYPOINT,
                           "Build and publish the marts fed by what the per-source loads left pending.",
                           settings.build_pool or daily.work_pool, daily, [_cron(settings.build_schedule)], {}))
-    shared, steps = _carried_over(root)
+    prefect_file = yaml.safe_load((root / PREFECT_FILE).read_text()) or {}
+    shared, steps = _carried_over(prefect_file)
     for entry in entries:
         entry.update(steps)
         if shared:
             entry["work_pool"]["job_variables"] = dict(shared)
     path = root / PER_SOURCE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"name": project.name, **_top_level_steps(root), "deployments": entries}
+    top_level_steps = {section: prefect_file[section] for section in STEP_SECTIONS if prefect_file.get(section)}
+    document = {"name": project.name, **top_level_steps, "deployments": entries}
     path.write_text(HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
     return read_prefect_file(root, PER_SOURCE_FILE)
 
@@ -71,19 +73,10 @@ def _daily_spec(root: Path) -> DeploymentSpec:
 STEP_SECTIONS = ("build", "push", "pull")
 
 
-def _raw_prefect_file(root: Path) -> dict:
-    return yaml.safe_load((root / PREFECT_FILE).read_text()) or {}
-
-
-def _top_level_steps(root: Path) -> dict:
-    document = _raw_prefect_file(root)
-    return {section: document[section] for section in STEP_SECTIONS if document.get(section)}
-
-
-def _carried_over(root: Path) -> tuple[dict, dict]:
+def _carried_over(prefect_file: dict) -> tuple[dict, dict]:
     """The daily deployment's work pool job variables and its own build, push and pull steps, for every
     per-source deployment."""
-    entries = _raw_prefect_file(root).get("deployments") or []
+    entries = prefect_file.get("deployments") or []
     daily = next((entry for entry in entries if entry.get("entrypoint") == DAILY_ENTRYPOINT), entries[0] if entries
                  else {})
     job_variables = (daily.get("work_pool") or {}).get("job_variables") or {}
