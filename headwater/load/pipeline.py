@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dlt
 from dlt.common.schema import Schema
+from dlt.common.storages import LoadStorage, NormalizeStorage
 from dlt.extract import DltResource, DltSource
 
 from headwater.common.file_rows import files_read
@@ -187,7 +188,7 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
     ``progress`` is told how far a long load has got (headwater.load.progress), every few seconds.
     """
     prepare_loads()
-    return dlt.pipeline(
+    pipeline = dlt.pipeline(
         pipeline_name=pipeline_name(source.name),
         destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY,
                              naming_convention=source.naming),
@@ -195,6 +196,19 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
         pipelines_dir=str(pipelines_dir(config.state_dir, address)),
         **({"progress": LoadProgress(source.name, progress)} if progress else {}),
     )
+    _complete_storage_folders(pipeline)
+    return pipeline
+
+
+def _complete_storage_folders(pipeline: dlt.Pipeline) -> None:
+    """Create the package folders of the pipeline's working folder that are missing.
+
+    dlt writes a storage's version file before its package folders and takes the version file to mean they
+    exist: a run killed in between leaves a folder that recovery cannot list. Opening the storages as their
+    owner, as dlt's normalize and load steps do, creates what is missing and leaves what is there.
+    """
+    LoadStorage(True, [], pipeline._load_storage_config())
+    NormalizeStorage(True, pipeline._normalize_storage_config())
 
 
 def build_source(config: ProjectConfig, source: SourceConfig, connector: Connector, reload: Reload | None = None):

@@ -140,6 +140,16 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
         recovery.abandoned = True
     if not pipeline.has_pending_data:  # (a package flagged to be discarded does not count as pending)
         return recovery
+    never_loaded = _never_loaded(pipeline)
+    if never_loaded:
+        # dlt would not load these packages: with no schema named it neither normalizes nor loads, and with no
+        # dataset it wipes the working folder first. Discarding them restores the state they started from (rows
+        # copied ahead are removed with their journal entries, below): this run reads their rows again.
+        discarded = discard_pending(pipeline)
+        recovery.abandoned = True
+        log.warning("%s: discarded pending load packages %s: %s; this run reads their rows again",
+                    pipeline.pipeline_name, ", ".join(discarded.pending.load_ids), never_loaded)
+        return recovery
     overtaken = _overtaken(pipeline)
     if overtaken and not abandon_pending:
         # A run without this folder loaded since, from the cursor in the destination: it read these rows again.
@@ -184,6 +194,16 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
     log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
                 ", ".join(recovery.load_ids))
     return recovery
+
+
+def _never_loaded(pipeline: dlt.Pipeline) -> str | None:
+    """Why none of the pending packages can have reached the destination, if so."""
+    if not pipeline.default_schema_name:
+        return "a first run was stopped after extracting them, before dlt recorded its state"
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return f"the destination has no dataset {client.dataset_name}, so nothing of them was loaded"
+    return None
 
 
 def _overtaken(pipeline: dlt.Pipeline) -> tuple[list[str], str] | None:

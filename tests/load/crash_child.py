@@ -4,6 +4,7 @@
 
 The kill points wrap dlt internals here, in the test process, so the product carries no test hooks:
   extract              after the first Arrow batch is written to the extract folder
+  extract_committed    the extracted package committed, before dlt saves the pipeline's state and schemas
   normalize            all files normalized, before the load package is committed
   normalize_committed  package committed to load/, its extracted copy not yet deleted
   load_before_commit   a copy job's rows ingested, before its transaction commits (also the rows copied
@@ -56,6 +57,16 @@ def arm(kill_point: str) -> None:
             die()
 
         ArrowExtractor.write_items = write_then_die
+    elif kill_point == "extract_committed":
+        from dlt.extract.extract import Extract
+
+        commit_packages = Extract.commit_packages
+
+        def commit_then_die(self, *args, **kwargs):
+            commit_packages(self, *args, **kwargs)
+            die()
+
+        Extract.commit_packages = commit_then_die
     elif kill_point.startswith("normalize"):
         from dlt.common.storages.load_storage import LoadStorage
 

@@ -115,11 +115,13 @@ def test_a_killed_load_is_completed_by_the_next_run(kill_point, streams, tmp_pat
     assert_destination_equals_source(source_url, database_url)
 
 
-@pytest.mark.parametrize("kill_point", [
-    "load_after_commit:events", "load_after_commit:accounts", "load_after_marker:events", "load_before_commit",
-    "load_recording", "normalize_committed",
+# Each way rows reach the destination killed with its rows committed and its load unrecorded (the case the
+# journal is for); every other kill point in one of them.
+@pytest.mark.parametrize(("kill_point", "streams"), [
+    *(("load_after_commit:events", streams) for streams in ("1", "2", "ahead", "passed")),
+    ("load_after_commit:accounts", "2"), ("load_after_marker:events", "ahead"), ("load_before_commit", "passed"),
+    ("load_recording", "1"), ("load_recording", "passed"), ("normalize_committed", "ahead"),
 ])
-@pytest.mark.parametrize("streams", ["1", "2", "ahead", "passed"])
 def test_a_killed_load_is_made_exact_by_a_run_without_its_working_folder(kill_point, streams, tmp_path, source_url,
                                                                          database_url, monkeypatch, caplog):
     path = killed_load(tmp_path, source_url, database_url, monkeypatch, kill_point, streams)
@@ -139,6 +141,44 @@ def test_a_killed_load_is_made_exact_by_a_run_without_its_working_folder(kill_po
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert (f"removed {left} rows of load" in logged) == bool(left), logged[-3000:]
     load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+
+
+@pytest.mark.parametrize(("kill_point", "streams", "said"), [
+    # the package committed to the extract folder, but the pipeline's state does not name its schema yet
+    ("extract_committed", "1", "before dlt recorded its state"),
+    ("extract_committed", "ahead", "before dlt recorded its state"),  # and a COPY of events open since extract
+    # normalized, nothing loaded: the destination has no dataset yet
+    ("normalize_committed", "1", "the destination has no dataset raw_src"),
+])
+def test_a_first_load_killed_before_anything_loaded_is_read_again_by_the_next_run(kill_point, streams, said, tmp_path,
+                                                                                 source_url, database_url,
+                                                                                 monkeypatch, caplog):
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1" if streams == "ahead" else "1000000")
+    path = first_load(tmp_path, source_url, database_url, loaded=False)
+    child = run_child(path, database_url, kill_point)
+    assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+    with caplog.at_level(logging.INFO):
+        loaded = load(path, destination_url=database_url, source="src")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "discarded pending load packages" in logged and said in logged, logged[-3000:]
+    assert {table.table: table.rows for table in loaded.tables}["events"] == 5000
+    assert_destination_equals_source(source_url, database_url)
+    add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+
+
+def test_a_working_folder_killed_while_dlt_made_its_package_folders_loads_exact(tmp_path, source_url,
+                                                                                 database_url):
+    # dlt writes each storage's version file before its package folders: a kill in between leaves them missing
+    path = first_load(tmp_path, source_url, database_url)
+    folder = pipelines_dir(read(path).state_dir, PostgresAddress.from_url(database_url)) / "headwater_src"
+    for storage in ("load/new", "load/normalized", "load/loaded", "normalize/extracted"):
+        shutil.rmtree(folder / storage)
+    assert (folder / "load" / ".version").is_file()
+    loaded = load(path, destination_url=database_url, source="src")
+    assert {table.table: table.rows for table in loaded.tables}["events"] == 2000
     assert_destination_equals_source(source_url, database_url)
 
 
@@ -246,15 +286,17 @@ def killed_load(tmp_path, source_url: str, database_url: str, monkeypatch, kill_
     return path
 
 
-def first_load(tmp_path, source_url: str, database_url: str):
-    """The source's tables loaded once, then changed: the next load has 2000 new events and changed accounts."""
+def first_load(tmp_path, source_url: str, database_url: str, loaded: bool = True):
+    """The source's tables loaded once (unless not ``loaded``), then changed: the next load has 2000 new events and
+    changed accounts."""
     execute(source_url, """
         create table events (id int primary key, kind text, amount numeric(12, 2));
         create table accounts (id int primary key, owner text, balance numeric(12, 2), updated_at timestamptz);
     """)
     add_data(source_url, 1, 3000, 50, tick=1)
     path = write_project(tmp_path / "project", TABLES)
-    load(path, destination_url=database_url, source="src")
+    if loaded:
+        load(path, destination_url=database_url, source="src")
     add_data(source_url, 3001, 2000, 40, tick=2)
     return path
 
