@@ -13,9 +13,11 @@ Each stream reads one range of the table, chosen so that together they read ever
   end, for a relation without pages of its own (a partitioned table, a view) or an older server.
 - otherwise one stream reads the whole window.
 
-``HEADWATER_PARALLEL_STREAMS`` sets the number of streams (1 turns them off; unset: one per core, at most
-``MAX_STREAMS``); a window gets one stream per ``HEADWATER_PARALLEL_MIN_ROWS`` rows at most, so a small one
-is not split (opening connections would cost more than it saves).
+``HEADWATER_PARALLEL_STREAMS`` sets the number of streams (1 turns them off; unset: one per two cores, at most
+``MAX_STREAMS``, since each stream keeps two server processes busy, one per side: on two cores a second stream
+only contends with the first, benchmarks/parallel_full_load.py); a window gets one stream per
+``HEADWATER_PARALLEL_MIN_ROWS`` rows at most, so a small one is not split (opening connections would cost more
+than it saves).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ TID_RANGE_SCANS = 140000
 
 def stream_count(rows: int) -> int:
     """How many streams read a window of ``rows`` rows."""
-    wanted = whole_number_setting(STREAMS_VARIABLE, min(MAX_STREAMS, os.cpu_count() or 1), "streams (1 turns them off)")
+    cores = os.cpu_count() or 1
+    wanted = whole_number_setting(STREAMS_VARIABLE, max(1, min(MAX_STREAMS, cores // 2)), "streams (1 turns them off)")
     per_stream = max(1, whole_number_setting(MIN_ROWS_VARIABLE, MIN_ROWS_PER_STREAM, "rows per stream"))
     return max(1, min(wanted, rows // per_stream))
 

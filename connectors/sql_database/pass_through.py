@@ -25,6 +25,12 @@ the driver cannot hold, or holds otherwise than a cast (a decimal NaN, an infini
 9999), in the window: such a window is read as Arrow whole, where that value fails or is quarantined as it
 always was. Anything else is read as Arrow; so is everything when ``HEADWATER_PASS_THROUGH=off``.
 
+**What the window costs.** Without an index on the cursor, one scan of the table finds the window's top,
+its rows and any such value before the pass. With a B-tree index leading with the cursor, as an incremental
+source's should have, the index gives the top, the rows above the last value and the edges; a whole table's
+rows are the planner's estimate (counted when it has none); such values are looked for among the edge rows
+only, and the middle's COPY fails on the first it meets (rolled back: the middle is read as Arrow).
+
 **Several streams for a large window** (connectors.sql_database.parallel_ranges): the middle is split into
 ranges (pages of the table, or of an integer cursor), each read by its own source connection in the pass's
 snapshot (exported by the connection that read the window, imported by the others) and written by its own
@@ -93,6 +99,8 @@ LOAD_ID_COLUMN = "_dlt_load_id"
 _PLAIN_POSTGRES = PGDialect(paramstyle="named")
 # The load package state key under which a package records how each passed table was split into streams.
 PLANS = "headwater_pass_through_plans"
+# Starts the text a guarded COPY fails to cast when it meets a value Arrow gives otherwise (_copy_statement).
+ODD_VALUE = "not passed through: "
 # Bytes gathered from the source's COPY messages (one per row) before each write to the destination.
 CHUNK_BYTES = 256 * 1024
 
@@ -148,6 +156,7 @@ class _PassThrough:
         self.cursor = loader.table.c[loader.cursor_column.name]
         self.last_value = loader.last_value
         self.window_rows = 0  # rows above the last value, read with the window
+        self.copy_refuses_odd_values = False  # (_window) no scan looked for them in the middle
 
     def rows(self) -> Iterator[Any]:
         source, end = self._open_window()
@@ -192,16 +201,40 @@ class _PassThrough:
 
     def _window(self, source: psycopg.Connection) -> tuple[Any, int, int]:
         """In the table's window: the highest cursor value, how many rows lie above the last value (the edge at
-        the top included), and how many hold a value Arrow cannot hold (``_odd_values``)."""
+        the top included; for a whole table, as the planner counts them), and how many rows that are read as
+        Arrow hold a value Arrow cannot hold (``_odd_values``).
+
+        With the cursor indexed, each is a query the planner can answer through the index (a table never vacuumed
+        or analyzed has no estimate: its rows are counted), and odd values are looked for at the edges only: the
+        COPY of the middle refuses them itself (``_copy_statement``), and the middle is then read as Arrow.
+        Without an index, one scan of the window answers all three."""
         where = self.loader.make_query().whereclause
         inside = self.cursor > self.last_value if self.last_value is not None else self.cursor.is_not(None)
         odd = self._odd_values()
-        query = sa.select(sa.func.max(self.cursor), sa.func.count().filter(inside),
-                          sa.func.count().filter(sa.or_(*odd)) if odd else sa.literal(0)).select_from(self.loader.table)
-        if where is not None:
-            query = query.where(where)
-        end, count, odd_rows = source.execute(_sql(query)).fetchone()
-        return end, count, odd_rows
+        if not _cursor_indexed(source, self._relation(), self.cursor.name):
+            query = sa.select(sa.func.max(self.cursor), sa.func.count().filter(inside),
+                              sa.func.count().filter(sa.or_(*odd)) if odd else sa.literal(0))
+            return source.execute(_sql(self._from_window(query, where))).fetchone()
+        self.copy_refuses_odd_values = True
+        log.debug("sql_database: table %s: its window is found through the index on %s", self.loader.table.name,
+                  self.cursor.name)
+        end = source.execute(_sql(self._from_window(sa.select(sa.func.max(self.cursor)), where))).fetchone()[0]
+        if end is None:
+            return None, 0, 0
+        rows = _planned_rows(source, self._relation()) if self.last_value is None and where is None else None
+        if rows is None:
+            rows = source.execute(_sql(self._from_window(sa.select(sa.func.count()), where, inside))).fetchone()[0]
+        odd_rows = source.execute(_sql(self._from_window(
+            sa.select(sa.func.count()), where, self._edges(end), sa.or_(*odd)))).fetchone()[0] if odd else 0
+        return end, rows, odd_rows
+
+    def _from_window(self, query, *conditions):
+        return query.select_from(self.loader.table).where(*(condition for condition in conditions
+                                                           if condition is not None))
+
+    def _relation(self) -> str:
+        table = self.loader.table
+        return f"{_quote(table.schema)}.{_quote(table.name)}" if table.schema else _quote(table.name)
 
     def _read_edges(self, source: psycopg.Connection, end: Any) -> Iterator[Any]:
         """The rows at the window's edges, as Arrow, read in the pass's snapshot through a server-side cursor."""
@@ -223,30 +256,31 @@ class _PassThrough:
         return sa.and_(self.cursor > self.last_value, middle) if self.last_value is not None else middle
 
     def _odd_values(self) -> list:
-        """Conditions true for a value that Arrow or the Python driver cannot hold, or holds otherwise than a cast:
-        a decimal NaN, an infinite date or timestamp, a year before 1 or after 9999. A window holding one is
-        read as Arrow, where such a value fails or is quarantined as it always was."""
-        odd = []
+        return list(self._odd_conditions().values())
+
+    def _odd_conditions(self) -> dict[str, Any]:
+        """Per column, a condition true for a value that Arrow or the Python driver cannot hold, or holds otherwise
+        than a cast: a decimal NaN, an infinite date or timestamp, a year before 1 or after 9999. A window
+        holding one is read as Arrow, where such a value fails or is quarantined as it always was."""
+        odd = {}
         for column in self.loader.table.columns:
             if isinstance(column.type, sqltypes.Numeric) and not isinstance(column.type, sqltypes.Float):
-                odd.append(column == sa.literal_column("'NaN'::numeric"))
+                odd[column.name] = column == sa.literal_column("'NaN'::numeric")
             elif isinstance(column.type, (sqltypes.Date, sqltypes.DateTime)):
-                odd.append(sa.or_(sa.not_(sa.func.isfinite(column)),
-                                  column < sa.literal_column("'0001-01-01'"),
-                                  column >= sa.literal_column("'10000-01-01'")))
+                # (-infinity sorts below every date, infinity above)
+                odd[column.name] = sa.or_(column < sa.literal_column("'0001-01-01'"),
+                                          column >= sa.literal_column("'10000-01-01'"))
         return odd
 
     def _plan(self, source: psycopg.Connection, end: Any) -> parallel_ranges.RangePlan | None:
         """The ranges of the window's middle that streams read side by side (one when it is small); None when
         the source could not tell (its snapshot is then lost: the middle is read as Arrow)."""
-        table = self.loader.table
-        relation = f"{_quote(table.schema)}.{_quote(table.name)}" if table.schema else _quote(table.name)
         try:
-            return parallel_ranges.plan_ranges(source, relation, table, self.cursor, self._middle(end),
-                                               self.window_rows, _sql)
+            return parallel_ranges.plan_ranges(source, self._relation(), self.loader.table, self.cursor,
+                                               self._middle(end), self.window_rows, _sql)
         except psycopg.Error as error:
-            log.info("sql_database: table %s is read as Arrow: its ranges could not be read (%s)", table.name,
-                     _first_line(error))
+            log.info("sql_database: table %s is read as Arrow: its ranges could not be read (%s)",
+                     self.loader.table.name, _first_line(error))
             return None
 
     def _target(self, streams: int) -> copy_ahead.PassThroughTarget | None:
@@ -281,8 +315,12 @@ class _PassThrough:
                        for reader, condition in zip([source, *readers], plan.conditions(self.cursor), strict=True)]
             rows = target.copy(columns, streams)
         except (psycopg.Error, _SourceCopyFailed) as error:  # rolled back: the middle is read as Arrow instead
-            log.warning("sql_database: passing %s through failed, it is read as Arrow instead: %s",
-                        self.loader.table.name, _first_line(error))
+            if ODD_VALUE in str(error):  # (_copy_statement) a value the pass would give otherwise than Arrow
+                log.info("sql_database: table %s: the middle of its window is read as Arrow: %s",
+                         self.loader.table.name, _first_line(error))
+            else:
+                log.warning("sql_database: passing %s through failed, it is read as Arrow instead: %s",
+                            self.loader.table.name, _first_line(error))
             target.abandon()
             return None
         except BaseException:
@@ -326,6 +364,7 @@ class _PassThrough:
         narrowed by a condition (None: all of it); None when a column's destination type would not take the
         values unchanged."""
         columns, selected = [], []
+        odd = self._odd_conditions() if self.copy_refuses_odd_values else {}
         for name in (column.name for column in self.loader.make_query().selected_columns):
             destination = target.column_name(name)
             declared, base = target.types.get(destination, (None, None))
@@ -339,7 +378,12 @@ class _PassThrough:
             columns.append(destination)
             # Cast to the bare type: the destination applies its modifier (a length, a scale) as it does to the
             # Arrow path's binary values, refusing what does not fit. An explicit cast would truncate instead.
-            selected.append(sa.literal_column(f"CAST({_quote(name)} AS {base})"))
+            value = sa.literal_column(f"CAST({_quote(name)} AS {base})")
+            if name in odd:  # no scan looked for them: the COPY fails on the first, naming it
+                refused = f"{ODD_VALUE}column {name} holds ".replace("'", "''")
+                value = sa.case((odd[name], sa.literal_column(
+                    f"CAST('{refused}' || CAST({_quote(name)} AS text) AS {base})")), else_=value)
+            selected.append(value)
         if LOAD_ID_COLUMN not in target.types:
             return None
         columns.append(LOAD_ID_COLUMN)
@@ -416,6 +460,29 @@ def _copy_out(source: psycopg.Connection, statement: str, progress: Callable[[in
         pass
     if final is None or final.status != pq.ExecStatus.COMMAND_OK:
         raise _SourceCopyFailed(final.error_message.decode(errors="replace") if final is not None else "no result")
+
+
+def _cursor_indexed(source: psycopg.Connection, relation: str, column: str) -> bool:
+    """Whether a valid B-tree index of the whole relation leads with ``column``, in its type's default order and
+    the column's collation: the planner then finds the window's top, counts the rows above a value and finds
+    the edges through it."""
+    return source.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+        "JOIN pg_opclass opclass ON opclass.oid = i.indclass[0] "
+        "WHERE i.indrelid = to_regclass(%s) AND a.attname = %s AND i.indisvalid AND i.indpred IS NULL "
+        "AND am.amname = 'btree' AND opclass.opcdefault AND i.indcollation[0] = a.attcollation)",
+        (relation, column)).fetchone()[0]
+
+
+def _planned_rows(source: psycopg.Connection, relation: str) -> int | None:
+    """The rows of a plain table as the planner estimates them (its last count per page, times its pages now),
+    or None before any VACUUM or ANALYZE counted them."""
+    rows = source.execute(
+        "SELECT c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::bigint) "
+        "FROM pg_class c WHERE c.oid = to_regclass(%s) AND c.relkind = 'r' AND c.relpages > 0 AND c.reltuples > 0",
+        (relation,)).fetchone()
+    return int(rows[0]) if rows is not None else None
 
 
 def _holds_decimal(declared: str, sql_type: sqltypes.Numeric) -> bool:

@@ -240,7 +240,9 @@ def _recovered_lines(source: SourceConfig, recovered: Recovery) -> list[str]:
             if load.table in reasons:
                 line += f" (Postgres refused them: {reasons[load.table]})"
         lines.append(line + ".")
-    if recovered.abandoned:
+    if recovered.discarded_because:
+        lines.append(f"{source.name}'s pending loads were discarded, not loaded: {recovered.discarded_because}.")
+    elif recovered.abandoned:
         lines.append(f"A discard of {source.name}'s pending loads that had been interrupted was finished first.")
     lines.append(f"Nothing is pending for {source.name} now; the next run reads the source from where these "
                  f"loads left it.")

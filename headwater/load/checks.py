@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from dlt.common.configuration.container import Container
+
 from headwater.common.interpolation import SecretBlockError, prefect_server
 from headwater.common.runtime import scoped_environ
 from headwater.load.pipeline import build_source
@@ -176,6 +178,16 @@ def _first_item(resource: Any) -> bool:
     return True
 
 
+def _forget_contexts_of_an_ended_thread() -> None:
+    """dlt keeps each thread's contexts (the active pipeline and its state) by thread id and never drops them,
+    and a new thread may get the id of one that has ended: it would read incremental cursors from that thread's
+    pipeline (a load that ran in a pool thread) and find no rows. Called first thing in a fresh thread."""
+    if threading.get_ident() == Container._MAIN_THREAD_ID:
+        return
+    with Container._LOCK:
+        Container().thread_contexts.pop(threading.get_ident(), None)
+
+
 def _with_timeout(function: Callable[[], T], timeout: float) -> T:
     """Run function in a worker thread and give up waiting after timeout seconds.
 
@@ -187,6 +199,7 @@ def _with_timeout(function: Callable[[], T], timeout: float) -> T:
     outcome: dict[str, Any] = {}
 
     def target() -> None:
+        _forget_contexts_of_an_ended_thread()
         try:
             outcome["value"] = function()
         except BaseException as error:  # handed to the caller's thread

@@ -107,6 +107,7 @@ class Recovery:
     row_counts: dict[str, int] = field(default_factory=dict)
     stuck_packages: list[str] = field(default_factory=list)
     abandoned: bool = False
+    discarded_because: str = ""  # why the pending packages were discarded instead of loaded, if they were
     # (load id, qualified table, rows deleted) for each table cleaned before its job was replayed.
     cleaned: list[tuple[str, str, int]] = field(default_factory=list)
     abandoned_jobs: list[str] = field(default_factory=list)  # job files of refreshed tables dropped from packages
@@ -146,7 +147,7 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
         # dataset it wipes the working folder first. Discarding them restores the state they started from (rows
         # copied ahead are removed with their journal entries, below): this run reads their rows again.
         discarded = discard_pending(pipeline)
-        recovery.abandoned = True
+        recovery.abandoned, recovery.discarded_because = True, never_loaded
         log.warning("%s: discarded pending load packages %s: %s; this run reads their rows again",
                     pipeline.pipeline_name, ", ".join(discarded.pending.load_ids), never_loaded)
         return recovery
@@ -155,6 +156,7 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
         # A run without this folder loaded since, from the cursor in the destination: it read these rows again.
         discard_pending(pipeline)
         recovery.abandoned = True
+        recovery.discarded_because = f"a later load ({overtaken[1]}) recorded by a run elsewhere read their rows again"
         log.warning("%s: discarded pending load packages %s: a later load (%s) recorded by a run elsewhere read "
                     "their rows again", pipeline.pipeline_name, ", ".join(overtaken[0]), overtaken[1])
         return recovery
@@ -162,10 +164,11 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
     if unfinished and not abandon_pending:
         # Their rows were in no file: loading the package would move the cursor past rows never committed.
         discard_pending(pipeline)
+        tables = ", ".join(sorted({table for tables in unfinished.values() for table in tables}))
         recovery.abandoned = True
+        recovery.discarded_because = f"the rows of {tables} in no load file were not committed"
         log.warning("%s: discarded pending load packages %s: the rows of %s in no load file were not committed; "
-                    "this run reads them again", pipeline.pipeline_name, ", ".join(sorted(unfinished)),
-                    ", ".join(sorted({table for tables in unfinished.values() for table in tables})))
+                    "this run reads them again", pipeline.pipeline_name, ", ".join(sorted(unfinished)), tables)
         return recovery
     if abandon_tables and not abandon_pending:
         recovery.abandoned_jobs = _drop_table_jobs(pipeline, abandon_tables)
@@ -201,7 +204,8 @@ def _never_loaded(pipeline: dlt.Pipeline) -> str | None:
     if not pipeline.default_schema_name:
         return "a first run was stopped after extracting them, before dlt recorded its state"
     with pipeline.sql_client() as client:
-        if not client.has_dataset():
+        # (information_schema, which dlt's has_dataset reads, hides a schema the role has no privilege on)
+        if not client.execute_sql("SELECT to_regnamespace(%s) IS NOT NULL", client.dataset_name)[0][0]:
             return f"the destination has no dataset {client.dataset_name}, so nothing of them was loaded"
     return None
 

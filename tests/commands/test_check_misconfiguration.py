@@ -34,6 +34,13 @@ def run(command: list[str], cwd: Path, database_url: str, config: Path | None = 
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+CONFIG_ERRORS = ["quoted-boolean", "duplicate-source", "primary-key-number", "write-disposition-list", "png", "gzip",
+                 "alias-bomb", "deep-nesting"]
+# Also run as `headwater check` and `python -m flows.daily` in processes of their own.
+IN_PROCESSES = ("quoted-boolean", "png")
+assert set(IN_PROCESSES) <= set(CONFIG_ERRORS)
+
+
 @pytest.mark.parametrize(
     "content, expected",
     [
@@ -55,11 +62,10 @@ def run(command: list[str], cwd: Path, database_url: str, config: Path | None = 
         ("sources:\n  files:\n" + SOURCE + "catalog: " + "[" * 5000 + "]" * 5000 + "\n",
          ":5:59: nested more than 50 levels deep"),
     ],
-    ids=["quoted-boolean", "duplicate-source", "primary-key-number", "write-disposition-list", "png", "gzip",
-         "alias-bomb", "deep-nesting"],
+    ids=CONFIG_ERRORS,
 )
 def test_a_config_error_stops_check_and_run_with_exit_2_and_no_traceback(tmp_path, database_url, content,
-                                                                          expected):
+                                                                          expected, request, monkeypatch, capsys):
     config = tmp_path / "headwater.yaml"
     if isinstance(content, bytes):
         config.write_bytes(content)
@@ -67,12 +73,24 @@ def test_a_config_error_stops_check_and_run_with_exit_2_and_no_traceback(tmp_pat
         config.write_text(content)
     (tmp_path / "orders.csv").write_text("order_id\n1\n")
 
-    for command in ([HEADWATER, "check"], [sys.executable, "-m", "flows.daily"]):
-        result = run(command, tmp_path, database_url, config)
-        assert result.returncode == 2, (command, result.stdout, result.stderr)
-        assert f"{config}{expected}" in result.stderr, result.stderr
-        assert "nothing was run or written" in result.stderr
-        assert "Traceback" not in result.stderr + result.stdout
+    # `headwater check` in this process; a run, and check, in processes of their own for two of the errors (the
+    # same config reading stops both)
+    monkeypatch.chdir(tmp_path)
+    for name, value in (("HEADWATER_CONFIG", str(config)), ("HEADWATER_DATABASE_URL", database_url),
+                        ("COLUMNS", "250")):
+        monkeypatch.setenv(name, value)
+    code = main(["check"])
+    captured = capsys.readouterr()
+    outcomes = [("headwater check", code, captured.out, captured.err)]
+    if request.node.callspec.id in IN_PROCESSES:
+        for command in ([HEADWATER, "check"], [sys.executable, "-m", "flows.daily"]):
+            result = run(command, tmp_path, database_url, config)
+            outcomes.append((" ".join(command), result.returncode, result.stdout, result.stderr))
+    for command, code, out, err in outcomes:
+        assert code == 2, (command, out, err)
+        assert f"{config}{expected}" in err, (command, err)
+        assert "nothing was run or written" in err
+        assert "Traceback" not in err + out
     assert not (tmp_path / ".headwater").exists()
     assert query(database_url, "select count(*) from information_schema.schemata where schema_name like 'raw_%'") == [
         (0,)]

@@ -83,11 +83,20 @@ def delete_working_folder(path, database_url: str) -> None:
     shutil.rmtree(folder)
 
 
-@pytest.mark.parametrize("kill_point", [
-    "extract", "normalize", "normalize_committed", "load_before_commit",
-    "load_after_commit:events", "load_after_commit:accounts", "load_after_marker:events",
+KILL_POINTS = ("extract", "normalize", "normalize_committed", "load_before_commit", "load_after_commit:events",
+               "load_after_commit:accounts", "load_after_marker:events")
+
+
+# Every kill point with one COPY stream; each other way rows reach the destination at the kill points where it
+# differs: 2 streams around its commits, rows copied ahead or passed through from extract on (in no load file).
+@pytest.mark.parametrize(("kill_point", "streams"), [
+    *((kill_point, "1") for kill_point in KILL_POINTS),
+    ("load_after_commit:events", "2"), ("load_after_commit:accounts", "2"),
+    *((kill_point, "ahead") for kill_point in ("normalize", "load_before_commit", "load_after_commit:events",
+                                               "load_after_marker:events")),
+    *((kill_point, "passed") for kill_point in ("normalize_committed", "load_before_commit",
+                                                "load_after_commit:accounts", "load_after_marker:events")),
 ])
-@pytest.mark.parametrize("streams", ["1", "2", "ahead", "passed"])
 def test_a_killed_load_is_completed_by_the_next_run(kill_point, streams, tmp_path, source_url, database_url,
                                                     monkeypatch, caplog):
     path = killed_load(tmp_path, source_url, database_url, monkeypatch, kill_point, streams)
@@ -165,6 +174,25 @@ def test_a_first_load_killed_before_anything_loaded_is_read_again_by_the_next_ru
     assert {table.table: table.rows for table in loaded.tables}["events"] == 5000
     assert_destination_equals_source(source_url, database_url)
     add_data(source_url, 5001, 500, 30, tick=3)
+    load(path, destination_url=database_url, source="src")
+    assert_destination_equals_source(source_url, database_url)
+
+
+def test_recover_says_why_a_first_load_killed_before_anything_loaded_is_discarded(tmp_path, source_url, database_url,
+                                                                                 monkeypatch, capsys):
+    from headwater.cli import main
+
+    monkeypatch.setenv(MIN_ROWS_VARIABLE, "1000000")
+    path = first_load(tmp_path, source_url, database_url, loaded=False)
+    assert run_child(path, database_url, "normalize_committed").returncode == -9
+    monkeypatch.setenv("HEADWATER_CONFIG", str(path))
+    monkeypatch.setenv("HEADWATER_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["recover", "src"]) == 0
+    out = capsys.readouterr().out
+    assert ("src's pending loads were discarded, not loaded: the destination has no dataset raw_src, so nothing "
+            "of them was loaded.") in out, out
+    assert "had been interrupted" not in out
     load(path, destination_url=database_url, source="src")
     assert_destination_equals_source(source_url, database_url)
 

@@ -45,12 +45,16 @@ def load_logged(path, database_url: str, caplog):
         return load(path, destination_url=database_url, source="src")
 
 
-@pytest.mark.parametrize("cursor_type", ["timestamptz", "timestamp", "bigint"])
-def test_incremental_runs_pass_only_the_new_rows_and_lose_or_repeat_none(cursor_type, tmp_path, source_url,
+# (indexed: the window found through an index on the cursor, not by a scan)
+@pytest.mark.parametrize(("cursor_type", "indexed"), [("timestamptz", False), ("timestamp", False), ("bigint", False),
+                                                      ("timestamptz", True), ("bigint", True)])
+def test_incremental_runs_pass_only_the_new_rows_and_lose_or_repeat_none(cursor_type, indexed, tmp_path, source_url,
                                                                          database_url, caplog):
     stamp = {"timestamptz": "timestamptz '2026-01-01 00:00:00+00' + {} * interval '1 minute'",
              "timestamp": "timestamp '2026-01-01 00:00:00' + {} * interval '1 minute'", "bigint": "{}"}[cursor_type]
     execute(source_url, f"create table events (id int, kind text, amount numeric(12, 2), changed {cursor_type})")
+    if indexed:
+        execute(source_url, "create index on events (changed)")
 
     def add(first: int, count: int, minute: str = "i / 10") -> None:
         execute(source_url, f"insert into events select i, 'kind-' || (i % 7), i * 0.25, {stamp.format(minute)} "
@@ -65,8 +69,9 @@ def test_incremental_runs_pass_only_the_new_rows_and_lose_or_repeat_none(cursor_
         if count:
             add(first, count, minute)  # 5 more rows at the last value loaded, then later ones
         caplog.clear()
-        with caplog.at_level(logging.INFO):
+        with caplog.at_level(logging.INFO), caplog.at_level(logging.DEBUG, logger="connectors.sql_database"):
             result = load(path, destination_url=database_url, source="src")
+        assert ("its window is found through the index on changed" in caplog.text) == indexed
         source = fingerprint(source_url, "events", columns, "id")
         assert fingerprint(database_url, "raw_src.events", landed, "id") == source
         assert source[0] == source[1], "duplicate ids"
@@ -151,3 +156,32 @@ def test_a_column_the_load_widens_is_not_passed_through(tmp_path, source_url, da
                                "and attrelid = 'raw_src.events'::regclass") == [("numeric(20,2)",)]
     assert fingerprint(database_url, "raw_src.events", "id, amount", "id") == fingerprint(
         source_url, "events", "id, amount", "id")
+
+
+def test_values_arrow_gives_otherwise_go_through_arrow_when_an_index_finds_the_window(tmp_path, source_url,
+                                                                                     database_url, caplog):
+    """With the cursor indexed, no scan looks for a decimal NaN before the pass: one among the edge rows has the
+    window read as Arrow whole, one in the middle fails the COPY, which is rolled back and read as Arrow."""
+    # (unconstrained: a NaN fits the column dlt makes, as it does not a numeric(12, 2))
+    path = loaded_once(tmp_path, source_url, database_url, "id bigint primary key, amount numeric", "i * 0.25")
+    columns = "id, amount"
+
+    def add(first: int, nan_at: int) -> None:
+        execute(source_url, f"insert into events select i, case when i = {nan_at} then 'NaN' else i * 0.25 end "
+                            f"from generate_series({first}, {first + 499}) i")
+
+    # a NaN in the middle; at the top edge, where it is also the next load's bottom edge; then none at all
+    for first, nan_at, said, passes in ((501, 700, "column amount holds NaN", False), (1001, 1500, None, False),
+                                        (1501, 0, None, False), (2001, 0, None, True)):
+        add(first, nan_at)
+        result = load_logged(path, database_url, caplog)
+        assert {load.table: load.rows for load in result.tables}["events"] == 500
+        assert fingerprint(database_url, "raw_src.events", columns, "id") == fingerprint(source_url, "events",
+                                                                                           columns, "id")
+        middle = [record.getMessage() for record in caplog.records if "the middle of its window" in record.getMessage()]
+        if said:  # in the middle: the COPY fails on it and the middle is read as Arrow
+            assert len(middle) == 1 and said in middle[0], caplog.text[-2000:]
+        else:
+            assert middle == []
+        assert bool(passed(caplog)) == passes, caplog.text[-2000:]
+        assert "failed" not in caplog.text
