@@ -117,14 +117,18 @@ def run_recover(args: argparse.Namespace) -> int:
 def _recover(console: Console, project: ProjectConfig, source: SourceConfig, address: PostgresAddress,
              args: argparse.Namespace) -> int:
     from headwater.load.pipeline import LOADER_FILE_FORMAT, open_pipeline
-    from headwater.load.recovery import discard_pending, pending_loads, recover
+    from headwater.load.recovery import discard_pending, pending_loads, recover, settle_open_refreshes
     from headwater.load.table_processor import protection_lookup
     from headwater.ops.audit import audit_recover
 
     pipeline = open_pipeline(project, source, address)
     pending = pending_loads(pipeline)
     if pending.empty:
-        _say(console, f"Nothing is pending for {source.name}: its runs loaded everything they read.")
+        emptied = settle_open_refreshes(pipeline)
+        if emptied:
+            _say(console, f"Nothing is pending for {source.name}, but {_refresh_again(emptied)}")
+        else:
+            _say(console, f"Nothing is pending for {source.name}: its runs loaded everything they read.")
         return 0
     console.print(_pending_table(source, pending))
     if args.discard_pending:
@@ -222,6 +226,11 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
+def _refresh_again(tables: list[str]) -> str:
+    return (f"a full refresh emptied {', '.join(tables)} and never completed: the next run refreshes "
+            f"{'them' if len(tables) > 1 else 'it'} again.")
+
+
 def _recovered_lines(source: SourceConfig, recovered: Recovery) -> list[str]:
     from headwater.load.pipeline import table_loads
     from headwater.quarantine.naming import quarantine_table_name
@@ -246,4 +255,7 @@ def _recovered_lines(source: SourceConfig, recovered: Recovery) -> list[str]:
         lines.append(f"A discard of {source.name}'s pending loads that had been interrupted was finished first.")
     lines.append(f"Nothing is pending for {source.name} now; the next run reads the source from where these "
                  f"loads left it.")
+    if recovered.refresh_again:
+        said = _refresh_again(recovered.refresh_again)
+        lines.append(said[0].upper() + said[1:])
     return lines

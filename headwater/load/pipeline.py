@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -22,7 +23,7 @@ from headwater.common.file_rows import files_read
 from headwater.common.interpolation import SecretBlockError
 from headwater.load.deletes import DeleteResult, detect_deletes
 from headwater.load.progress import LoadProgress
-from headwater.load.recovery import discard_pending, recover, settle_open_loads
+from headwater.load.recovery import discard_pending, recover, settle_open_loads, settle_open_refreshes
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
 from headwater.load.source_lock import LockNotAcquired, source_lock
@@ -283,6 +284,8 @@ def _load_locked(
         row_counts = dict(recovered.row_counts)
         result.set_aside = list(recovered.set_aside)
         built = build_source(config, source, connector, reload)
+        if recovered.refresh_again:
+            reload = _refreshing_again(reload, source, pipeline, built, recovered.refresh_again)
         backfills = _backfill_outcomes(built, source, connector, reload)
         for index, (dlt_source, refresh) in enumerate(_runs(built, source, reload)):
             def read_again(index=index):
@@ -316,6 +319,7 @@ def _load_locked(
             for table_load in result.tables:
                 table_load.deletes = found.get(table_load.table)
         settle_open_loads(pipeline)  # the loads just recorded, and any discarded, leave headwater_ops.open_loads
+        settle_open_refreshes(pipeline, _refreshed_tables(pipeline, source, reload))
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
     if result.error is None:
@@ -429,6 +433,39 @@ def _add_widenings(result: SourceLoad, before: dict, after: dict) -> None:
         previous = before.get((table, column))
         if previous is not None and previous != sql_type and table in loads:
             loads[table].widened.append(Widening(column, previous, sql_type))
+
+
+def _refreshing_again(reload: Reload | None, source: SourceConfig, pipeline: dlt.Pipeline, built: DltSource,
+                      tables: list[str]) -> Reload | None:
+    """``reload`` with the tables a full refresh emptied, and never filled, refreshed once more."""
+    if reload is not None and reload.refreshes_source(source.name):
+        return reload  # refreshed whole anyway
+    schema = pipeline.default_schema.tables if pipeline.default_schema_name else {}
+    resources = {schema.get(table, {}).get("resource", table) for table in tables}
+    again = frozenset(resources & set(built.selected_resources))
+    for table in sorted(resources - again):
+        log.warning("%s: table %s was emptied by a full refresh that never completed, and is not loaded any more: "
+                    "refresh it with `headwater run --full-refresh %s.%s` once it is", source.name, table,
+                    source.name, table)
+    if not again:
+        return reload
+    log.warning("%s: the full refresh of %s emptied it and never completed (its cursor stayed where it was); "
+                "this run refreshes it again", source.name, ", ".join(sorted(again)))
+    current = reload or Reload()
+    full_refresh = dict(current.full_refresh)
+    full_refresh[source.name] = full_refresh.get(source.name, frozenset()) | again
+    return dataclasses.replace(current, full_refresh=full_refresh)
+
+
+def _refreshed_tables(pipeline: dlt.Pipeline, source: SourceConfig, reload: Reload | None) -> frozenset[str] | None:
+    """The destination tables this load refreshed (None: the whole source)."""
+    if reload is None or source.name not in reload.full_refresh:
+        return frozenset()
+    if reload.refreshes_source(source.name):
+        return None
+    resources = reload.refreshed_tables(source.name)
+    return frozenset(name for name, table in pipeline.default_schema.tables.items()
+                     if table.get("resource", name) in resources)
 
 
 def _runs(dlt_source: DltSource, source: SourceConfig, reload: Reload | None):

@@ -88,7 +88,7 @@ import pyarrow.parquet as pq
 
 from headwater.load.refusals import delete_children, failure_of, run_setting_aside
 from headwater.postgres.copy_ahead import PASSED_THROUGH
-from headwater.postgres.copy_streams import OPEN_LOADS
+from headwater.postgres.copy_streams import OPEN_LOADS, OPEN_REFRESHES
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,8 @@ class Recovery:
     # (load id, qualified table, rows deleted): rows of loads left unfinished by a run whose package is not here
     orphaned: list[tuple[str, str, int]] = field(default_factory=list)
     set_aside: list = field(default_factory=list)  # headwater.load.refusals.SetAside: refused rows now in quarantine
+    # tables a full refresh emptied whose load never completed: this run refreshes them again
+    refresh_again: list[str] = field(default_factory=list)
 
 
 def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bool = False,
@@ -129,6 +131,7 @@ def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bo
     here = _local_load_ids(pipeline)
     recovery = _recover_local(pipeline, loader_file_format, abandon_pending, abandon_tables, protection)
     recovery.orphaned = [removed for removed in settle_open_loads(pipeline, discarded=here) if removed[0] not in here]
+    recovery.refresh_again = settle_open_refreshes(pipeline)
     return recovery
 
 
@@ -557,6 +560,31 @@ def settle_open_loads(pipeline: dlt.Pipeline, discarded: set[str] | None = None)
                     "is not in this working folder); they are read again", pipeline.pipeline_name, count, load_id,
                     table)
     return removed
+
+
+def settle_open_refreshes(pipeline: dlt.Pipeline, refreshed: frozenset[str] | None = frozenset()) -> list[str]:
+    """Clear the entries of ``headwater_ops.open_refreshes`` for the pipeline's dataset whose refresh completed:
+    its load is recorded in ``_dlt_loads``, or the load that just ran refreshed the table (``refreshed``: its
+    tables; None: the whole source). The tables still listed were emptied by a refresh whose load never
+    completed, while dlt's cursor stays where it was before: returned, for this run to refresh them again.
+    Call it holding the source's lock, after its pending packages were loaded or discarded."""
+    with pipeline.sql_client() as client:
+        if client.execute_sql("SELECT to_regclass(%s)", OPEN_REFRESHES)[0][0] is None:
+            return []  # no refresh was ever passed through in this database
+        dataset = client.dataset_name
+        with client.begin_transaction():
+            if _columns(client, dataset, "_dlt_loads"):
+                client.execute_sql(f"DELETE FROM {OPEN_REFRESHES} WHERE dataset = %s AND load_id IN "
+                                   f"(SELECT load_id FROM {client.make_qualified_table_name('_dlt_loads')})",
+                                   dataset)
+            if refreshed is None:
+                client.execute_sql(f"DELETE FROM {OPEN_REFRESHES} WHERE dataset = %s", dataset)
+            elif refreshed:
+                client.execute_sql(f"DELETE FROM {OPEN_REFRESHES} WHERE dataset = %s AND table_name = ANY(%s)",
+                                   dataset, sorted(refreshed))
+            rows = client.execute_sql(f"SELECT table_name FROM {OPEN_REFRESHES} WHERE dataset = %s ORDER BY 1",
+                                      dataset) or []
+    return [row[0] for row in rows]
 
 
 def _remove_open_load(client, load_id: str, tables: list[tuple[str, str, str | None]]) -> list[tuple[str, str, int]]:

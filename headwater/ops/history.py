@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from headwater import __version__
-from headwater.postgres.copy_streams import OPEN_LOADS_TABLE
+from headwater.postgres.copy_streams import OPEN_LOADS_TABLE, OPEN_REFRESHES_TABLE
 
 if TYPE_CHECKING:
     from headwater.load.deletes import DeleteResult
@@ -210,6 +210,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # headwater_ops.open_loads: a copy job creates it too when a load runs before any run record.
     OPEN_LOADS_TABLE,
+    # headwater_ops.open_refreshes: a full refresh passed through creates it too when it runs before any run record.
+    OPEN_REFRESHES_TABLE,
 )
 
 

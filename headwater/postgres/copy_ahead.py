@@ -30,7 +30,8 @@ exactly the file's rows, and otherwise rolls it back and copies the file (a comm
 is marked like a multi-stream copy's, ``PartialCopy``, and undone by the job's retry).
 
 **Only where nothing else must touch the table first.** Append tables only (merge, scd2 and replace load
-through staging tables), not in a refreshing run (dlt truncates the table before the jobs), not nested
+through staging tables), not in a refreshing run (dlt truncates the table before the jobs: only rows passed
+through from a source go ahead in one, the table emptied first, ``_empty_for_refresh``), not nested
 tables, and only while the table's columns stay as they were when the COPY started: a column added or
 widened later in the extract would need an ALTER that waits for the open COPY, so the COPY is rolled back
 then, and the schema update rolls back any it would otherwise wait for (``abandon_for_schema_update``).
@@ -65,13 +66,14 @@ import psycopg
 import pyarrow as pa
 from dlt.common.schema import Schema
 from dlt.common.schema.utils import get_write_disposition, is_nested_table
+from dlt.common.storages.load_package import commit_load_package_state
 from dlt.extract.extractors import ArrowExtractor, Extractor
 
 from headwater.common.registry import first_line
 from headwater.common.widening import is_text
 from headwater.postgres.binary_copy import copy_binary, encodable
 from headwater.postgres.column_types import JSONB, declared_types, destination_types, quoted
-from headwater.postgres.copy_streams import MAX_STREAMS, ROWS_PER_STREAM, copy_streams
+from headwater.postgres.copy_streams import MAX_STREAMS, ROWS_PER_STREAM, copy_streams, record_refresh
 from headwater.postgres.key_indexes import headwater_index
 
 log = logging.getLogger(__name__)
@@ -255,6 +257,30 @@ class PassedThrough:
                 with contextlib.suppress(psycopg.Error):
                     connection.rollback()
                 connection.close()
+
+
+def _truncated_by_load(table_name: str) -> bool:
+    """Whether the load step is to truncate ``table_name`` before its jobs: a full refresh (dlt's ``drop_data``)."""
+    truncated = dlt.current.load_package_state()["state"].get("truncated_tables") or []
+    return any(table["name"] == table_name for table in truncated)
+
+
+def _empty_for_refresh(connection: psycopg.Connection, dataset: str, table_name: str, load_id: str) -> None:
+    """Truncate a refreshed table before its rows are passed, instead of the load step.
+
+    The load step truncates a refreshed table before the jobs run, which would wait for the passed rows' COPYs,
+    open until their job commits them. So the table is truncated here, and the package no longer asks the load
+    step to. The same transaction records the refresh in headwater_ops.open_refreshes: if the load never
+    completes, the old rows are gone while the cursor stays where it was, and the next run refreshes the table
+    again (headwater.load.recovery)."""
+    connection.execute(f"TRUNCATE {quoted(dataset)}.{quoted(table_name)}")
+    record_refresh(connection, dataset, table_name, load_id)
+    connection.commit()
+    state = dlt.current.load_package_state()["state"]
+    state["truncated_tables"] = [table for table in state.get("truncated_tables") or []
+                                 if table["name"] != table_name]
+    commit_load_package_state()
+    log.info("%s.%s: emptied for its full refresh, before its rows are passed through", dataset, table_name)
 
 
 class PassThroughTarget:
@@ -441,11 +467,11 @@ class CopyAhead:
                 return
             state.stream.put(conformed)
 
-    def _still_fits(self, state: _Table, table_name: str, schema: Schema) -> bool:
+    def _still_fits(self, state: _Table, table_name: str, schema: Schema, emptied_here: bool = False) -> bool:
         table = schema.tables.get(table_name)
         if table is None or table_name.startswith("_dlt") or is_nested_table(table):
             return False
-        if get_write_disposition(schema.tables, table_name) != "append" or self.refreshing:
+        if get_write_disposition(schema.tables, table_name) != "append" or (self.refreshing and not emptied_here):
             return False
         return state.columns is None or state.columns == _column_types(schema, table_name)
 
@@ -493,7 +519,8 @@ class CopyAhead:
             return None
         if self.keep_files:
             return None  # a retry that keeps every row in a load file
-        if not self._still_fits(_Table(), table_name, schema):
+        refreshed = self.refreshing and _truncated_by_load(table_name)
+        if not self._still_fits(_Table(), table_name, schema, emptied_here=refreshed):
             return None
         client = self.pipeline._get_destination_clients(schema)[0]
         connection, url, dataset, types = self._table_ready(client, table_name, declared_types)
@@ -502,6 +529,8 @@ class CopyAhead:
             if not set(schema.get_table_columns(table_name)) <= set(types) or _load_alters(client, table_name):
                 connection.close()  # the load's ALTER would wait for this COPY: the rows come as batches
                 return None
+            if refreshed:
+                _empty_for_refresh(connection, dataset, table_name, load_id)
             for _ in range(min(streams, MAX_CONNECTIONS - self._connections) - 1):
                 connections.append(psycopg.connect(url, client_encoding="utf8"))
         except BaseException:

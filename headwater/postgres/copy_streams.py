@@ -90,6 +90,38 @@ class OpenLoad:
                            f"values ({values}) on conflict do nothing")
 
 
+# Tables a full refresh emptied itself, before its streams copy into them (headwater.postgres.copy_ahead):
+# the same statement is step 10 of headwater.ops.history's migrations: never edit it, add a step there.
+OPEN_REFRESHES = "headwater_ops.open_refreshes"
+OPEN_REFRESHES_TABLE = """
+    -- Tables a full refresh truncated in the same transaction as this row, before its rows were copied
+    -- (headwater.postgres.copy_ahead); deleted once a load that refreshed the table is recorded. An entry
+    -- whose load never completed makes the next run refresh the table again (headwater.load.recovery).
+    create table if not exists headwater_ops.open_refreshes (
+        dataset text not null,
+        table_name text not null,
+        load_id text not null,
+        truncated_at timestamptz not null default now(),
+        primary key (dataset, table_name)
+    )
+    """
+
+
+def record_refresh(connection, dataset: str, table: str, load_id: str) -> None:
+    """Record in ``connection``'s open transaction, the one that truncates ``table``, that ``load_id`` refreshes it
+    (replacing an entry of an earlier refresh of the table that never completed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"select to_regclass('{OPEN_REFRESHES}') is not null")
+        if not cursor.fetchone()[0]:
+            cursor.execute("select 1 from pg_advisory_xact_lock(hashtext('headwater_ops'))")
+            cursor.execute("create schema if not exists headwater_ops")
+            cursor.execute(OPEN_REFRESHES_TABLE)
+        values = ", ".join(_literal(value) for value in (dataset, table, load_id))
+        cursor.execute(f"insert into {OPEN_REFRESHES} (dataset, table_name, load_id) values ({values}) "
+                       f"on conflict (dataset, table_name) do update set load_id = excluded.load_id, "
+                       f"truncated_at = now()")
+
+
 def _literal(value: str | None) -> str:
     """A SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1): both drivers run it as is."""
     return "null" if value is None else "'" + value.replace("'", "''") + "'"

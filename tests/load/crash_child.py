@@ -1,10 +1,14 @@
 """Run one Headwater load of a source and SIGKILL the process at a chosen point (test harness only).
 
-    python -m tests.load.crash_child HEADWATER_YAML DESTINATION_URL SOURCE KILL_POINT
+    python -m tests.load.crash_child HEADWATER_YAML DESTINATION_URL SOURCE KILL_POINT [REFRESHED_TABLE]
+
+With REFRESHED_TABLE the load is a `--full-refresh SOURCE.REFRESHED_TABLE`.
 
 The kill points wrap dlt internals here, in the test process, so the product carries no test hooks:
   extract              after the first Arrow batch is written to the extract folder
   extract_committed    the extracted package committed, before dlt saves the pipeline's state and schemas
+  refresh_emptied      a refreshed table passed through: emptied and its refresh recorded (committed), before
+                       its rows are copied
   normalize            all files normalized, before the load package is committed
   normalize_committed  package committed to load/, its extracted copy not yet deleted
   load_before_commit   a copy job's rows ingested, before its transaction commits (also the rows copied
@@ -57,6 +61,16 @@ def arm(kill_point: str) -> None:
             die()
 
         ArrowExtractor.write_items = write_then_die
+    elif kill_point == "refresh_emptied":
+        from headwater.postgres import copy_ahead
+
+        empty = copy_ahead._empty_for_refresh
+
+        def empty_then_die(*args, **kwargs):
+            empty(*args, **kwargs)
+            die()
+
+        copy_ahead._empty_for_refresh = empty_then_die
     elif kill_point == "extract_committed":
         from dlt.extract.extract import Extract
 
@@ -216,6 +230,7 @@ def arm_streams(how: str, table: str) -> None:
 
 def main() -> None:
     path, destination_url, source, kill_point = sys.argv[1:5]
+    refreshed = sys.argv[5] if len(sys.argv) > 5 else None
     arm(kill_point)
     if source == "drops":
         from headwater.plugins.manager import connector_registry
@@ -224,9 +239,11 @@ def main() -> None:
 
         load_drops(load_project(Path(path), connector_registry()), destination_url)
     else:
+        from headwater.load.reload import Reload
         from tests.load.helpers import load
 
-        load(Path(path), destination_url, source)
+        reload = Reload(full_refresh={source: frozenset({refreshed})}) if refreshed else None
+        load(Path(path), destination_url, source, reload)
     print("finished without being killed")
 
 

@@ -18,10 +18,6 @@ import time
 import psycopg
 import pytest
 
-from connectors.sql_database.parallel_ranges import MIN_ROWS_VARIABLE as STREAM_ROWS_VARIABLE
-from connectors.sql_database.parallel_ranges import STREAMS_VARIABLE
-from connectors.sql_database.pass_through import SWITCH_VARIABLE
-from headwater.postgres.copy_ahead import MIN_ROWS_VARIABLE
 from tests.conftest import REPO, query
 from tests.load.helpers import execute, load, load_losing_a_passed_commit, write_project
 
@@ -29,12 +25,7 @@ SPLIT = re.compile(r"passed through to the destination in (\d+) streams by (page
                    r"\(rows per stream: ([\d, ]+)\)")
 
 
-@pytest.fixture(autouse=True)
-def two_streams(monkeypatch):
-    monkeypatch.setenv(SWITCH_VARIABLE, "on")
-    monkeypatch.setenv(STREAMS_VARIABLE, "2")
-    monkeypatch.setenv(STREAM_ROWS_VARIABLE, "10000")
-    monkeypatch.setenv(MIN_ROWS_VARIABLE, "10000")
+pytestmark = pytest.mark.usefixtures("two_streams")
 
 
 MIXED_COLUMNS = """id bigint, version bigint not null, amount numeric(18, 4), ratio double precision,
