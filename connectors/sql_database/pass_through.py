@@ -18,8 +18,8 @@ incremental read misses it.
 
 **Which tables.** PostgreSQL sources read by connectorx, into a run with copy ahead on (a Postgres
 destination, headwater.postgres.copy_ahead decides the rest: append tables no step, rule or protection
-changes, columns as dlt's schema has them; a refreshed one emptied first); an incremental cursor taking the maximum, with
-no end value, row order or limit; at least ``copy_ahead.min_rows()`` rows in the window; only the column
+changes, columns as dlt's schema has them; a refreshed one emptied first); an incremental cursor taking the
+maximum, with no end value, row order or limit; at least ``copy_ahead.min_rows()`` rows in the window; only the column
 types in ``PASSED_TYPES`` and decimals the destination column holds unchanged; and no value that Arrow or
 the driver cannot hold, or holds otherwise than a cast (a decimal NaN, an infinite date, a year after
 9999), in the window: such a window is read as Arrow whole, where that value fails or is quarantined as it

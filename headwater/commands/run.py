@@ -226,9 +226,10 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
-def _refresh_again(tables: list[str]) -> str:
-    return (f"a full refresh emptied {', '.join(tables)} and never completed: the next run refreshes "
-            f"{'them' if len(tables) > 1 else 'it'} again.")
+def _refresh_again(entries: list[tuple[str, str]]) -> str:
+    """``entries``: (table, resource) a full refresh emptied and never filled (headwater.load.recovery)."""
+    return (f"a full refresh emptied {', '.join(table for table, _ in entries)} and never completed: the next run "
+            f"refreshes {'them' if len(entries) > 1 else 'it'} again.")
 
 
 def _recovered_lines(source: SourceConfig, recovered: Recovery) -> list[str]:

@@ -285,7 +285,7 @@ def _load_locked(
         result.set_aside = list(recovered.set_aside)
         built = build_source(config, source, connector, reload)
         if recovered.refresh_again:
-            reload = _refreshing_again(reload, source, pipeline, built, recovered.refresh_again)
+            reload = _refreshing_again(reload, source, built, recovered.refresh_again)
         backfills = _backfill_outcomes(built, source, connector, reload)
         for index, (dlt_source, refresh) in enumerate(_runs(built, source, reload)):
             def read_again(index=index):
@@ -298,6 +298,8 @@ def _load_locked(
             for info in infos:
                 info.raise_on_failed_jobs()
                 result.load_ids += list(info.loads_ids)
+            if refresh is not None:  # refreshed and recorded: no run need refresh these tables again
+                settle_open_refreshes(pipeline, frozenset(dlt_source.selected_resources))
             for name, count in counts.items():
                 row_counts[name] = row_counts.get(name, 0) + count
             result.set_aside += set_aside
@@ -319,7 +321,6 @@ def _load_locked(
             for table_load in result.tables:
                 table_load.deletes = found.get(table_load.table)
         settle_open_loads(pipeline)  # the loads just recorded, and any discarded, leave headwater_ops.open_loads
-        settle_open_refreshes(pipeline, _refreshed_tables(pipeline, source, reload))
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
     if result.error is None:
@@ -435,18 +436,18 @@ def _add_widenings(result: SourceLoad, before: dict, after: dict) -> None:
             loads[table].widened.append(Widening(column, previous, sql_type))
 
 
-def _refreshing_again(reload: Reload | None, source: SourceConfig, pipeline: dlt.Pipeline, built: DltSource,
-                      tables: list[str]) -> Reload | None:
-    """``reload`` with the tables a full refresh emptied, and never filled, refreshed once more."""
+def _refreshing_again(reload: Reload | None, source: SourceConfig, built: DltSource,
+                      entries: list[tuple[str, str]]) -> Reload | None:
+    """``reload`` with the tables a full refresh emptied, and never filled, refreshed once more: ``entries``
+    (table, resource)."""
     if reload is not None and reload.refreshes_source(source.name):
         return reload  # refreshed whole anyway
-    schema = pipeline.default_schema.tables if pipeline.default_schema_name else {}
-    resources = {schema.get(table, {}).get("resource", table) for table in tables}
+    resources = {resource for _, resource in entries}
     again = frozenset(resources & set(built.selected_resources))
-    for table in sorted(resources - again):
+    for resource in sorted(resources - again):
         log.warning("%s: table %s was emptied by a full refresh that never completed, and is not loaded any more: "
-                    "refresh it with `headwater run --full-refresh %s.%s` once it is", source.name, table,
-                    source.name, table)
+                    "refresh it with `headwater run --full-refresh %s.%s` once it is", source.name, resource,
+                    source.name, resource)
     if not again:
         return reload
     log.warning("%s: the full refresh of %s emptied it and never completed (its cursor stayed where it was); "
@@ -455,17 +456,6 @@ def _refreshing_again(reload: Reload | None, source: SourceConfig, pipeline: dlt
     full_refresh = dict(current.full_refresh)
     full_refresh[source.name] = full_refresh.get(source.name, frozenset()) | again
     return dataclasses.replace(current, full_refresh=full_refresh)
-
-
-def _refreshed_tables(pipeline: dlt.Pipeline, source: SourceConfig, reload: Reload | None) -> frozenset[str] | None:
-    """The destination tables this load refreshed (None: the whole source)."""
-    if reload is None or source.name not in reload.full_refresh:
-        return frozenset()
-    if reload.refreshes_source(source.name):
-        return None
-    resources = reload.refreshed_tables(source.name)
-    return frozenset(name for name, table in pipeline.default_schema.tables.items()
-                     if table.get("resource", name) in resources)
 
 
 def _runs(dlt_source: DltSource, source: SourceConfig, reload: Reload | None):

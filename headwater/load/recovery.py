@@ -114,8 +114,8 @@ class Recovery:
     # (load id, qualified table, rows deleted): rows of loads left unfinished by a run whose package is not here
     orphaned: list[tuple[str, str, int]] = field(default_factory=list)
     set_aside: list = field(default_factory=list)  # headwater.load.refusals.SetAside: refused rows now in quarantine
-    # tables a full refresh emptied whose load never completed: this run refreshes them again
-    refresh_again: list[str] = field(default_factory=list)
+    # (table, its resource) a full refresh emptied whose load never completed: this run refreshes them again
+    refresh_again: list[tuple[str, str]] = field(default_factory=list)
 
 
 def recover(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pending: bool = False,
@@ -562,12 +562,12 @@ def settle_open_loads(pipeline: dlt.Pipeline, discarded: set[str] | None = None)
     return removed
 
 
-def settle_open_refreshes(pipeline: dlt.Pipeline, refreshed: frozenset[str] | None = frozenset()) -> list[str]:
+def settle_open_refreshes(pipeline: dlt.Pipeline, refreshed: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """Clear the entries of ``headwater_ops.open_refreshes`` for the pipeline's dataset whose refresh completed:
-    its load is recorded in ``_dlt_loads``, or the load that just ran refreshed the table (``refreshed``: its
-    tables; None: the whole source). The tables still listed were emptied by a refresh whose load never
-    completed, while dlt's cursor stays where it was before: returned, for this run to refresh them again.
-    Call it holding the source's lock, after its pending packages were loaded or discarded."""
+    its load is recorded in ``_dlt_loads``, or a load that just completed refreshed the table's resource (one of
+    ``refreshed``). The entries left were emptied by a refresh whose load never completed, while dlt's cursor
+    stays where it was: returned as (table, resource), for this run to refresh them again. Call it holding the
+    source's lock, after its pending packages were loaded or discarded."""
     with pipeline.sql_client() as client:
         if client.execute_sql("SELECT to_regclass(%s)", OPEN_REFRESHES)[0][0] is None:
             return []  # no refresh was ever passed through in this database
@@ -577,14 +577,12 @@ def settle_open_refreshes(pipeline: dlt.Pipeline, refreshed: frozenset[str] | No
                 client.execute_sql(f"DELETE FROM {OPEN_REFRESHES} WHERE dataset = %s AND load_id IN "
                                    f"(SELECT load_id FROM {client.make_qualified_table_name('_dlt_loads')})",
                                    dataset)
-            if refreshed is None:
-                client.execute_sql(f"DELETE FROM {OPEN_REFRESHES} WHERE dataset = %s", dataset)
-            elif refreshed:
-                client.execute_sql(f"DELETE FROM {OPEN_REFRESHES} WHERE dataset = %s AND table_name = ANY(%s)",
+            if refreshed:
+                client.execute_sql(f"DELETE FROM {OPEN_REFRESHES} WHERE dataset = %s AND resource = ANY(%s)",
                                    dataset, sorted(refreshed))
-            rows = client.execute_sql(f"SELECT table_name FROM {OPEN_REFRESHES} WHERE dataset = %s ORDER BY 1",
-                                      dataset) or []
-    return [row[0] for row in rows]
+            rows = client.execute_sql(f"SELECT table_name, resource FROM {OPEN_REFRESHES} WHERE dataset = %s "
+                                      f"ORDER BY 1", dataset) or []
+    return [(row[0], row[1]) for row in rows]
 
 
 def _remove_open_load(client, load_id: str, tables: list[tuple[str, str, str | None]]) -> list[tuple[str, str, int]]:

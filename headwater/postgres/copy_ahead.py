@@ -265,7 +265,8 @@ def _truncated_by_load(table_name: str) -> bool:
     return any(table["name"] == table_name for table in truncated)
 
 
-def _empty_for_refresh(connection: psycopg.Connection, dataset: str, table_name: str, load_id: str) -> None:
+def _empty_for_refresh(connection: psycopg.Connection, dataset: str, table_name: str, resource: str,
+                       load_id: str) -> None:
     """Truncate a refreshed table before its rows are passed, instead of the load step.
 
     The load step truncates a refreshed table before the jobs run, which would wait for the passed rows' COPYs,
@@ -274,7 +275,7 @@ def _empty_for_refresh(connection: psycopg.Connection, dataset: str, table_name:
     completes, the old rows are gone while the cursor stays where it was, and the next run refreshes the table
     again (headwater.load.recovery)."""
     connection.execute(f"TRUNCATE {quoted(dataset)}.{quoted(table_name)}")
-    record_refresh(connection, dataset, table_name, load_id)
+    record_refresh(connection, dataset, table_name, resource, load_id)
     connection.commit()
     state = dlt.current.load_package_state()["state"]
     state["truncated_tables"] = [table for table in state.get("truncated_tables") or []
@@ -530,7 +531,8 @@ class CopyAhead:
                 connection.close()  # the load's ALTER would wait for this COPY: the rows come as batches
                 return None
             if refreshed:
-                _empty_for_refresh(connection, dataset, table_name, load_id)
+                _empty_for_refresh(connection, dataset, table_name,
+                                   schema.tables[table_name].get("resource", table_name), load_id)
             for _ in range(min(streams, MAX_CONNECTIONS - self._connections) - 1):
                 connections.append(psycopg.connect(url, client_encoding="utf8"))
         except BaseException:

@@ -100,6 +100,7 @@ OPEN_REFRESHES_TABLE = """
     create table if not exists headwater_ops.open_refreshes (
         dataset text not null,
         table_name text not null,
+        resource text not null,              -- the dlt resource that loads the table: what is refreshed again
         load_id text not null,
         truncated_at timestamptz not null default now(),
         primary key (dataset, table_name)
@@ -107,17 +108,17 @@ OPEN_REFRESHES_TABLE = """
     """
 
 
-def record_refresh(connection, dataset: str, table: str, load_id: str) -> None:
-    """Record in ``connection``'s open transaction, the one that truncates ``table``, that ``load_id`` refreshes it
-    (replacing an entry of an earlier refresh of the table that never completed)."""
+def record_refresh(connection, dataset: str, table: str, resource: str, load_id: str) -> None:
+    """Record in ``connection``'s open transaction, the one that truncates ``table`` (loaded by ``resource``), that
+    ``load_id`` refreshes it (replacing an entry of an earlier refresh of the table that never completed)."""
     with connection.cursor() as cursor:
         cursor.execute(f"select to_regclass('{OPEN_REFRESHES}') is not null")
         if not cursor.fetchone()[0]:
             cursor.execute("select 1 from pg_advisory_xact_lock(hashtext('headwater_ops'))")
             cursor.execute("create schema if not exists headwater_ops")
             cursor.execute(OPEN_REFRESHES_TABLE)
-        values = ", ".join(_literal(value) for value in (dataset, table, load_id))
-        cursor.execute(f"insert into {OPEN_REFRESHES} (dataset, table_name, load_id) values ({values}) "
+        values = ", ".join(_literal(value) for value in (dataset, table, resource, load_id))
+        cursor.execute(f"insert into {OPEN_REFRESHES} (dataset, table_name, resource, load_id) values ({values}) "
                        f"on conflict (dataset, table_name) do update set load_id = excluded.load_id, "
                        f"truncated_at = now()")
 
