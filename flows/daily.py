@@ -263,21 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         # Plain text, never re-wrapped: each problem stays on one line with its file:line.
         print(error, file=sys.stderr)
         return 2
-    problem = destination_url_problem()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    try:
-        api_url = prefect_server_for_runs(project.state_dir, progress=lambda line: print(line, file=sys.stderr))
-    except StackError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    settings = shell_run_settings(project)
+    if isinstance(settings, int):
+        return settings
     # Only options that were given become flow parameters, so a plain run records just advance_example.
     reload = {name: getattr(args, name) for name in ("full_refresh", "since", "until") if getattr(args, name)}
     if args.full_build:
         reload["full_build"] = True
-    share_api_tls_contexts()
-    with temporary_settings(updates=run_settings(api_url)):
+    with temporary_settings(updates=settings):
         try:
             state = daily(advance_example=args.advance_example, **reload, return_state=True)
         except RuntimeError as error:  # raised before the flow's body runs: nothing was written
@@ -287,6 +280,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return 1
     return 0 if state.is_completed() else 1
+
+
+def shell_run_settings(project: ProjectConfig) -> dict | int:
+    """Prefect's settings for a flow started from the shell (its server found or started), or the exit code after
+    saying why it cannot start: a bad HEADWATER_DATABASE_URL (2), a Prefect server that cannot be had (1)."""
+    problem = destination_url_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        api_url = prefect_server_for_runs(project.state_dir, progress=lambda line: print(line, file=sys.stderr))
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    share_api_tls_contexts()
+    return run_settings(api_url)
 
 
 def run_settings(api_url: str | None) -> dict:

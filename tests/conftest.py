@@ -69,6 +69,30 @@ def mariadb() -> MariaDB:
     return mariadb_server()
 
 
+# The change-feed tests' source database (a fresh one on the logical server), as headwater.yaml references it.
+CDC_SOURCE_VARIABLE = "HW_TEST_CDC_URL"
+
+
+@pytest.fixture(scope="session")
+def logical_server(tmp_path_factory):
+    """A PostgreSQL with wal_level=logical the suite starts itself (tests/connectors/logical_server.py)."""
+    from tests.connectors.logical_server import start_logical_server
+
+    server, url = start_logical_server(tmp_path_factory.mktemp("logical") / "postgres")
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def cdc_source(logical_server, monkeypatch):
+    """A fresh database on the logical server, as ${HW_TEST_CDC_URL}; its slots and itself dropped afterwards."""
+    from tests.connectors.logical_server import logical_database
+
+    with logical_database(logical_server) as url:
+        monkeypatch.setenv(CDC_SOURCE_VARIABLE, url)
+        yield url
+
+
 @pytest.fixture
 def database_url():
     """A fresh, empty database on the test server, dropped afterwards."""

@@ -50,11 +50,12 @@ def holding_source(project: "ProjectConfig", address: "PostgresAddress", source:
                    nothing_done: str, action: "Callable[[], int]") -> int:
     """``action()`` holding the source's lock (headwater.load.source_lock), so that it never works beside a run
     loading the source; 1 after saying who keeps it, when they keep it past `run.lock_wait`."""
-    from headwater.load.source_lock import LockNotAcquired, source_lock
+    from headwater.load.source_lock import LockNotAcquired, end_dead_sessions, source_lock
 
     try:
         with source_lock(address, source.name, project.run.lock_wait_seconds, purpose,
                          waiting=lambda line: print(line, file=sys.stderr)):
+            end_dead_sessions(address, source.name)
             return action()
     except LockNotAcquired as busy:
         print(f"error: {source.name} is busy: {busy}; {nothing_done}. Try again when that run ends "

@@ -1,4 +1,5 @@
-"""`headwater connectors`: which connectors are installed, where they come from, and what they take."""
+"""`headwater connectors`: which connectors are installed, where they come from, and what they take;
+`headwater cdc drop-slot`: a postgres_cdc source's replication slots removed from its database."""
 
 from __future__ import annotations
 
@@ -28,6 +29,64 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="One connector: settings, defaults, secrets, known keys and cursors.")
     show.add_argument("name", help="Connector name, as in `connector:` of headwater.yaml.")
     show.set_defaults(run=run_show)
+
+
+    cdc = subparsers.add_parser(
+        "cdc", help="Change data capture sources (postgres_cdc): remove a source's replication slot.")
+    cdc_actions = cdc.add_subparsers(dest="cdc_command", required=True, metavar="ACTION")
+    drop = cdc_actions.add_parser(
+        "drop-slot",
+        help="Drop the replication slot of a postgres_cdc source, so its database stops keeping WAL for it.",
+        description="A slot keeps every WAL segment its reader has not confirmed: a source that no longer streams "
+        "must have its slot dropped, or the source database's disk fills. Raw keeps what it holds; loading the "
+        "source again needs a new snapshot (`headwater run --full-refresh SOURCE`).")
+    drop.add_argument("source", metavar="SOURCE", help="a postgres_cdc source of headwater.yaml")
+    drop.add_argument("--drop-publication", action="store_true", help="drop the source's publication too")
+    drop.add_argument("--yes", action="store_true", help="do not ask first")
+    drop.set_defaults(run=run_drop_slot)
+
+
+def run_drop_slot(args: argparse.Namespace) -> int:
+    from headwater.commands import read_project_or_report
+
+    project = read_project_or_report()
+    if project is None:
+        return 2
+    names = [source.name for source in project.sources]
+    if args.source not in names:
+        print(f"error: no source {args.source!r}; sources: {', '.join(names)}", file=sys.stderr)
+        return 2
+    source = project.source(args.source)
+    if source.connector != "postgres_cdc":
+        print(f"error: {source.name} uses connector {source.connector}, not postgres_cdc: it has no slot",
+              file=sys.stderr)
+        return 2
+    if not args.yes and not _confirm(f"Drop the replication slot of {source.name}? Loading it again then needs "
+                                     f"`headwater run --full-refresh {source.name}` [y/N] "):
+        print("Nothing was dropped.")
+        return 1
+    from connectors.postgres_cdc import drop_source_slots
+
+    try:
+        dropped = drop_source_slots(project.resolved_settings(source), source.name, args.drop_publication)
+    except Exception as error:
+        print(f"error: {source.name}: {error}", file=sys.stderr)
+        return 1
+    if not dropped:
+        print(f"{source.name} has no replication slot in its database: nothing to drop.")
+        return 0
+    for name, kept in dropped:
+        print(f"Dropped replication slot {name} of {source.name} (it kept {kept:,} bytes of WAL).")
+    print(f"Raw keeps what it holds. To stream {source.name} again: `headwater run --full-refresh {source.name}` "
+          "(a new snapshot); to stop for good, remove or disable it in headwater.yaml.")
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(question + "(not a terminal: answer no; give --yes)")
+        return False
+    return input(question).strip().lower() in ("y", "yes")
 
 
 def _registry():

@@ -30,6 +30,18 @@ def add_parser(subparsers) -> None:
                         help="rebuild every dbt model, not only those downstream of tables that received rows")
     parser.set_defaults(run=run)
 
+    stream = subparsers.add_parser(
+        "stream",
+        help="load one source continuously in micro-batches until Ctrl-C or SIGTERM (python -m flows.stream)",
+        description="Each batch is a load of SOURCE, recorded in headwater_ops.stream_batches when it commits, "
+        "which is when the source's feed is acknowledged (a replication slot advanced, broker messages acked). "
+        "The tables it changed stay pending until a build publishes their marts: with --build-every or "
+        "--build-every-seconds here, else by the `build` deployment or the next `headwater run`. Ctrl-C or "
+        "SIGTERM stops after the batch under way.",
+    )
+    add_stream_arguments(stream)
+    stream.set_defaults(run=run_stream)
+
     recover = subparsers.add_parser(
         "recover",
         help="show what a source's failed or interrupted runs left pending, and load it or discard it",
@@ -69,6 +81,18 @@ def add_parser(subparsers) -> None:
     deploy.set_defaults(run=run_deploy)
 
 
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="a source of headwater.yaml")
+    parser.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches (default: until stopped)")
+    parser.add_argument("--build-every", type=int, metavar="N",
+                        help="build and publish the marts after every N batches that loaded rows")
+    parser.add_argument("--build-every-seconds", type=float, metavar="T",
+                        help="build and publish the marts when T seconds passed since the last build and rows wait")
+    parser.add_argument("--alert-lag-seconds", type=float, metavar="T",
+                        help="warn, and alert the notifiers of headwater.yaml, when the feed trails by more than T s")
+
+
+
 def run(args: argparse.Namespace) -> int:
     from headwater.local.stack import use_local_stack
 
@@ -83,6 +107,19 @@ def run(args: argparse.Namespace) -> int:
             argv += [f"--{name}", getattr(args, name)]
     if args.full_build:
         argv.append("--full-build")
+    return main(argv)
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    from headwater.local.stack import use_local_stack
+
+    use_local_stack()
+    from flows.stream import main
+
+    argv = [args.source]
+    for name in ("max_batches", "build_every", "build_every_seconds", "alert_lag_seconds"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return main(argv)
 
 

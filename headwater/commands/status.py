@@ -75,9 +75,44 @@ def run_status(args: argparse.Namespace) -> int:
                       highlight=False)
         return 0
     console.print(_runs_table(history, args.runs))
+    streams = _streams_table(address)
+    if streams is not None:
+        console.print(streams)
     console.print(_freshness_table(history))
     console.print(_checks_table(history))
     return 0
+
+
+def _streams_table(address: PostgresAddress) -> Table | None:
+    """Each streamed source's newest batch and how far its feed trailed then; None when nothing was streamed."""
+    from headwater.ops.stream_batches import latest_batches
+
+    batches = latest_batches(address)
+    if not batches:
+        return None
+    table = Table(title="Streams (newest batch per source)", title_justify="left")
+    for column, justify in (("source", "left"), ("batch", "right"), ("at (UTC)", "left"), ("rows", "right"),
+                            ("quarantined", "right"), ("behind", "right"), ("unread", "right"),
+                            ("WAL kept", "right"), ("error", "left")):
+        table.add_column(column, justify=justify)
+    for batch in batches:
+        lag = batch.lag or {}
+        behind = lag.get("behind_seconds")
+        table.add_row(
+            escape(batch.source), f"{batch.batch:,}", f"{batch.started_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}",
+            f"{batch.rows_loaded:,}", f"{batch.rows_quarantined:,}", "-" if behind is None else f"{behind:.1f}s",
+            _bytes(lag.get("lag_bytes")), _bytes(lag.get("retained_wal_bytes")), escape(batch.error or ""))
+    return table
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return "-"
 
 
 def _styled(value: str) -> str:

@@ -26,11 +26,11 @@ from headwater.load.progress import LoadProgress
 from headwater.load.recovery import discard_pending, recover, settle_open_loads, settle_open_refreshes
 from headwater.load.refusals import run_setting_aside
 from headwater.load.reload import BackfillOutcome, Reload, ReloadError
-from headwater.load.source_lock import LockNotAcquired, source_lock
+from headwater.load.source_lock import LockNotAcquired, end_dead_sessions, load_application_name, source_lock
 from headwater.load.stored_schemas import pipeline_name
 from headwater.load.table_processor import attach_processors, protection_lookup, unchanged_tables
 from headwater.load.write_modes import REPLACE_STRATEGY, add_history_hash, apply_write_mode
-from headwater.plugins.connectors import Connector
+from headwater.plugins.connectors import STREAM_LAG, Connector
 from headwater.postgres.address import PostgresAddress
 from headwater.postgres.copy_ahead import ROWS_LOST, copying_ahead
 from headwater.postgres.load_files import use_copy_ready_writer
@@ -152,6 +152,7 @@ class SourceLoad:
     purged: list = field(default_factory=list)
     retention: str | None = None  # that retention, as headwater.yaml writes it
     skipped: str | None = None  # why this run did not load the source at all (another run held it)
+    lag: dict | None = None  # how far a streaming source's feed trails after the load (Connector STREAM_LAG)
 
     @property
     def ok(self) -> bool:
@@ -191,7 +192,8 @@ def open_pipeline(config: ProjectConfig, source: SourceConfig, address: Postgres
     prepare_loads()
     pipeline = dlt.pipeline(
         pipeline_name=pipeline_name(source.name),
-        destination=postgres(credentials=address.dlt_credentials(), replace_strategy=REPLACE_STRATEGY,
+        destination=postgres(credentials=address.dlt_credentials(load_application_name(source.name)),
+                             replace_strategy=REPLACE_STRATEGY,
                              naming_convention=source.naming),
         dataset_name=source.dataset,
         pipelines_dir=str(pipelines_dir(config.state_dir, address)),
@@ -224,7 +226,8 @@ def build_source(config: ProjectConfig, source: SourceConfig, connector: Connect
         dlt_source = dlt_source.with_resources(*(table.name for table in source.tables))
     for table in source.tables:
         resource = dlt_source.resources[table.name]
-        apply_write_mode(resource, table, reload.backfill_incremental(source, table) if reload else None)
+        apply_write_mode(resource, table, reload.backfill_incremental(source, table) if reload else None,
+                         connector.change_feed)
     attach_processors(config, source, dlt_source, connector.pii)  # steps, rules and quarantine, per selected table
     for table in source.tables:
         add_history_hash(dlt_source.resources[table.name], table)
@@ -250,6 +253,7 @@ def load_source(
     purpose = f"load pid {os.getpid()} on {socket.gethostname()}"
     try:
         with source_lock(address, source.name, config.run.lock_wait_seconds, purpose, waiting=progress):
+            end_dead_sessions(address, source.name)
             return _load_locked(config, source, connector, address, reload, progress)
     except LockNotAcquired as busy:
         return SourceLoad(source=source.name, dataset=source.dataset, seconds=time.perf_counter() - started,
@@ -321,6 +325,8 @@ def _load_locked(
             for table_load in result.tables:
                 table_load.deletes = found.get(table_load.table)
         settle_open_loads(pipeline)  # the loads just recorded, and any discarded, leave headwater_ops.open_loads
+        _acknowledge(config, source, connector, pipeline, built.name)
+        result.lag = pipeline.state.get("sources", {}).get(built.name, {}).get(STREAM_LAG)
     except Exception as error:  # reported per source; the other sources still load
         result.error = _describe(error)
     if result.error is None:
@@ -370,6 +376,19 @@ def _rows_lost(error: BaseException | None) -> str | None:
             return found
         error = error.__cause__ or error.__context__
     return None
+
+
+def _acknowledge(config: ProjectConfig, source: SourceConfig, connector: Connector, pipeline: dlt.Pipeline,
+                 source_name: str) -> None:
+    """Let the connector release what the committed state says raw now holds (Connector.acknowledge)."""
+    if connector.acknowledge is None:
+        return
+    state = pipeline.state.get("sources", {}).get(source_name, {})
+    try:
+        connector.acknowledge(config.resolved_settings(source), state)
+    except Exception as error:  # the rows are loaded; the next load acknowledges them from the same state
+        log.warning("%s: what was loaded could not be acknowledged to the source (the next load does): %s",
+                    source.name, _describe(error))
 
 
 def _apply_retention(config: ProjectConfig, source: SourceConfig, address: PostgresAddress, pipeline: dlt.Pipeline,

@@ -197,8 +197,11 @@ def _recover_local(pipeline: dlt.Pipeline, loader_file_format: str, abandon_pend
     for name, count in normalized.items():
         counts[name] = counts.get(name, 0) + count
     recovery.row_counts = {name: count for name, count in counts.items() if not name.startswith("_dlt")}
-    log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
-                ", ".join(recovery.load_ids))
+    if recovery.load_ids:
+        log.warning("%s: loaded pending packages %s left by an interrupted run", pipeline.pipeline_name,
+                    ", ".join(recovery.load_ids))
+    else:
+        log.info("%s: an interrupted run left a package with nothing to load; it was dropped", pipeline.pipeline_name)
     return recovery
 
 

@@ -424,7 +424,9 @@ def run_setting_aside(pipeline: dlt.Pipeline, loader_file_format: str, run: Call
             continue
         for name, count in normalized_counts(pipeline).items():
             counts[name] = counts.get(name, 0) + count
-        return [info], set_aside, counts
+        # None: a run of what is pending found nothing to load (an empty package a killed run extracted, which
+        # normalizing dropped).
+        return [info] if info is not None else [], set_aside, counts
     raise RuntimeError(f"{pipeline.pipeline_name}: Postgres still refused rows after setting rows aside "
                        f"{MAX_ROUNDS} times; the pending load stays for the next run")
 

@@ -45,10 +45,11 @@ _FIELD_SEPARATOR = "\x1f"
 _NULL = "\x00"
 
 
-def table_hints(table: TableConfig, incremental: Any = None) -> dict:
+def table_hints(table: TableConfig, incremental: Any = None, change_feed: bool = False) -> dict:
     """Keyword arguments for ``DltResource.apply_hints`` that make dlt write ``table`` as configured.
 
-    ``incremental`` replaces the table's regular cursor (a backfill window passes its own).
+    ``incremental`` replaces the table's regular cursor (a backfill window passes its own). ``change_feed``: the
+    connector's loads hold only changed keys (Connector.change_feed), as an incremental extract does.
     """
     mode = table.effective_write_disposition
     hints: dict = {}
@@ -74,7 +75,7 @@ def table_hints(table: TableConfig, incremental: Any = None) -> dict:
         if table.deleted_flag:
             # Flagged rows are left out of the new versions, so their current version is retired.
             disposition["source_filter"] = not_deleted_condition(table.deleted_flag)
-        if table.cursor:
+        if table.cursor or change_feed:
             # An incremental extract holds only changed rows: compare just the keys it contains.
             keys = _key_list(table.primary_key)
             disposition["destination_scope"] = f"({keys}) IN (SELECT {keys} FROM {{staging_table}})"
@@ -86,9 +87,10 @@ def table_hints(table: TableConfig, incremental: Any = None) -> dict:
     return hints
 
 
-def apply_write_mode(resource: DltResource, table: TableConfig, incremental: Any = None) -> None:
+def apply_write_mode(resource: DltResource, table: TableConfig, incremental: Any = None,
+                     change_feed: bool = False) -> None:
     """Apply ``table``'s write disposition, keys and cursor to ``resource`` as dlt hints."""
-    resource.apply_hints(**table_hints(table, incremental))
+    resource.apply_hints(**table_hints(table, incremental, change_feed))
 
 
 def add_history_hash(resource: DltResource, table: TableConfig) -> None:

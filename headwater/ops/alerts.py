@@ -108,6 +108,26 @@ def notify(project: "ProjectConfig", summary: "RunSummary", logger: Any = None) 
     event = build_event(summary, project.name)
     if event is None:
         return []
+    return _send(project, event, logger)
+
+
+def notify_lag(project: "ProjectConfig", source: str, behind_seconds: float, threshold: float,
+               logger: Any = None) -> list[str]:
+    """Tell every configured notifier that a stream's feed trails its source past ``threshold`` seconds."""
+    logger = logger or LOGGER
+    if not project.alerts:
+        return []
+    event = _jsonable({
+        "kind": "stream_lag", "run_id": None, "project": project.name, "status": "running",
+        "message": f"{project.name}: {source} trails its source by {behind_seconds:.1f} s "
+                   f"(alert_lag_seconds: {threshold:g})",
+        "sent_at": datetime.now(timezone.utc), "headwater_version": __version__,
+        "details": {"source": source, "behind_seconds": behind_seconds, "threshold_seconds": threshold},
+    })
+    return _send(project, event, logger)
+
+
+def _send(project: "ProjectConfig", event: dict, logger: Any) -> list[str]:
     problems = []
     for alert in project.alerts:
         notifier = notifier_registry().get(alert.notifier)

@@ -212,6 +212,24 @@ MIGRATIONS: tuple[str, ...] = (
     OPEN_LOADS_TABLE,
     # headwater_ops.open_refreshes: a full refresh passed through creates it too when it runs before any run record.
     OPEN_REFRESHES_TABLE,
+    # Every batch of `headwater stream` (headwater.ops.stream_batches).
+    """
+    create table headwater_ops.stream_batches (
+        run_id text not null,                -- the stream's run in headwater_ops.runs
+        source text not null,
+        batch bigint not null,               -- 1, 2, ... within the run
+        started_at timestamptz not null,
+        seconds double precision not null,
+        rows_loaded bigint not null,
+        rows_quarantined bigint not null,
+        tables jsonb not null default '{}',  -- table -> rows loaded
+        lag jsonb,                           -- the feed's lag after the batch, as its connector reports it:
+                                             -- lag_bytes, retained_wal_bytes, behind_seconds
+        error text,
+        primary key (run_id, batch)
+    );
+    create index stream_batches_source on headwater_ops.stream_batches (source, started_at desc)
+    """,
 )
 
 

@@ -15,8 +15,23 @@ from headwater.common.registry import PluginRegistry, RegistrationError, check_m
 # Metadata a plugin may pass to register(); anything else is a registration error.
 METADATA_KEYS = frozenset(
     {"description", "docs_url", "secrets", "primary_keys", "cursors", "pii", "cursor_in_settings", "list_keys",
-     "preflight"}
+     "preflight", "acknowledge", "change_feed"}
 )
+
+
+# Source state key under which a streaming connector reports how far its feed trails after a load (a dict, e.g.
+# lag_bytes, behind_seconds); each batch of `headwater stream` records it (headwater.ops.stream_batches).
+STREAM_LAG = "stream_lag"
+
+
+def in_load() -> bool:
+    """True while dlt extracts into a load package; False when `headwater check` reads a resource's first item, so a
+    streaming connector neither consumes nor creates anything then."""
+    try:
+        dlt.current.load_package_state()
+    except Exception:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,14 @@ class Connector:
     # preflight(settings, tables) -> {table: problem}: what `headwater check` can tell is wrong with a table before
     # any run, beyond a failed read (for filesystem: a glob that matches no file); tables None means all of them.
     preflight: Callable[..., dict[str, str]] | None = None
+    # acknowledge(settings, source_state): called once a load committed, with the source's dlt state as committed;
+    # a change feed or broker lets go of what that state says raw holds (a replication slot advanced, messages
+    # acknowledged). The connector must not rely on it alone: a load killed before it runs is acknowledged by
+    # the next load, from the same state.
+    acknowledge: Callable[..., None] | None = None
+    # True where each load holds only the keys that changed since the last one, deletes among them (a change
+    # feed), not the whole table: an scd2 table then retires only the keys a load holds (headwater.load.write_modes).
+    change_feed: bool = False
 
     def settings(self) -> list[Setting]:
         """Every parameter the source takes, read from its signature."""
@@ -150,6 +173,8 @@ def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, 
         raise RegistrationError(f"connector {name!r}: list_keys must be a function (settings, table, columns)")
     if metadata.get("preflight") is not None and not callable(metadata["preflight"]):
         raise RegistrationError(f"connector {name!r}: preflight must be a function (settings, tables)")
+    if metadata.get("acknowledge") is not None and not callable(metadata["acknowledge"]):
+        raise RegistrationError(f"connector {name!r}: acknowledge must be a function (settings, source_state)")
     return Connector(
         name=name,
         source=source,
@@ -163,4 +188,6 @@ def _make_connector(plugin: Plugin, name: Any, source: Any, metadata: dict[str, 
         cursor_in_settings=bool(metadata.get("cursor_in_settings", False)),
         list_keys=metadata.get("list_keys"),
         preflight=metadata.get("preflight"),
+        acknowledge=metadata.get("acknowledge"),
+        change_feed=bool(metadata.get("change_feed", False)),
     )

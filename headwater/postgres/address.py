@@ -209,10 +209,10 @@ class PostgresAddress:
             ).fetchall()
         return {(schema, name) for schema, name in rows}
 
-    def dlt_credentials(self) -> dict[str, object]:
+    def dlt_credentials(self, application_name: str | None = None) -> dict[str, object]:
         """dlt's PostgresCredentials: the URL's parameters go in ``query``, which dlt's psycopg2 connection and
         the COPY's (psycopg for pgpq's, ADBC for the driver's) all receive in the URL dlt renders
-        (``to_native_representation``)."""
+        (``to_native_representation``); ``application_name`` names all those connections."""
         # dlt insists on a password field even where the server trusts the connection.
         credentials: dict[str, object] = {
             "host": self.host,
@@ -224,6 +224,8 @@ class PostgresAddress:
         query = {name: value for name, value in self.options if name != "connect_timeout"}
         if self.role:  # dlt puts `options` in front of its own, for psycopg2 and the copy jobs alike
             query["options"] = self.role_option
+        if application_name:
+            query["application_name"] = application_name
         if query:
             credentials["query"] = query
         if self.option("connect_timeout"):  # a field of its own: dlt writes it over the query's

@@ -29,6 +29,9 @@ from dlt.destinations.impl.postgres.postgres_adapter import GEOMETRY_HINT
 
 # dlt column hint: a decimal of no fixed precision or scale (PostgreSQL's bare `numeric`, say).
 UNCONSTRAINED_NUMERIC = "x-unconstrained-numeric"
+# A merged row's column naming (as a JSON array) the columns whose stored values the row keeps: a change
+# feed's update that did not carry them (PostgreSQL's unchanged TOASTed values), or a flagged delete.
+UNCHANGED_COLUMNS = "_cdc_unchanged"
 JSONB_VERSION = pa.scalar(b"\x01", pa.binary())
 # Destination types that take text as the driver writes it; text bound for any other type is converted by Postgres.
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "citext", "json"})

@@ -53,6 +53,7 @@ from headwater.postgres.binary_copy import copy_binary, encodable
 from headwater.postgres.column_migrations import ColumnChange, change_column_types, holds_only_nulls
 from headwater.postgres.column_types import (
     JSONB,
+    UNCHANGED_COLUMNS,
     copy_into,
     destination_types,
     quoted,
@@ -397,6 +398,8 @@ class FileOrderedMergeJob(SqlMergeFollowupJob):
     def generate_sql(cls, table_chain, sql_client):
         root = table_chain[0]
         columns = root.get("columns", {})
+        if UNCHANGED_COLUMNS in columns:
+            return _kept_values(root, sql_client) + super().generate_sql(table_chain, sql_client)
         if cls.version_order is not None or not {FILE_COLUMN, MODIFIED_COLUMN, LINE_COLUMN} <= set(columns):
             return super().generate_sql(table_chain, sql_client)
         order = (f"{sql_client.escape_column_name(MODIFIED_COLUMN)} DESC, "
@@ -416,6 +419,33 @@ class FileOrderedMergeJob(SqlMergeFollowupJob):
             dedup_sort = (f"{first}{cls.version_order}", "")
         return super().gen_select_from_dedup_sql(table_name, primary_keys, columns, dedup_sort, condition,
                                                  condition_columns, skip_dedup)
+
+
+def _kept_values(root: dict, sql_client) -> list[str]:
+    """Staged rows that name columns in UNCHANGED_COLUMNS take those columns' values from the row they replace."""
+    columns = root.get("columns", {})
+    keys = [name for name, hints in columns.items() if hints.get("primary_key")]
+    kept = [name for name, hints in columns.items() if name not in keys and not name.startswith(("_dlt_", "_cdc_"))
+            and not hints.get("x-valid-from") and not hints.get("x-valid-to") and not hints.get("x-row-version")]
+    if not keys or not kept:
+        return []
+    quote = sql_client.escape_column_name
+    marker = quote(UNCHANGED_COLUMNS)
+    target = sql_client.make_qualified_table_name(root["name"])
+    with sql_client.with_staging_dataset():
+        staged = sql_client.make_qualified_table_name(root["name"])
+    values = ", ".join(
+        f"{quote(name)} = CASE WHEN s.{marker}::jsonb ? {_literal(name)} THEN d.{quote(name)} ELSE s.{quote(name)} END"
+        for name in kept)
+    same_key = " AND ".join(f"s.{quote(key)} = d.{quote(key)}" for key in keys)
+    # An scd2 table holds a key's versions: the values kept are the current version's.
+    same_key += "".join(f" AND d.{quote(name)} IS NULL" for name, hints in columns.items() if hints.get("x-valid-to"))
+    return [f"UPDATE {staged} AS s SET {values}, {marker} = NULL FROM {target} AS d "
+            f"WHERE {same_key} AND s.{marker} IS NOT NULL;"]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _file_scoped_deletes(table_chain, sql_client) -> list[str]:

@@ -107,7 +107,7 @@ def test_show_unknown_connector_suggests_the_closest_name(capsys):
     assert code == 2
     assert out == ""
     assert "unknown connector 'sql_databse'; did you mean 'sql_database'?" in err
-    assert "installed: filesystem, rest_api, sql_database" in err
+    assert "installed: filesystem, nats_jetstream, postgres_cdc, redis_streams, rest_api, sql_database" in err
 
 
 def test_check_on_the_shop_reads_every_source_and_writes_nothing(shop_project, database_url, monkeypatch, capsys):

@@ -67,7 +67,7 @@ def test_a_dlt_resource_is_a_connector_too():
         ("Acme-Tickets", tickets, {}, "connector name 'Acme-Tickets' is invalid"),
         ("acme_plain", plain_function, {}, "source must be a @dlt.source or @dlt.resource function, got function"),
         ("acme_tickets", tickets, {"descripton": "x"},
-         "unknown metadata descripton; allowed: cursor_in_settings, cursors, description"),
+         "unknown metadata descripton; allowed: acknowledge, change_feed, cursor_in_settings, cursors, description"),
         ("acme_tickets", tickets, {"list_keys": "select id from tickets"},
          "connector 'acme_tickets': list_keys must be a function (settings, table, columns)"),
         ("acme_tickets", tickets, {"preflight": ["tickets"]},

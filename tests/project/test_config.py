@@ -48,7 +48,7 @@ def test_bundled_config_loads_with_every_source_and_table():
             """,
             3,
             ["sources.db.connector", "unknown connector 'sql_databse'", "did you mean 'sql_database'",
-             "installed: filesystem, rest_api, sql_database"],
+             "installed: filesystem, nats_jetstream, postgres_cdc, redis_streams, rest_api, sql_database"],
         ),
         (
             """\

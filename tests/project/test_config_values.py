@@ -167,7 +167,7 @@ def table_options(options: str) -> str:
          [":6: sources.db.tables.2024: a table name is text, got int 2024; write it in quotes"]),
         ("sources:\n  db:\n    connector: [sql_database]\n",
          [":3: sources.db.connector: expected a connector name (text), got a list ['sql_database']; installed: "
-          "filesystem, rest_api, sql_database"]),
+          "filesystem, nats_jetstream, postgres_cdc, redis_streams, rest_api, sql_database"]),
         ("sources:\n  db:\n    connector: sql_database\n    settings: {credentials: '${DB_URL}'}\n"
          "    naming: [snake_case]\n",
          [":5: sources.db.naming: unknown naming ['snake_case']; allowed: snake_case"]),
