@@ -294,7 +294,8 @@ def report(cdc: dict, brokers: dict[str, dict], steady_seconds: float, machine: 
         "## Streaming: change data capture and broker micro-batches",
         "",
         "`python -m benchmarks.streaming`: loads in this process, batch after batch as `headwater stream` runs them,",
-        "into a fresh destination; raw checked exact against the source after each part. Delay: the time the row's",
+        "into a fresh destination (the slot's source: the embedded PostgreSQL 18 with `wal_level=logical`); raw checked",
+        "exact against the source after each part. Delay: the time the row's",
         "load was recorded in `_dlt_loads` minus its source commit (`_cdc_committed_at`) or publish time "
         f"(`_published_at`), at a steady {STEADY_RATE:,}/s ({STEADY_BATCH} per commit every 100 ms) for "
         f"{steady_seconds:.0f} s.",
@@ -309,6 +310,15 @@ def report(cdc: dict, brokers: dict[str, dict], steady_seconds: float, machine: 
         lines.append(f"| `{broker}` | {figures['messages']:,} messages | {figures['seconds']:.2f} | "
                      f"**{figures['messages'] / figures['seconds']:,.0f}** | {figures['batches']} | "
                      f"{figures['p50']:.2f} s | **{figures['p99']:.2f} s** |")
+    goals = [("CDC changes applied per second", ">= 20,000", cdc["changes"] / cdc["seconds"], 20_000, True),
+             ("CDC delay p99 at 1,000/s", "<= 2 s", cdc["p99"], 2.0, False)]
+    goals += [(f"`{broker}` delay p99 at 1,000/s", "<= 2 s", figures["p99"], 2.0, False)
+              for broker, figures in brokers.items()]
+    lines += ["", "| goal | target | measured | verdict |", "|---|---:|---:|---|"]
+    for name, target, measured, bound, at_least in goals:
+        met = measured >= bound if at_least else measured <= bound
+        shown = f"{measured:,.0f}" if at_least else f"{measured:.2f} s"
+        lines.append(f"| {name} | {target} | {shown} | {'met' if met else 'missed'} |")
     lines += [
         "",
         f"- Yardstick: the same {cdc['changes']:,} rows by one raw text `COPY` into a table of the same columns: "
