@@ -294,7 +294,7 @@ def report(cdc: dict, brokers: dict[str, dict], steady_seconds: float, machine: 
         "## Streaming: change data capture and broker micro-batches",
         "",
         "`python -m benchmarks.streaming`: loads in this process, batch after batch as `headwater stream` runs them,",
-        "into a fresh destination (the slot's source: the embedded PostgreSQL 18 with `wal_level=logical`); raw checked",
+        "into a fresh destination (the slot's source: the embedded PostgreSQL 18, `wal_level=logical`); raw checked",
         "exact against the source after each part. Delay: the time the row's",
         "load was recorded in `_dlt_loads` minus its source commit (`_cdc_committed_at`) or publish time "
         f"(`_published_at`), at a steady {STEADY_RATE:,}/s ({STEADY_BATCH} per commit every 100 ms) for "
