@@ -206,12 +206,17 @@ def _watch_lag(project, source: str, load: SourceLoad, threshold: float | None, 
 
 def _marts_left(totals: StreamTotals, unbuilt_batches: int) -> str:
     rows = sum(table.rows for table in totals.tables.values())
-    said = f"{totals.batches:,} batches loaded {rows:,} rows"
+    said = f"{_count(totals.batches, 'batch', 'batches')} loaded {_count(rows, 'row', 'rows')}"
     if totals.failed:
-        said += f" ({totals.failed} batches failed)"
-    builds = f"; the marts were built {totals.builds} times" if totals.builds else ""
+        said += f" ({_count(totals.failed, 'batch', 'batches')} failed)"
+    times = "once" if totals.builds == 1 else f"{totals.builds} times"
+    builds = f"; the marts were built {times}" if totals.builds else ""
     left = ("; the tables of the last batches stay pending for the next build" if unbuilt_batches else "")
     return said + builds + left + "."
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number:,} {one if number == 1 else many}"
 
 
 def main(argv: list[str] | None = None) -> int:

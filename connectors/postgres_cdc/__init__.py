@@ -41,7 +41,7 @@ def postgres_cdc(
         deletes_by_table: The same choice for single tables: table name -> apply or flag.
         max_changes: About how many changes one load takes from the slot (whole transactions).
     """
-    source_name, _ = _names()
+    source_name = _source_name()
     default_name = slot_names({}, source_name)[0]
     with connect(credentials, autocommit=True) as connection:
         names = list(tables or _all_tables(connection, schema))
@@ -63,13 +63,13 @@ def postgres_cdc(
     return resources
 
 
-def _names() -> tuple[str, str]:
-    """The source's name in headwater.yaml (its pipeline is headwater_<source>), and the pipeline's name."""
+def _source_name() -> str:
+    """The source's name in headwater.yaml: its pipeline is headwater_<source>."""
     try:
         pipeline = dlt.current.pipeline().pipeline_name
     except Exception:  # called outside a load (headwater check)
         pipeline = "headwater_postgres_cdc"
-    return pipeline.removeprefix("headwater_"), pipeline
+    return pipeline.removeprefix("headwater_")
 
 
 def _all_tables(connection, schema: str) -> list[str]:

@@ -61,7 +61,7 @@ def check_usable(state: SlotState | None, slot: str, position: int, source_hint:
         raise SlotError(f"replication slot {slot!r} was invalidated ({reason}); {how}")
     if state.confirmed is not None and state.confirmed > position:
         raise SlotError(f"replication slot {slot!r} was moved past what was loaded (to "
-                        f"{_text(state.confirmed)}, loaded up to {_text(position)}) by something other than "
+                        f"{lsn_text(state.confirmed)}, loaded up to {lsn_text(position)}) by something other than "
                         f"this source; {how}")
     return state
 
@@ -166,7 +166,7 @@ def advance(connection: psycopg.Connection, slot: str, position: int) -> None:
     state = slot_state(connection, slot)
     if state is not None and (state.confirmed or 0) < position:
         take_over(connection, slot)
-        connection.execute("select pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, _text(position)))
+        connection.execute("select pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, lsn_text(position)))
 
 
 def peek(connection: psycopg.Connection, slot: str, publication: str, max_changes: int) -> Iterator[bytes]:
@@ -195,7 +195,3 @@ def _identifier(name: str) -> str:
 
 def _lsn(text: str | None) -> int | None:
     return None if text is None else lsn_number(text)
-
-
-def _text(lsn: int) -> str:
-    return lsn_text(lsn)

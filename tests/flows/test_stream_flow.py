@@ -30,7 +30,7 @@ def test_each_batch_is_recorded_and_the_marts_build_on_their_cadence(cdc_project
                                                                      prefect_api, capsys):
     summary = stream_flow(source="shop", max_batches=2, build_every=1)
     assert summary.ok, summary.failures
-    assert summary.marts_left == "2 batches loaded 50 rows; the marts were built 1 times."
+    assert summary.marts_left == "2 batches loaded 50 rows; the marts were built once."
     out = " ".join(capsys.readouterr().out.split())
     assert summary.marts_left in out
     assert query(database_url, "select batch, rows_loaded, tables, lag is not null from headwater_ops.stream_batches"
@@ -55,7 +55,7 @@ def test_each_batch_is_recorded_and_the_marts_build_on_their_cadence(cdc_project
     source_rows, raw = source_and_raw(cdc_source, database_url, "items", "id, name")
     assert raw == source_rows and len(raw) == 45
     # No build this time: the changed table waits for the next build, and the summary says so.
-    assert summary.marts_left == ("1 batches loaded 10 rows; the tables of the last batches stay pending for the "
+    assert summary.marts_left == ("1 batch loaded 10 rows; the tables of the last batches stay pending for the "
                                   "next build.")
     assert query(database_url, "select schema_name, table_name from headwater_ops.pending_rebuilds") == [
         ("raw_shop", "items")]
